@@ -1,0 +1,22 @@
+# lowbit's two commands: `make` (the main job) and `make test`.
+SWIFT ?= swift
+LOWBIT_RELEASE := .build/release/lowbit
+
+.PHONY: all deps build test clean
+
+# The main job: install what is missing, build in release mode, describe the machine.
+all: build
+	$(LOWBIT_RELEASE) machine
+
+deps:
+	@scripts/ensure-deps.sh
+
+build: deps
+	$(SWIFT) build -c release
+
+# The tests (Swift Testing); .ci/run calls this.
+test: deps
+	$(SWIFT) test
+
+clean:
+	rm -rf .build

@@ -1,0 +1,37 @@
+// CPU feature probing that needs instructions (cpuid, xgetbv) or kernel macros (hwcaps).
+// Each function is safe to call on any architecture: on the wrong one it reports nothing.
+#ifndef LOWBIT_CPU_FEATURES_H
+#define LOWBIT_CPU_FEATURES_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// Raw x86 CPUID registers for one leaf/subleaf. Returns 0 when the leaf is not supported
+// (or on non-x86 builds), 1 otherwise.
+int lowbit_cpuid(uint32_t leaf, uint32_t subleaf,
+                 uint32_t *eax, uint32_t *ebx, uint32_t *ecx, uint32_t *edx);
+
+// XCR0 as read by xgetbv(0): which register states the OS saves and restores.
+// Returns 0 when OSXSAVE is not set (or on non-x86 builds).
+uint64_t lowbit_xgetbv0(void);
+
+// aarch64 hwcaps (getauxval AT_HWCAP / AT_HWCAP2). 0 elsewhere.
+uint64_t lowbit_hwcap(void);
+uint64_t lowbit_hwcap2(void);
+
+// Bit positions of the aarch64 hwcaps lowbit reads, taken from the kernel's headers where
+// they exist so the Swift side never hard-codes them.
+uint64_t lowbit_hwcap_asimd(void);
+uint64_t lowbit_hwcap_asimddp(void);
+uint64_t lowbit_hwcap_sve(void);
+uint64_t lowbit_hwcap2_i8mm(void);
+uint64_t lowbit_hwcap2_bf16(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,86 @@
+import ArgumentParser
+import Foundation
+import Logging
+
+/// The `lowbit` command: thin glue over the library modules.
+public struct Lowbit: ParsableCommand {
+    public static let version = "0.1.0"
+
+    public static let configuration = CommandConfiguration(
+        commandName: "lowbit",
+        abstract: "A kernel research workbench and autotuner for low-bit LLM kernels.",
+        discussion: """
+            Start with `lowbit machine` to see what lowbit knows about this machine, and
+            `lowbit counters` to see which performance events it can count.
+            """,
+        version: version,
+        subcommands: [MachineCommand.self, CountersCommand.self]
+    )
+
+    public init() {}
+}
+
+/// Options every subcommand takes.
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .long, help: "Log detail on standard error.")
+    var logLevel: LogLevel = .warning
+
+    /// Sets up swift-log once per process and returns a logger for `label`.
+    func logger(_ label: String) -> Logger {
+        LogSetup.bootstrap(level: logLevel.level)
+        var logger = Logger(label: label)
+        logger.logLevel = logLevel.level
+        return logger
+    }
+}
+
+enum LogLevel: String, CaseIterable, ExpressibleByArgument {
+    case trace, debug, info, notice, warning, error, critical
+
+    var level: Logger.Level { Logger.Level(rawValue: rawValue)! }
+}
+
+enum LogSetup {
+    private static let once: Void = {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = .trace  // each Logger filters at its own level
+            return handler
+        }
+    }()
+
+    static func bootstrap(level: Logger.Level) { _ = once }
+}
+
+extension Lowbit {
+    /// Entry point: names a mistyped subcommand and lists the valid ones before argument-parser's
+    /// generic "unexpected argument" can.
+    public static func runFromCommandLine() {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        let names = configuration.subcommands.compactMap { $0.configuration.commandName } + ["help"]
+        if let first = arguments.first, !first.hasPrefix("-"), !names.contains(first) {
+            let guess = names.min { editDistance($0, first) < editDistance($1, first) }
+            var message = "Error: unknown command '\(first)'. Valid commands: \(names.joined(separator: ", "))."
+            if let guess, editDistance(guess, first) <= 2 { message += " Did you mean '\(guess)'?" }
+            FileHandle.standardError.write(Data((message + "\nSee 'lowbit --help'.\n").utf8))
+            Foundation.exit(64)
+        }
+        main(arguments)
+    }
+
+    /// Levenshtein distance, for "did you mean".
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        var row = Array(0...b.count)
+        for i in a.indices {
+            var diagonal = row[0]
+            row[0] = i + 1
+            for j in b.indices {
+                let above = row[j + 1]
+                row[j + 1] = Swift.min(above + 1, row[j] + 1, diagonal + (a[i] == b[j] ? 0 : 1))
+                diagonal = above
+            }
+        }
+        return row[b.count]
+    }
+}

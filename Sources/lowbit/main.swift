@@ -1,0 +1,3 @@
+import LowbitCLI
+
+Lowbit.runFromCommandLine()

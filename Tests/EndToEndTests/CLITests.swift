@@ -1,0 +1,99 @@
+import Foundation
+import Testing
+
+@testable import Machine
+
+/// Runs the built `lowbit` binary (built beside the test bundle by `swift test`).
+struct LowbitBinary {
+    let url: URL
+
+    init() throws {
+        if let override = ProcessInfo.processInfo.environment["LOWBIT_BIN"] {
+            url = URL(fileURLWithPath: override)
+            return
+        }
+        let candidates = [Bundle.main.bundleURL, URL(fileURLWithPath: CommandLine.arguments[0])]
+            .map { $0.deletingLastPathComponent().appendingPathComponent("lowbit") }
+        guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
+            throw CLIError.notFound(candidates.map(\.path))
+        }
+        url = found
+    }
+
+    enum CLIError: Error { case notFound([String]) }
+
+    struct Output {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    func run(_ arguments: [String]) throws -> Output {
+        let process = Process()
+        process.executableURL = url
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Output(
+            status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+            stderr: String(decoding: stderr, as: UTF8.self))
+    }
+}
+
+@Suite("lowbit command line", .serialized)
+struct CLITests {
+    @Test func machineJSONMatchesTheLibrary() throws {
+        let result = try LowbitBinary().run(["machine", "--json"])
+        #expect(result.status == 0, "stderr: \(result.stderr)")
+        let fromCLI = try JSONDecoder().decode(MachineDescription.self, from: Data(result.stdout.utf8))
+        let fromLibrary = try MachineModel().description
+        #expect(fromCLI.topology == fromLibrary.topology)
+        #expect(fromCLI.isa == fromLibrary.isa)
+        #expect(fromCLI.cpu == fromLibrary.cpu)
+        #expect(fromCLI.fingerprint == fromLibrary.fingerprint)
+        #expect(fromCLI.counters.hardwareAvailable == fromLibrary.counters.hardwareAvailable)
+    }
+
+    @Test func machineTextReportNamesEverySection() throws {
+        let result = try LowbitBinary().run(["machine"])
+        #expect(result.status == 0)
+        for section in ["CPU", "Topology", "Caches", "L1d", "ISA", "Binding", "Counters", "Fingerprint"] {
+            #expect(result.stdout.contains(section), "missing \(section)")
+        }
+    }
+
+    @Test func countersListsEveryEvent() throws {
+        let result = try LowbitBinary().run(["counters", "--no-sample"])
+        #expect(result.status == 0)
+        for event in CounterEvent.preferred { #expect(result.stdout.contains(event.name)) }
+    }
+
+    @Test func badInputListsWhatIsValid() throws {
+        let cli = try LowbitBinary()
+        let level = try cli.run(["machine", "--log-level", "loud"])
+        #expect(level.status != 0)
+        #expect(level.stderr.contains("warning") && level.stderr.contains("debug"))
+        let command = try cli.run(["machin"])
+        #expect(command.status != 0)
+        #expect(command.stderr.contains("machine") && command.stderr.contains("counters"))
+        let option = try cli.run(["machine", "--jsn"])
+        #expect(option.status != 0)
+        #expect(option.stderr.contains("--json"))
+    }
+
+    @Test func versionAndHelp() throws {
+        let cli = try LowbitBinary()
+        let version = try cli.run(["--version"])
+        #expect(version.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "0.1.0")
+        for command in [[], ["machine"], ["counters"]] {
+            let help = try cli.run(command + ["--help"])
+            #expect(help.status == 0)
+            #expect(help.stdout.contains("USAGE"))
+        }
+    }
+}
