@@ -12,6 +12,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // C libraries, found through pkg-config. Only the Machine module imports them.
@@ -37,10 +38,35 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Kernel families as data: parameters, constraints, the C source builder, ISA targets.
+        .target(name: "KernelKit", dependencies: ["Machine"]),
+        // The kernel families themselves: templates, Swift references, shape rules.
+        .target(name: "Kernels", dependencies: ["KernelKit"], path: "Kernels"),
+        // C compiler discovery, compile jobs, the content-addressed artifact cache, dlopen.
+        .target(
+            name: "Toolchain",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Isolated worker processes, guarded buffers, timing protocol, pinned thread pool.
+        .target(
+            name: "Measure",
+            dependencies: ["Machine", .product(name: "Logging", package: "swift-log")]
+        ),
+        // Generate -> compile -> verify -> time, for one point of a family.
+        .target(
+            name: "Pipeline",
+            dependencies: [
+                "KernelKit", "Kernels", "Toolchain", "Measure", "Machine",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .target(
             name: "LowbitCLI",
             dependencies: [
-                "Machine",
+                "Machine", "KernelKit", "Kernels", "Toolchain", "Measure", "Pipeline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -48,6 +74,10 @@ let package = Package(
         .executableTarget(name: "lowbit", dependencies: ["LowbitCLI"]),
 
         .testTarget(name: "MachineTests", dependencies: ["Machine"]),
+        .testTarget(name: "KernelsTests", dependencies: ["KernelKit", "Kernels", "Toolchain"]),
+        .testTarget(name: "ToolchainTests", dependencies: ["Toolchain"]),
+        .testTarget(name: "MeasureTests", dependencies: ["Measure", "Machine"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Kernels", "KernelKit", "Toolchain", "Measure", "Machine", "lowbit"]),
         .testTarget(name: "EndToEndTests", dependencies: ["Machine", "lowbit"]),
     ]
 )

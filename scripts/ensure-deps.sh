@@ -4,6 +4,8 @@
 set -euo pipefail
 
 packages=(pkg-config libhwloc-dev libpapi-dev libsqlite3-dev libopenblas-dev)
+# Target headers for compile-only checks of the Arm kernels on x86-64 hosts.
+[ "$(uname -m)" = x86_64 ] && packages+=(libc6-dev-arm64-cross)
 
 if ! command -v swift >/dev/null 2>&1; then
     echo "lowbit needs the Swift toolchain (6.0 or later) on PATH; install it from swift.org and try again." >&2

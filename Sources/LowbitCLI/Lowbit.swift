@@ -14,7 +14,10 @@ public struct Lowbit: ParsableCommand {
             `lowbit counters` to see which performance events it can count.
             """,
         version: version,
-        subcommands: [MachineCommand.self, CountersCommand.self]
+        subcommands: [
+            MachineCommand.self, CountersCommand.self, KernelsCommand.self, GenCommand.self, RunCommand.self,
+            BenchCommand.self, WorkerCommand.self,
+        ]
     )
 
     public init() {}
@@ -25,12 +28,11 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .long, help: "Log detail on standard error.")
     var logLevel: LogLevel = .warning
 
-    /// Sets up swift-log once per process and returns a logger for `label`.
+    /// Sets up swift-log once per process (every logger, the libraries' included, at the chosen level)
+    /// and returns a logger for `label`.
     func logger(_ label: String) -> Logger {
         LogSetup.bootstrap(level: logLevel.level)
-        var logger = Logger(label: label)
-        logger.logLevel = logLevel.level
-        return logger
+        return Logger(label: label)
     }
 }
 
@@ -41,15 +43,20 @@ enum LogLevel: String, CaseIterable, ExpressibleByArgument {
 }
 
 enum LogSetup {
-    private static let once: Void = {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var done = false
+
+    static func bootstrap(level: Logger.Level) {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !done else { return }
+        done = true
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = .trace  // each Logger filters at its own level
+            handler.logLevel = level
             return handler
         }
-    }()
-
-    static func bootstrap(level: Logger.Level) { _ = once }
+    }
 }
 
 extension Lowbit {
@@ -57,8 +64,9 @@ extension Lowbit {
     /// generic "unexpected argument" can.
     public static func runFromCommandLine() {
         let arguments = Array(CommandLine.arguments.dropFirst())
-        let names = configuration.subcommands.compactMap { $0.configuration.commandName } + ["help"]
-        if let first = arguments.first, !first.hasPrefix("-"), !names.contains(first) {
+        let names = configuration.subcommands.filter { $0.configuration.shouldDisplay }.compactMap { $0.configuration.commandName } + ["help"]
+        let hidden = configuration.subcommands.filter { !$0.configuration.shouldDisplay }.compactMap { $0.configuration.commandName }
+        if let first = arguments.first, !first.hasPrefix("-"), !names.contains(first), !hidden.contains(first) {
             let guess = names.min { editDistance($0, first) < editDistance($1, first) }
             var message = "Error: unknown command '\(first)'. Valid commands: \(names.joined(separator: ", "))."
             if let guess, editDistance(guess, first) <= 2 { message += " Did you mean '\(guess)'?" }

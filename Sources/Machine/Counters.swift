@@ -129,6 +129,13 @@ public struct CounterValue: Codable, Sendable, Equatable {
     public var status: Status
     /// Where the value came from: "papi:<event name>" or "os:<call>".
     public var source: String?
+
+    public init(event: String, value: Int64?, status: Status, source: String?) {
+        self.event = event
+        self.value = value
+        self.status = status
+        self.source = source
+    }
 }
 
 /// The result of measuring a closure.

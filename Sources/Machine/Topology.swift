@@ -7,17 +7,35 @@ public struct Topology: Codable, Sendable, Equatable {
         public var vendor: String?
         public var model: String?
         public var pus: [Int]
+
+        public init(index: Int, vendor: String?, model: String?, pus: [Int]) {
+            self.index = index
+            self.vendor = vendor
+            self.model = model
+            self.pus = pus
+        }
     }
 
     public struct NUMANode: Codable, Sendable, Equatable {
         public var index: Int
         public var memoryBytes: UInt64
         public var pus: [Int]
+
+        public init(index: Int, memoryBytes: UInt64, pus: [Int]) {
+            self.index = index
+            self.memoryBytes = memoryBytes
+            self.pus = pus
+        }
     }
 
     public struct Core: Codable, Sendable, Equatable {
         public var index: Int
         public var pus: [Int]
+
+        public init(index: Int, pus: [Int]) {
+            self.index = index
+            self.pus = pus
+        }
     }
 
     public enum CacheKind: String, Codable, Sendable, CaseIterable {
@@ -43,6 +61,16 @@ public struct Topology: Codable, Sendable, Equatable {
         public var associativity: Int
         /// The PUs that share this cache instance.
         public var pus: [Int]
+
+        public init(level: Int, kind: CacheKind, index: Int, sizeBytes: UInt64, lineSize: Int, associativity: Int, pus: [Int]) {
+            self.level = level
+            self.kind = kind
+            self.index = index
+            self.sizeBytes = sizeBytes
+            self.lineSize = lineSize
+            self.associativity = associativity
+            self.pus = pus
+        }
 
         public var name: String { "L\(level)\(kind.suffix)" }
     }

@@ -1,0 +1,166 @@
+import Machine
+
+/// What a family needs to know about the machine to check a configuration.
+public struct MachineContext: Sendable {
+    public var isa: ISAFeatures
+    public var topology: Topology
+
+    public init(isa: ISAFeatures, topology: Topology) {
+        self.isa = isa
+        self.topology = topology
+    }
+
+    public init(_ description: MachineDescription) { self.init(isa: description.isa, topology: description.topology) }
+}
+
+/// C source for one point of a family, with the names of the functions it exports.
+public struct KernelSource: Sendable, Hashable {
+    /// The variant's name: what, then how (`gemm_w8a8__avx2_mr4_nr16_...`).
+    public var name: String
+    public var isa: ISATarget
+    public var code: String
+    /// Exported symbols by role (e.g. "kernel", "pack").
+    public var symbols: [String: String]
+
+    public init(name: String, isa: ISATarget, code: String, symbols: [String: String]) {
+        self.name = name
+        self.isa = isa
+        self.code = code
+        self.symbols = symbols
+    }
+}
+
+/// Resolves exported C symbols of a loaded variant (implemented over dlsym by the pipeline).
+public protocol SymbolTable {
+    func address(of symbol: String) throws -> UnsafeMutableRawPointer
+}
+
+/// How a variant's output compared with the reference.
+public struct Verification: Codable, Sendable, Equatable {
+    public var passed: Bool
+    public var checked: Int
+    public var mismatches: Int
+    public var maxAbsError: Double
+    public var maxRelError: Double
+    /// The rule applied, e.g. "bit-exact" or "normwise relative error <= 1e-5".
+    public var tolerance: String
+    /// The first offending element, for the failure message.
+    public var firstMismatch: String?
+
+    public init(passed: Bool, checked: Int, mismatches: Int, maxAbsError: Double, maxRelError: Double, tolerance: String, firstMismatch: String?) {
+        self.passed = passed
+        self.checked = checked
+        self.mismatches = mismatches
+        self.maxAbsError = maxAbsError
+        self.maxRelError = maxRelError
+        self.tolerance = tolerance
+        self.firstMismatch = firstMismatch
+    }
+}
+
+/// A variant bound to inputs, ready to run: made in the worker process after the library is loaded.
+public protocol KernelInstance: AnyObject {
+    /// Bytes of the output buffer the harness must provide (it guards and poisons it).
+    var outputBytes: Int { get }
+    /// Scratch bytes each thread needs (0 if none); allocated once, outside timing.
+    var workspaceBytesPerThread: Int { get }
+    /// Threads the configuration asks for.
+    var threadCount: Int { get }
+    /// Untimed preparation (e.g. packing weights).
+    func prepare() throws
+    /// Hands over the output and per-thread workspaces before any `run`.
+    func bind(output: UnsafeMutableRawPointer, workspaces: [UnsafeMutableRawPointer])
+    /// Runs thread `index`'s share of the work; every index in `0..<threadCount` is run once per call.
+    func run(thread index: Int)
+    /// Compares the bound output with the Swift reference.
+    func verify() -> Verification
+}
+
+/// A kernel family: shape rules, typed parameters with constraints, a C renderer, a Swift reference.
+public protocol KernelFamily: Sendable {
+    var name: String { get }
+    var summary: String { get }
+    /// Bumped whenever generated code changes; part of every cache and database key.
+    var templateVersion: Int { get }
+    /// Shape dimensions in command-line order, e.g. ["m", "n", "k"].
+    var dimensions: [String] { get }
+    var shapeRules: [String] { get }
+    var parameters: [ParameterSpec] { get }
+    /// Every constraint as "rule: explanation", for `lowbit kernels`.
+    var constraints: [String] { get }
+    /// ISA targets the family has code for.
+    var targets: [ISATarget] { get }
+
+    /// Throws the shape rule the workload breaks.
+    func checkShape(_ workload: Workload) throws
+    /// Throws the constraint the configuration breaks; machine rules apply when `machine` is given.
+    func check(_ config: Configuration, machine: MachineContext?) throws
+    /// A sensible starting configuration for the target on this machine.
+    func defaultConfiguration(isa: ISATarget, machine: MachineContext?) -> Configuration
+    func render(_ config: Configuration) throws -> KernelSource
+    /// Useful operations (MEASURE.md: padding excluded), for GOPS.
+    func usefulOps(_ workload: Workload) -> Double
+    func makeInstance(workload: Workload, config: Configuration, symbols: SymbolTable, seed: UInt64) throws -> KernelInstance
+}
+
+extension KernelFamily {
+    public func parameter(_ name: String) -> ParameterSpec? { parameters.first { $0.name == name } }
+
+    /// Builds a configuration from `name=value` overrides on top of the default for the chosen ISA,
+    /// rejecting unknown names and out-of-domain values with messages that list what is valid.
+    public func configuration(overrides: [String: String], machine: MachineContext?) throws -> Configuration {
+        for key in overrides.keys where parameter(key) == nil {
+            throw ConstraintViolation(
+                "known-parameter",
+                "unknown parameter '\(key)' for \(name); valid parameters: \(parameters.map(\.name).joined(separator: ", "))")
+        }
+        var isa = ISATarget.portable
+        if let text = overrides["isa"] {
+            guard let target = ISATarget(rawValue: text), targets.contains(target) else {
+                throw ConstraintViolation(
+                    "domain", "isa=\(text) is not valid for \(name); valid: \(targets.map(\.rawValue).joined(separator: ", "))")
+            }
+            isa = target
+        } else if let machine {
+            isa = targets.last { $0.runs(on: machine.isa) } ?? .portable
+        }
+        var config = defaultConfiguration(isa: isa, machine: machine)
+        for (key, text) in overrides {
+            let spec = parameter(key)!
+            guard let value = spec.domain.parse(text), spec.domain.contains(value) else {
+                throw ConstraintViolation("domain", "\(key)=\(text) is not valid for \(name); valid: \(spec.domain)")
+            }
+            config[key] = value
+        }
+        try checkDomains(config)
+        try check(config, machine: machine)
+        return config
+    }
+
+    /// Every parameter present and inside its domain.
+    public func checkDomains(_ config: Configuration) throws {
+        for spec in parameters {
+            guard let value = config[spec.name] else {
+                throw ConstraintViolation("complete", "parameter '\(spec.name)' is missing")
+            }
+            guard spec.domain.contains(value) else {
+                throw ConstraintViolation("domain", "\(spec.name)=\(value) is not valid for \(name); valid: \(spec.domain)")
+            }
+        }
+        for key in config.values.keys where parameter(key) == nil {
+            throw ConstraintViolation(
+                "known-parameter",
+                "unknown parameter '\(key)' for \(name); valid parameters: \(parameters.map(\.name).joined(separator: ", "))")
+        }
+    }
+
+    /// Every point of the space (domains' product) that passes `check`; for small spaces and tests.
+    public func enumerate(machine: MachineContext?, fixing fixed: [String: ParamValue] = [:]) -> [Configuration] {
+        var points: [Configuration] = [Configuration()]
+        for spec in parameters {
+            let values = fixed[spec.name].map { [$0] } ?? spec.domain.values
+            points = points.flatMap { p in values.map { v in var q = p; q[spec.name] = v; return q } }
+        }
+        return points.filter { (try? check($0, machine: machine)) != nil }
+    }
+}

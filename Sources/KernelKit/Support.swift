@@ -1,0 +1,68 @@
+import Foundation
+
+/// A deterministic random generator (SplitMix64), so a seed reproduces a workload's inputs.
+public struct SeededGenerator: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+
+    public init(seed: UInt64) { state = seed }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// Owned, aligned memory for kernel inputs (e.g. prepacked weights). The only place in KernelKit
+/// that allocates raw memory.
+public final class AlignedBuffer: @unchecked Sendable {
+    public let pointer: UnsafeMutableRawPointer
+    public let byteCount: Int
+
+    public init(byteCount: Int, alignment: Int = 64) {
+        self.byteCount = byteCount
+        pointer = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: alignment)
+        pointer.initializeMemory(as: UInt8.self, repeating: 0, count: max(byteCount, 1))
+    }
+
+    deinit { pointer.deallocate() }
+}
+
+/// Splits `count` items into `parts` contiguous ranges whose starts are multiples of `unit`.
+public func balancedRanges(count: Int, parts: Int, unit: Int) -> [Range<Int>] {
+    let units = (count + unit - 1) / unit
+    return (0..<parts).map { p in
+        let lo = units * p / parts, hi = units * (p + 1) / parts
+        return min(lo * unit, count)..<min(hi * unit, count)
+    }
+}
+
+extension AlignedBuffer {
+    /// A buffer holding a copy of `values`.
+    public convenience init<T: BitwiseCopyable>(copying values: [T]) {
+        self.init(byteCount: values.count * MemoryLayout<T>.stride)
+        values.withUnsafeBytes { pointer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+    }
+}
+
+/// Compares fp32 results bit for bit (a NaN left by an unwritten poisoned element never matches).
+public func compareBitExact(expected: [Float], actual: UnsafeBufferPointer<Float>, columns: Int) -> Verification {
+    var mismatches = 0
+    var first: String?
+    var maxAbs = 0.0, maxRel = 0.0
+    for i in 0..<expected.count {
+        let e = expected[i], a = actual[i]
+        if e.bitPattern != a.bitPattern {
+            mismatches += 1
+            if first == nil { first = "Y[\(i / columns)][\(i % columns)] = \(a), expected \(e)" }
+            let diff = a.isNaN ? Double.infinity : Double(abs(a - e))
+            maxAbs = max(maxAbs, diff)
+            maxRel = max(maxRel, diff / max(Double(abs(e)), 1e-30))
+        }
+    }
+    return Verification(
+        passed: mismatches == 0, checked: expected.count, mismatches: mismatches, maxAbsError: maxAbs,
+        maxRelError: maxRel, tolerance: "bit-exact", firstMismatch: first)
+}

@@ -1,0 +1,76 @@
+import ArgumentParser
+import Foundation
+import KernelKit
+import Kernels
+import Machine
+import Pipeline
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Benchmark a family's variants over a sweep of shapes, against the portable variant.",
+        discussion: """
+            gemm-w8a8: M in --m-list, N = --n, K = --k. Each variant this machine runs is measured with its
+            hand-picked default configuration, in the same run, interleaved per shape; every row is
+            verified against the Swift reference before it is timed.
+            """
+    )
+
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Kernel family to benchmark.") var family: String
+    @Option(help: "Comma-separated M values.") var mList: String = "1,8,16,32,64,128,256"
+    @Option(help: "N (output channels).") var n: Int = 4096
+    @Option(help: "K (input channels).") var k: Int = 4096
+    @OptionGroup var params: ParamOptions
+    @OptionGroup var measure: MeasureOptions
+
+    func run() throws {
+        let logger = global.logger("lowbit.bench")
+        let f = try KernelRegistry.family(named: family)
+        guard f.dimensions == ["m", "n", "k"] else {
+            throw ValidationError("no benchmark for \(family) yet; families with benchmarks: gemm-w8a8")
+        }
+        let ms = try mList.split(separator: ",").map { text -> Int in
+            guard let v = Int(text.trimmingCharacters(in: .whitespaces)), v > 0 else {
+                throw ValidationError("--m-list expects positive integers separated by commas, got '\(text)'")
+            }
+            return v
+        }
+        let machine = try MachineModel(logger: logger).description
+        let context = MachineContext(machine)
+        let runner = try measure.runner(machine: machine, logger: logger)
+        let overrides = try params.overrides()
+        let skipped = f.targets.filter { !$0.runs(on: machine.isa) }
+        let variants = try f.targets.filter { $0.runs(on: machine.isa) }.map { isa -> Configuration in
+            var o = overrides
+            o["isa"] = isa.rawValue
+            return try f.configuration(overrides: o, machine: context)
+        }
+
+        print("\(f.name) benchmark on \(machine.cpu.name) (\(machine.fingerprint.id)), N = \(n), K = \(k)")
+        for v in variants { print("  \(v["isa"]!): \(v)") }
+        for isa in skipped { print("  \(isa.rawValue): skipped, \(isa.missingFeatures(on: machine.isa) ?? "")") }
+        print("")
+        var table = Table(["M", "variant", "min", "median", "samples", "GOP/s", "x portable", "status"],
+                          alignments: [.right, .left, .right, .right, .right, .right, .right, .left])
+        for m in ms {
+            let workload = Workload(family: f.name, shape: ["m": m, "n": n, "k": k])
+            var portableGops: Double?
+            for config in variants {
+                let r = runner.run(f, workload, config, seed: measure.seed)
+                let isa = config["isa"]!.description
+                if isa == ISATarget.portable.rawValue { portableGops = r.gops }
+                let ratio = (r.gops.flatMap { g in portableGops.map { g / $0 } }).map { String(format: "%.2f", $0) } ?? "-"
+                table.add([
+                    "\(m)", isa, r.timing.map { TrialReport.ms($0.min) } ?? "-", r.timing.map { TrialReport.ms($0.median) } ?? "-",
+                    r.timing.map { "\($0.count)" } ?? "-", r.gops.map { String(format: "%.1f", $0) } ?? "-", ratio,
+                    r.succeeded ? "ok" : "\(r.status.rawValue): \(r.message ?? "")",
+                ])
+                FileHandle.standardError.write(Data("  M=\(m) \(isa): \(r.gops.map { String(format: "%.1f GOP/s", $0) } ?? r.status.rawValue)\n".utf8))
+            }
+        }
+        print(table.render())
+        print("")
+        print("GOP/s counts 2*M*N*K useful operations at the minimum time; data are hot (inputs reused across samples).")
+    }
+}

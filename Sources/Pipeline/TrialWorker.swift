@@ -1,0 +1,164 @@
+import Foundation
+import KernelKit
+import Kernels
+import Machine
+import Measure
+import Toolchain
+
+/// The worker side of a trial: runs inside `lowbit worker`, one request at a time. It keeps loaded
+/// libraries and thread pools between requests (threads are never created inside a timed region).
+public final class TrialWorker {
+    private let topology: HwlocTopology
+    private let availability: CounterAvailability
+    private var libraries: [String: LoadedLibrary] = [:]
+    private var pools: [[Int]: PinnedThreadPool] = [:]
+
+    public init() throws {
+        topology = try HwlocTopology()
+        availability = CounterAvailability.probe()
+    }
+
+    /// Serves requests on standard input until it closes. Never returns.
+    public static func serve() -> Never {
+        let worker: TrialWorker
+        do {
+            worker = try TrialWorker()
+        } catch {
+            FileHandle.standardError.write(Data("lowbit worker: \(error)\n".utf8))
+            exit(70)
+        }
+        WorkerServer.serve { request in try worker.handle(request) }
+    }
+
+    func handle(_ data: Data) throws -> Data {
+        let request = try JSONDecoder().decode(WorkerTrialRequest.self, from: data)
+        return try JSONEncoder().encode(perform(request))
+    }
+
+    private func perform(_ request: WorkerTrialRequest) -> WorkerTrialReply {
+        var reply = WorkerTrialReply(status: .ok, stage: "load", counters: [], bindings: [])
+        func fail(_ status: TrialResult.Status, _ stage: String, _ message: String) -> WorkerTrialReply {
+            reply.status = status
+            reply.stage = stage
+            reply.message = message
+            return reply
+        }
+
+        WorkerStage.enter("load")
+        let instance: KernelInstance
+        do {
+            let family = try KernelRegistry.family(named: request.family)
+            let library = try libraries[request.library] ?? LoadedLibrary(path: URL(fileURLWithPath: request.library))
+            libraries[request.library] = library
+            instance = try family.makeInstance(
+                workload: request.workload, config: request.configuration, symbols: library, seed: request.seed)
+        } catch {
+            return fail(.loadError, "load", "\(error)")
+        }
+
+        WorkerStage.enter("prepare")
+        do {
+            try instance.prepare()
+        } catch {
+            return fail(.loadError, "prepare", "\(error)")
+        }
+        let pool: PinnedThreadPool
+        let output: GuardedBuffer
+        do {
+            pool = try self.pool(for: request.pus)
+            output = try GuardedBuffer(byteCount: instance.outputBytes, alignment: 64)
+        } catch {
+            return fail(.loadError, "prepare", "\(error)")
+        }
+        reply.bindings = pool.bindings
+        guard pool.threadCount == instance.threadCount else {
+            return fail(.loadError, "prepare", "the configuration asks for \(instance.threadCount) threads, the pool has \(pool.threadCount)")
+        }
+        let workspaces = (0..<instance.threadCount).map { _ in AlignedBuffer(byteCount: instance.workspaceBytesPerThread) }
+        instance.bind(output: output.pointer, workspaces: workspaces.map(\.pointer))
+
+        // Verification: poisoned output, one run, canaries, comparison with the reference.
+        WorkerStage.enter("run")
+        output.poison(with: GuardedBuffer.float32Poison)
+        pool.run { instance.run(thread: $0) }
+        guard output.canariesIntact() else {
+            return fail(.verifyFailed, "run", "the variant wrote before the start of its output buffer")
+        }
+        WorkerStage.enter("verify")
+        let verification = instance.verify()
+        reply.verification = verification
+        guard verification.passed else {
+            return fail(
+                .verifyFailed, "verify",
+                "\(verification.mismatches) of \(verification.checked) outputs differ (\(verification.tolerance)); first: \(verification.firstMismatch ?? "?")")
+        }
+        guard !request.verifyOnly else { return reply }
+
+        WorkerStage.enter("time")
+        reply.timing = Stopwatch.time(request.policy) { pool.run { instance.run(thread: $0) } }
+        reply.dataState = "hot: the same inputs are reused by every sample (\(instance.outputBytes) output bytes)"
+        guard output.canariesIntact() else {
+            return fail(.verifyFailed, "time", "the variant wrote before the start of its output buffer while timed")
+        }
+
+        if request.countRuns > 0 {
+            WorkerStage.enter("count")
+            reply.counters = count(instance, pool: pool, runs: request.countRuns)
+        }
+        WorkerStage.enter("done")
+        return reply
+    }
+
+    private func pool(for pus: [Int]) throws -> PinnedThreadPool {
+        if let pool = pools[pus] { return pool }
+        let pool = try PinnedThreadPool(pus: pus, topology: topology)
+        pools[pus] = pool
+        return pool
+    }
+
+    /// Runs the kernel `runs` times with counters on every pool thread, and sums the threads' values
+    /// (per run). Outside the timed region, so counting costs nothing there.
+    private func count(_ instance: KernelInstance, pool: PinnedThreadPool, runs: Int) -> [CounterValue] {
+        let slots = CounterSlots(count: pool.threadCount)
+        let availability = self.availability
+        pool.run { index in
+            do {
+                let counters = try Counters(availability: availability)
+                let m = try counters.measure { for _ in 0..<runs { instance.run(thread: index) } }
+                slots.values[index] = m.values
+            } catch {
+                slots.values[index] = [CounterValue(event: "all", value: nil, status: .unavailable("\(error)"), source: nil)]
+            }
+        }
+        return CounterValue.sum(slots.values.compactMap { $0 }, dividedBy: runs)
+    }
+}
+
+/// One result slot per pool thread; each thread writes only its own.
+private final class CounterSlots: @unchecked Sendable {
+    var values: [[CounterValue]?]
+    init(count: Int) { values = Array(repeating: nil, count: count) }
+}
+
+extension LoadedLibrary: SymbolTable {}
+
+extension CounterValue {
+    /// Sums per-thread values event by event; the status is the weakest of the threads'.
+    static func sum(_ perThread: [[CounterValue]], dividedBy runs: Int) -> [CounterValue] {
+        guard let first = perThread.first else { return [] }
+        return first.indices.map { i in
+            let column = perThread.compactMap { $0.indices.contains(i) ? $0[i] : nil }
+            var total = first[i]
+            if let reason = column.lazy.compactMap({ if case .unavailable(let r) = $0.status { r } else { nil } }).first {
+                total.status = .unavailable(reason)
+                total.value = nil
+                return total
+            }
+            total.value = column.compactMap(\.value).reduce(0, +) / Int64(max(runs, 1))
+            if let estimate = column.lazy.compactMap({ if case .estimated(let r) = $0.status { r } else { nil } }).first {
+                total.status = .estimated(estimate)
+            }
+            return total
+        }
+    }
+}

@@ -1,0 +1,204 @@
+import Foundation
+import KernelKit
+import Kernels
+import Machine
+import Testing
+import Toolchain
+
+@Suite("C source builder")
+struct CSourceTests {
+    @Test func rendersIndentedBlocks() {
+        var c = CSource()
+        c.comment("header")
+        c.function("int f(int n)") { c in
+            c.declare("int", "sum", "0")
+            c.declare("const int *", "p", "0")
+            c.forLoop("int i = 0", "i < n", "i++") { c in c.line("sum += i;") }
+            c.ifBlock("sum > 3") { c in c.line("return 1;") } else: { c in c.line("return 0;") }
+        }
+        let expected = """
+            /* header */
+            int f(int n) {
+                int sum = 0;
+                const int *p = 0;
+                for (int i = 0; i < n; i++) {
+                    sum += i;
+                }
+                if (sum > 3) {
+                    return 1;
+                } else {
+                    return 0;
+                }
+            }
+
+
+            """
+        #expect(c.description == expected)
+    }
+
+    @Test func multiLineCommentsSplitOnNewlines() {
+        var c = CSource()
+        c.comment(lines: ["a\nb", "", "c"])
+        #expect(c.description == "/*\n * a\n * b\n *\n * c\n */\n")
+    }
+}
+
+@Suite("gemm-w8a8 parameters and rules")
+struct GemmW8A8RuleTests {
+    let family = GemmW8A8()
+    let machine = MachineContext(isa: ISAFeatures(architecture: .x86_64, usable: [.sse42, .avx, .avx2, .fma]), topology: Fixtures.zen3)
+
+    @Test func unknownParameterListsValidOnes() {
+        #expect {
+            _ = try family.configuration(overrides: ["tile": "4"], machine: nil)
+        } throws: { error in
+            let text = "\(error)"
+            return text.contains("unknown parameter 'tile'") && text.contains("mr") && text.contains("kc")
+        }
+    }
+
+    @Test func outOfDomainValueListsTheDomain() {
+        #expect {
+            _ = try family.configuration(overrides: ["mr": "7"], machine: nil)
+        } throws: { error in "\(error)".contains("mr=7") && "\(error)".contains("1|2|3|4|5|6|8") }
+        #expect {
+            _ = try family.configuration(overrides: ["isa": "sse9"], machine: nil)
+        } throws: { error in "\(error)".contains("avx2") && "\(error)".contains("portable") }
+    }
+
+    @Test func constraintsNameTheRule() {
+        func rule(_ overrides: [String: String], machine: MachineContext? = nil) -> String? {
+            do {
+                _ = try family.configuration(overrides: overrides, machine: machine)
+                return nil
+            } catch let v as ConstraintViolation {
+                return v.rule
+            } catch {
+                return "\(error)"
+            }
+        }
+        #expect(rule(["isa": "avx512-vnni", "nr": "8"]) == "vector-width")
+        #expect(rule(["isa": "avx2", "mr": "8", "nr": "32"]) == "registers")
+        #expect(rule(["isa": "avx2", "mr": "3", "mc": "64"]) == "mc-tiles")
+        #expect(rule(["isa": "avx2", "nr": "24", "mr": "1", "mc": "64", "nc": "512"]) == "nc-panels")
+        #expect(rule(["isa": "portable", "ku": "2"]) == "portable-unroll")
+        #expect(rule(["threads": "3", "tm": "2"]) == "thread-layout")
+        #expect(rule(["isa": "avx512-vnni"], machine: machine) == "isa-runs")
+        #expect(rule(["isa": "avx2", "threads": "8"], machine: machine) == "threads-pus")
+        #expect(rule(["isa": "avx2", "kc": "4096", "nr": "16"], machine: machine) == "l1-panel")
+        #expect(rule(["isa": "avx2"], machine: machine) == nil)
+    }
+
+    @Test func defaultsAreValidForEveryTarget() throws {
+        for isa in family.targets {
+            let config = family.defaultConfiguration(isa: isa, machine: machine)
+            try family.check(config, machine: nil)
+            if isa.runs(on: machine.isa) { try family.check(config, machine: machine) }
+        }
+    }
+
+    @Test func shapeRulesRejectWithTheRule() {
+        #expect(throws: ConstraintViolation.self) { try family.checkShape(Workload(family: "gemm-w8a8", shape: ["m": 0, "n": 8, "k": 8])) }
+        #expect {
+            try family.checkShape(Workload(family: "gemm-w8a8", shape: ["m": 70000, "n": 70000, "k": 8]))
+        } throws: { ($0 as? ConstraintViolation)?.rule == "size" }
+    }
+
+    @Test func unknownFamilyListsValidOnes() {
+        #expect {
+            _ = try KernelRegistry.family(named: "gemm-w9a9")
+        } throws: { "\($0)".contains("gemm-w8a8") }
+    }
+
+    @Test func variantNamesSayWhatThenHow() throws {
+        let config = try family.configuration(overrides: ["isa": "avx2", "mr": "4", "nr": "16"], machine: nil)
+        let source = try family.render(config)
+        #expect(source.name.hasPrefix("gemm_w8a8__avx2_mr4_nr16_"))
+        #expect(source.code.hasPrefix("/*\n * gemm-w8a8, template version \(family.templateVersion)"))
+        #expect(source.code.contains("isa=avx2"))
+        // Threads are applied by the caller: they do not change the code.
+        let twoThreads = try family.configuration(overrides: ["isa": "avx2", "mr": "4", "nr": "16", "threads": "2"], machine: nil)
+        #expect(try family.render(twoThreads) == source)
+    }
+}
+
+@Suite("gemm-w8a8 reference")
+struct GemmW8A8ReferenceTests {
+    @Test func smallCaseByHand() {
+        let a: [Int8] = [1, -2, 3, 127, -127, 5]  // 2 x 3
+        let w: [Int8] = [4, 5, -6, -127, 127, 0]  // 2 x 3
+        let sa: [Float] = [0.5, 0.25], sw: [Float] = [2, 1]
+        let y = GemmW8A8Reference.compute(a: a, aScale: sa, w: w, wScale: sw, m: 2, n: 2, k: 3)
+        // Row 0: (4 - 10 - 18) = -24, (-127 - 254 + 0) = -381. Row 1: (508 - 635 - 30) = -157, (-16129 - 16129) = -32258.
+        let expected: [Float] = [-24 * 1, -381 * 0.5, -157 * 0.5, -32258 * 0.25]
+        #expect(y == expected)
+    }
+
+    @Test func inputsAreLegalAndNotConstant() {
+        let x = GemmW8A8Reference.inputs(m: 5, n: 7, k: 33, seed: 9)
+        #expect(x.a.allSatisfy { $0 >= -127 })
+        #expect(Set(x.a).count > 10)
+        #expect(x.a[0] == 127 && x.a[33] == -127)
+        #expect(x.aScale.allSatisfy { $0 > 0 })
+        let again = GemmW8A8Reference.inputs(m: 5, n: 7, k: 33, seed: 9)
+        #expect(again.a == x.a && again.wScale == x.wScale)
+    }
+}
+
+@Suite("Templates compile on every ISA", .serialized)
+struct TemplateCompileTests {
+    let family = GemmW8A8()
+
+    /// A deterministic sample of valid points for a target: the default plus random ones.
+    func sample(_ isa: ISATarget, count: Int) -> [Configuration] {
+        var rng = SeededGenerator(seed: 42)
+        var points = [family.defaultConfiguration(isa: isa, machine: nil)]
+        var tries = 0
+        while points.count < count + 1, tries < 10_000 {
+            tries += 1
+            var c = Configuration()
+            for p in family.parameters { c[p.name] = p.domain.values.randomElement(using: &rng)! }
+            c["isa"] = .name(isa.rawValue)
+            if (try? family.check(c, machine: nil)) != nil { points.append(c) }
+        }
+        return points
+    }
+
+    @Test(arguments: GemmW8A8().targets)
+    func sampledPointsCompileWithWarningsAsErrors(isa: ISATarget) throws {
+        let compiler = try CompilerDiscovery.discover()
+        let cross: CrossTarget? = isa.compilesNatively(on: CPUArchitecture.current) ? nil : .aarch64Linux
+        for config in sample(isa, count: 4) {
+            let source = try family.render(config)
+            let job = CompileJob(name: source.name, source: source.code, flags: isa.compilerFlags, compiler: compiler)
+            do {
+                try checkCompiles(job, target: cross)
+            } catch let error as ToolchainError {
+                if case .crossTargetUnavailable = error {
+                    print("skipping \(isa): \(error)")
+                    return
+                }
+                throw error
+            }
+        }
+    }
+}
+
+enum Fixtures {
+    /// The reference machine of the design notes: 2 Zen 3 cores, L1d 32 KiB, L2 512 KiB, L3 32 MiB.
+    static let zen3: Topology = {
+        func cache(_ level: Int, _ kind: Topology.CacheKind, _ size: UInt64, _ index: Int, _ pus: [Int]) -> Topology.Cache {
+            Topology.Cache(level: level, kind: kind, index: index, sizeBytes: size, lineSize: 64, associativity: 8, pus: pus)
+        }
+        return Topology(
+            packages: [.init(index: 0, vendor: "AuthenticAMD", model: "AMD EPYC", pus: [0, 1])],
+            numaNodes: [.init(index: 0, memoryBytes: 24 << 30, pus: [0, 1])],
+            cores: [.init(index: 0, pus: [0]), .init(index: 1, pus: [1])], pus: [0, 1],
+            caches: [
+                cache(1, .data, 32 << 10, 0, [0]), cache(1, .data, 32 << 10, 1, [1]),
+                cache(2, .unified, 512 << 10, 0, [0]), cache(2, .unified, 512 << 10, 1, [1]),
+                cache(3, .unified, 32 << 20, 0, [0, 1]),
+            ],
+            hwlocAPIVersion: "2.8.0")
+    }()
+}
