@@ -13,6 +13,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         // C libraries, found through pkg-config. Only the Machine module imports them.
@@ -55,6 +56,16 @@ let package = Package(
             name: "Measure",
             dependencies: ["Machine", .product(name: "Logging", package: "swift-log")]
         ),
+        // The tuning database (GRDB over SQLite): machines, workloads, trials, best per workload;
+        // export/import and the runtime lookup.
+        .target(
+            name: "TuningStore",
+            dependencies: [
+                "KernelKit", "Machine", "Measure",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Generate -> compile -> verify -> time, for one point of a family.
         .target(
             name: "Pipeline",
@@ -77,6 +88,7 @@ let package = Package(
         .testTarget(name: "KernelsTests", dependencies: ["KernelKit", "Kernels", "Toolchain"]),
         .testTarget(name: "ToolchainTests", dependencies: ["Toolchain"]),
         .testTarget(name: "MeasureTests", dependencies: ["Measure", "Machine"]),
+        .testTarget(name: "TuningStoreTests", dependencies: ["TuningStore", "KernelKit", "Machine", "Measure"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Kernels", "KernelKit", "Toolchain", "Measure", "Machine", "lowbit"]),
         .testTarget(name: "EndToEndTests", dependencies: ["Machine", "lowbit"]),
     ]

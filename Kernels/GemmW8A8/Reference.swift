@@ -58,6 +58,7 @@ final class GemmW8A8Instance: KernelInstance {
     private var workspaces: [UnsafeMutableRawPointer] = []
 
     var outputBytes: Int { m * n * MemoryLayout<Float>.size }
+    var workingSetBytes: Int { a.byteCount + aScale.byteCount + packed.byteCount + outputBytes }
 
     init(workload: Workload, config: Configuration, symbols: SymbolTable, names: [String: String], seed: UInt64) throws {
         m = workload["m"]

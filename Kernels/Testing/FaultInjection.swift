@@ -95,6 +95,7 @@ final class FaultInstance: KernelInstance {
     }
 
     var outputBytes: Int { n * MemoryLayout<Float>.size }
+    var workingSetBytes: Int { 2 * outputBytes }
     var workspaceBytesPerThread: Int { 0 }
     func prepare() throws {}
     func bind(output: UnsafeMutableRawPointer, workspaces: [UnsafeMutableRawPointer]) {

@@ -66,6 +66,9 @@ public protocol KernelInstance: AnyObject {
     var workspaceBytesPerThread: Int { get }
     /// Threads the configuration asks for.
     var threadCount: Int { get }
+    /// Bytes the kernel reads and writes per run (inputs as the kernel sees them, plus the output),
+    /// to say whether the timed data fit in the caches.
+    var workingSetBytes: Int { get }
     /// Untimed preparation (e.g. packing weights).
     func prepare() throws
     /// Hands over the output and per-thread workspaces before any `run`.

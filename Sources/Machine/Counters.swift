@@ -220,21 +220,23 @@ public final class Counters {
         if OSCounters.source(for: event) != nil { osEvents.append(event) } else { unavailable[event] = reason }
     }
 
-    /// Runs `body` once and returns its result, the wall time, and every requested event's value.
-    public func measure<R>(_ body: () throws -> R) throws -> CounterMeasurement<R> {
-        let osBefore = OSCounters.read()
+    private var osBefore: OSCounters.Snapshot?
+    private var startedAt: UInt64 = 0
+
+    /// Starts counting on the calling thread. Pair with `stop()` on the same thread.
+    public func start() throws {
+        osBefore = OSCounters.read()
         try eventSet?.start()
-        let t0 = DispatchTime.now().uptimeNanoseconds
-        let result: R
-        do {
-            result = try body()
-        } catch {
-            _ = try? eventSet?.stop()
-            throw error
-        }
-        let t1 = DispatchTime.now().uptimeNanoseconds
+        startedAt = DispatchTime.now().uptimeNanoseconds
+    }
+
+    /// Stops counting and returns the wall time since `start()` and every requested event's value.
+    public func stop() throws -> (wallNanoseconds: UInt64, values: [CounterValue]) {
+        let stoppedAt = DispatchTime.now().uptimeNanoseconds
         let papiValues = try eventSet?.stop() ?? []
         let osAfter = OSCounters.read()
+        guard let osBefore else { throw MachineError.invalidRequest("Counters.stop() without start()") }
+        self.osBefore = nil
 
         var byName: [String: CounterValue] = [:]
         for (i, entry) in papiEvents.enumerated() {
@@ -250,8 +252,21 @@ public final class Counters {
         for (event, reason) in unavailable {
             byName[event] = CounterValue(event: event, value: nil, status: .unavailable(reason), source: nil)
         }
-        return CounterMeasurement(
-            result: result, wallNanoseconds: t1 - t0, values: requested.compactMap { byName[$0.name] })
+        return (stoppedAt - startedAt, requested.compactMap { byName[$0.name] })
+    }
+
+    /// Runs `body` once and returns its result, the wall time, and every requested event's value.
+    public func measure<R>(_ body: () throws -> R) throws -> CounterMeasurement<R> {
+        try start()
+        let result: R
+        do {
+            result = try body()
+        } catch {
+            _ = try? stop()
+            throw error
+        }
+        let (wall, values) = try stop()
+        return CounterMeasurement(result: result, wallNanoseconds: wall, values: values)
     }
 }
 

@@ -15,8 +15,8 @@ public final class KernelRunner {
     public let cache: ArtifactCache
     public var policy: TimingPolicy
     public var timeLimit: TimeLimit
-    /// Runs with counters on every thread after timing (0: none).
-    public var countRuns = 1
+    /// Read counters on every thread around the timed region.
+    public var countEvents = true
     private let worker: WorkerProcess
     private let logger: Logger
     /// Fastest time per run seen so far per workload, for time limits.
@@ -100,7 +100,7 @@ public final class KernelRunner {
         let threads = config["threads"].flatMap { if case .int(let t) = $0 { t } else { nil } } ?? 1
         let request = WorkerTrialRequest(
             family: family.name, workload: workload, configuration: config, library: artifact.path.path, seed: seed,
-            policy: policy, pus: placement.pus(count: threads, topology: machine.topology), countRuns: countRuns,
+            policy: policy, pus: placement.pus(count: threads, topology: machine.topology), count: countEvents,
             verifyOnly: verifyOnly)
         let payload: Data
         do {
@@ -148,7 +148,7 @@ public final class KernelRunner {
         // The Swift reference does at least ~0.2 G useful ops per second even in debug builds.
         let referenceSeconds = family.usefulOps(workload) / 0.2e9
         let perRun = timeLimit.limit(bestSeen: bestSeen[workload].map { Duration.seconds($0) })
-        let runs = Double(policy.warmup + policy.minSamples + countRuns + 1)
+        let runs = Double(policy.warmup + policy.minSamples + 1)
         return .seconds(referenceSeconds) + policy.budget + perRun * runs
     }
 

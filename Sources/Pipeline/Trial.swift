@@ -58,8 +58,8 @@ struct WorkerTrialRequest: Codable {
     var seed: UInt64
     var policy: TimingPolicy
     var pus: [Int]
-    /// Extra runs, outside the timed region, with counters on every thread.
-    var countRuns: Int
+    /// Read counters on every thread around the timed region.
+    var count: Bool
     var verifyOnly: Bool
 }
 

@@ -27,7 +27,10 @@ public final class TrialWorker {
             FileHandle.standardError.write(Data("lowbit worker: \(error)\n".utf8))
             exit(70)
         }
-        WorkerServer.serve { request in try worker.handle(request) }
+        // A stored closure, not a closure literal: Swift 6.3's optimizer crashes on the literal form
+        // passed to a `-> Never` function in release builds.
+        let handler: (Data) throws -> Data = worker.handle
+        WorkerServer.serve(handler: handler)
     }
 
     func handle(_ data: Data) throws -> Data {
@@ -76,6 +79,9 @@ public final class TrialWorker {
         }
         let workspaces = (0..<instance.threadCount).map { _ in AlignedBuffer(byteCount: instance.workspaceBytesPerThread) }
         instance.bind(output: output.pointer, workspaces: workspaces.map(\.pointer))
+        // The kernel holds raw pointers into these buffers: keep them alive until the trial ends
+        // (an optimized build would otherwise free them after their last use in Swift).
+        defer { withExtendedLifetime((output, workspaces)) {} }
 
         // Verification: poisoned output, one run, canaries, comparison with the reference.
         WorkerStage.enter("run")
@@ -94,16 +100,18 @@ public final class TrialWorker {
         }
         guard !request.verifyOnly else { return reply }
 
+        // Counters start on every pool thread before the timed region and stop after it, so they
+        // cover warm-up and samples without adding anything inside either.
         WorkerStage.enter("time")
-        reply.timing = Stopwatch.time(request.policy) { pool.run { instance.run(thread: $0) } }
-        reply.dataState = "hot: the same inputs are reused by every sample (\(instance.outputBytes) output bytes)"
+        let counters = request.count ? startCounters(on: pool) : nil
+        let timing = Stopwatch.time(request.policy) { pool.run { instance.run(thread: $0) } }
+        reply.timing = timing
+        if let counters {
+            reply.counters = stopCounters(counters, on: pool, runs: request.policy.warmup + timing.count)
+        }
+        reply.dataState = dataState(instance)
         guard output.canariesIntact() else {
             return fail(.verifyFailed, "time", "the variant wrote before the start of its output buffer while timed")
-        }
-
-        if request.countRuns > 0 {
-            WorkerStage.enter("count")
-            reply.counters = count(instance, pool: pool, runs: request.countRuns)
         }
         WorkerStage.enter("done")
         return reply
@@ -116,28 +124,53 @@ public final class TrialWorker {
         return pool
     }
 
-    /// Runs the kernel `runs` times with counters on every pool thread, and sums the threads' values
-    /// (per run). Outside the timed region, so counting costs nothing there.
-    private func count(_ instance: KernelInstance, pool: PinnedThreadPool, runs: Int) -> [CounterValue] {
+    /// What is hot in the timed region: every sample reuses the same inputs.
+    private func dataState(_ instance: KernelInstance) -> String {
+        let mib = Double(instance.workingSetBytes) / 1_048_576
+        let working = String(format: "%.2f MiB", mib)
+        guard let llc = topology.snapshot().lastLevelCache else { return "hot: inputs reused by every sample; working set \(working)" }
+        let fits = UInt64(instance.workingSetBytes) <= llc.sizeBytes
+        return "hot: inputs reused by every sample; working set \(working) \(fits ? "fits in" : "exceeds") the \(llc.sizeBytes >> 20) MiB \(llc.name)"
+    }
+
+    private func startCounters(on pool: PinnedThreadPool) -> CounterSlots {
         let slots = CounterSlots(count: pool.threadCount)
         let availability = self.availability
         pool.run { index in
             do {
                 let counters = try Counters(availability: availability)
-                let m = try counters.measure { for _ in 0..<runs { instance.run(thread: index) } }
-                slots.values[index] = m.values
+                try counters.start()
+                slots.counters[index] = counters
             } catch {
                 slots.values[index] = [CounterValue(event: "all", value: nil, status: .unavailable("\(error)"), source: nil)]
             }
+        }
+        return slots
+    }
+
+    /// Stops every thread's counters and sums the threads' values, per run of the kernel.
+    private func stopCounters(_ slots: CounterSlots, on pool: PinnedThreadPool, runs: Int) -> [CounterValue] {
+        pool.run { index in
+            guard let counters = slots.counters[index] else { return }
+            do {
+                slots.values[index] = try counters.stop().values
+            } catch {
+                slots.values[index] = [CounterValue(event: "all", value: nil, status: .unavailable("\(error)"), source: nil)]
+            }
+            slots.counters[index] = nil  // PAPI event sets are destroyed on the thread that made them
         }
         return CounterValue.sum(slots.values.compactMap { $0 }, dividedBy: runs)
     }
 }
 
-/// One result slot per pool thread; each thread writes only its own.
+/// Per-thread counters and results; each pool thread touches only its own index.
 private final class CounterSlots: @unchecked Sendable {
+    var counters: [Counters?]
     var values: [[CounterValue]?]
-    init(count: Int) { values = Array(repeating: nil, count: count) }
+    init(count: Int) {
+        counters = Array(repeating: nil, count: count)
+        values = Array(repeating: nil, count: count)
+    }
 }
 
 extension LoadedLibrary: SymbolTable {}

@@ -32,7 +32,6 @@ enum Harness {
         var limit = TimeLimit()
         limit.floor = floor
         let runner = try KernelRunner(machine: machine, workerExecutable: lowbit, cache: cache, policy: policy, timeLimit: limit)
-        runner.countRuns = 1
         return runner
     }
 }

@@ -1,0 +1,1 @@
+// TuningStore: under construction (issue 4).
