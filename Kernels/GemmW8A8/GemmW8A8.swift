@@ -141,7 +141,7 @@ public struct GemmW8A8: KernelFamily {
         return GemmW8A8Template(config: config, templateVersion: templateVersion).render()
     }
 
-    public func usefulOps(_ workload: Workload) -> Double {
+    public func usefulOps(_ workload: Workload, _ config: Configuration) -> Double {
         2 * Double(workload["m"]) * Double(workload["n"]) * Double(workload["k"])
     }
 

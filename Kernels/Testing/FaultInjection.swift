@@ -71,7 +71,7 @@ public struct FaultInjection: KernelFamily {
         return KernelSource(name: name, isa: .portable, code: c.description, symbols: ["kernel": name])
     }
 
-    public func usefulOps(_ workload: Workload) -> Double { Double(workload["n"]) }
+    public func usefulOps(_ workload: Workload, _ config: Configuration) -> Double { Double(workload["n"]) }
 
     public func makeInstance(workload: Workload, config: Configuration, symbols: SymbolTable, seed: UInt64) throws -> KernelInstance {
         try FaultInstance(n: workload["n"], threads: config.int("threads"), symbol: symbols.address(of: try render(config).symbols["kernel"]!), seed: seed)

@@ -101,8 +101,8 @@ public protocol KernelFamily: Sendable {
     /// A sensible starting configuration for the target on this machine.
     func defaultConfiguration(isa: ISATarget, machine: MachineContext?) -> Configuration
     func render(_ config: Configuration) throws -> KernelSource
-    /// Useful operations (MEASURE.md: padding excluded), for GOPS.
-    func usefulOps(_ workload: Workload) -> Double
+    /// Useful operations of one run (MEASURE.md: padding excluded), for GOPS.
+    func usefulOps(_ workload: Workload, _ config: Configuration) -> Double
     func makeInstance(workload: Workload, config: Configuration, symbols: SymbolTable, seed: UInt64) throws -> KernelInstance
 }
 

@@ -51,8 +51,20 @@ struct BenchCommand: ParsableCommand {
         for v in variants { print("  \(v["isa"]!): \(v)") }
         for isa in skipped { print("  \(isa.rawValue): skipped, \(isa.missingFeatures(on: machine.isa) ?? "")") }
         print("")
-        var table = Table(["M", "variant", "min", "median", "samples", "GOP/s", "x portable", "status"],
-                          alignments: [.right, .left, .right, .right, .right, .right, .right, .left])
+
+        // The int8 ceiling each variant is held against, measured now with the same threads.
+        var ceilings: [String: Double] = [:]
+        print("int8 ceilings measured in this run (peak-compute, int32 accumulation):")
+        for v in variants {
+            let isa = v["isa"]!.description
+            guard let peak = Self.int8Ceiling(isa: isa, threads: v.int("threads"), placement: v.name("placement")) else { continue }
+            let r = runner.run(PeakCompute(), Workload(family: "peak-compute", shape: ["iterations": 1 << 20]), peak, seed: measure.seed)
+            if let g = r.gops { ceilings[isa] = g }
+            print("  \(isa): \(peak.name("op")) with \(v.int("threads")) threads: \(r.gops.map { String(format: "%.1f GOP/s", $0) } ?? "\(r.status.rawValue): \(r.message ?? "")")")
+        }
+        print("")
+        var table = Table(["M", "variant", "min", "median", "samples", "GOP/s", "x portable", "% ceiling", "status"],
+                          alignments: [.right, .left, .right, .right, .right, .right, .right, .right, .left])
         for m in ms {
             let workload = Workload(family: f.name, shape: ["m": m, "n": n, "k": k])
             var portableGops: Double?
@@ -64,6 +76,7 @@ struct BenchCommand: ParsableCommand {
                 table.add([
                     "\(m)", isa, r.timing.map { TrialReport.ms($0.min) } ?? "-", r.timing.map { TrialReport.ms($0.median) } ?? "-",
                     r.timing.map { "\($0.count)" } ?? "-", r.gops.map { String(format: "%.1f", $0) } ?? "-", ratio,
+                    (r.gops.flatMap { g in ceilings[isa].map { String(format: "%.0f%%", 100 * g / $0) } }) ?? "-",
                     r.succeeded ? "ok" : "\(r.status.rawValue): \(r.message ?? "")",
                 ])
                 FileHandle.standardError.write(Data("  M=\(m) \(isa): \(r.gops.map { String(format: "%.1f GOP/s", $0) } ?? r.status.rawValue)\n".utf8))
@@ -72,5 +85,20 @@ struct BenchCommand: ParsableCommand {
         print(table.render())
         print("")
         print("GOP/s counts 2*M*N*K useful operations at the minimum time; data are hot (inputs reused across samples).")
+        print("% ceiling: against the int8 int32-accumulation peak of the variant's own instruction set, same threads.")
+    }
+
+    /// The peak-compute point that bounds a gemm-w8a8 variant: vpmaddubsw+vpmaddwd+vpaddd for AVX2, the
+    /// dot-product instruction where the target has one; none for portable C.
+    static func int8Ceiling(isa: String, threads: Int, placement: String) -> Configuration? {
+        let op: PeakCompute.Operation
+        switch ISATarget(rawValue: isa) {
+        case .avx2: op = .int8I32
+        case .avx512vnni, .avxvnni, .neonDotprod: op = .int8Dot
+        default: return nil
+        }
+        return Configuration([
+            "isa": .name(isa), "op": .name(op.rawValue), "threads": .int(threads), "placement": .name(placement),
+        ])
     }
 }

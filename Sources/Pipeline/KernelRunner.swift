@@ -108,7 +108,7 @@ public final class KernelRunner {
         } catch {
             return failed(result, .loadError, "encode", "\(error)")
         }
-        let limit = callLimit(family, workload)
+        let limit = callLimit(family, workload, config)
         logger.debug("trial \(source.name) on \(workload): limit \(limit)")
         switch worker.call(payload, timeout: limit) {
         case .reply(let data):
@@ -124,7 +124,7 @@ public final class KernelRunner {
             result.bindings = reply.bindings
             result.dataState = reply.dataState
             if let timing = reply.timing, timing.min > 0 {
-                result.gops = family.usefulOps(workload) / timing.min / 1e9
+                result.gops = family.usefulOps(workload, config) / timing.min / 1e9
                 bestSeen[workload] = min(bestSeen[workload] ?? .infinity, timing.min)
             }
             return result
@@ -144,9 +144,9 @@ public final class KernelRunner {
 
     /// The limit for one worker call: verification (reference included) plus timing, where a run may
     /// take `factor` x the best time seen for this workload, and never less than the floor.
-    func callLimit(_ family: any KernelFamily, _ workload: Workload) -> Duration {
+    func callLimit(_ family: any KernelFamily, _ workload: Workload, _ config: Configuration) -> Duration {
         // The Swift reference does at least ~0.2 G useful ops per second even in debug builds.
-        let referenceSeconds = family.usefulOps(workload) / 0.2e9
+        let referenceSeconds = family.usefulOps(workload, config) / 0.2e9
         let perRun = timeLimit.limit(bestSeen: bestSeen[workload].map { Duration.seconds($0) })
         let runs = Double(policy.warmup + policy.minSamples + 1)
         return .seconds(referenceSeconds) + policy.budget + perRun * runs

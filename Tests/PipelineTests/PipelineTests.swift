@@ -184,3 +184,22 @@ struct RunnerCacheTests {
         } throws: { error in "\(error)".contains("undeclared") }
     }
 }
+
+@Suite("peak-compute runs and is exact", .serialized)
+struct PeakComputeRunTests {
+    @Test func everyRunnableOperationVerifies() throws {
+        let runner = try Harness.runner()
+        let family = PeakCompute()
+        var ran = 0
+        for (isa, op) in PeakCompute.operations where isa.runs(on: Harness.machine.isa) {
+            var config = family.defaultConfiguration(isa: isa, machine: nil)
+            config["op"] = .name(op.rawValue)
+            config["threads"] = .int(min(2, Harness.machine.topology.pus.count))
+            let r = runner.run(family, Workload(family: family.name, shape: ["iterations": 5000]), config)
+            #expect(r.status == .ok, "\(isa) \(op): \(r.message ?? "")")
+            #expect((r.gops ?? 0) > 0)
+            ran += 1
+        }
+        if Harness.machine.isa.has(.avx2) { #expect(ran >= 3) }
+    }
+}
