@@ -74,9 +74,18 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Search strategies, cost model, budgets and the tuning loop.
+        .target(
+            name: "Tuner",
+            dependencies: [
+                "KernelKit", "Kernels", "Pipeline", "TuningStore", "Machine",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .target(
             name: "LowbitCLI",
             dependencies: [
+                "Tuner", "TuningStore",
                 "Machine", "KernelKit", "Kernels", "Toolchain", "Measure", "Pipeline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -90,6 +99,7 @@ let package = Package(
         .testTarget(name: "MeasureTests", dependencies: ["Measure", "Machine"]),
         .testTarget(name: "TuningStoreTests", dependencies: ["TuningStore", "KernelKit", "Machine", "Measure"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Kernels", "KernelKit", "Toolchain", "Measure", "Machine", "lowbit"]),
+        .testTarget(name: "TunerTests", dependencies: ["Tuner", "KernelKit", "Kernels", "Pipeline", "TuningStore", "Machine"]),
         .testTarget(name: "EndToEndTests", dependencies: ["Machine", "lowbit"]),
     ]
 )

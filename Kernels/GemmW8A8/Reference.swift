@@ -45,7 +45,7 @@ final class GemmW8A8Instance: KernelInstance {
         Int32, Int32, Int32, Int32, Int32, Int32, UnsafeMutableRawPointer?
     ) -> Void
 
-    let m: Int, n: Int, k: Int
+    let m: Int, n: Int, k: Int, seed: UInt64
     let a: AlignedBuffer, aScale: AlignedBuffer, w: AlignedBuffer, wScale: AlignedBuffer
     let packed: AlignedBuffer
     let pack: Pack
@@ -64,6 +64,7 @@ final class GemmW8A8Instance: KernelInstance {
         m = workload["m"]
         n = workload["n"]
         k = workload["k"]
+        self.seed = seed
         let inputs = GemmW8A8Reference.inputs(m: m, n: n, k: k, seed: seed)
         a = AlignedBuffer(copying: inputs.a)
         aScale = AlignedBuffer(copying: inputs.aScale)
@@ -102,10 +103,14 @@ final class GemmW8A8Instance: KernelInstance {
     }
 
     func verify() -> Verification {
-        let expected = GemmW8A8Reference.compute(
-            a: a.pointer.assumingMemoryBound(to: Int8.self), aScale: aScale.pointer.assumingMemoryBound(to: Float.self),
-            w: w.pointer.assumingMemoryBound(to: Int8.self), wScale: wScale.pointer.assumingMemoryBound(to: Float.self),
-            m: m, n: n, k: k)
+        // Every variant of one workload sees the same seeded inputs, so the worker computes the
+        // reference once per workload.
+        let expected = ReferenceCache.shared.value(for: "gemm-w8a8 \(m) \(n) \(k) \(seed)") {
+            GemmW8A8Reference.compute(
+                a: a.pointer.assumingMemoryBound(to: Int8.self), aScale: aScale.pointer.assumingMemoryBound(to: Float.self),
+                w: w.pointer.assumingMemoryBound(to: Int8.self), wScale: wScale.pointer.assumingMemoryBound(to: Float.self),
+                m: m, n: n, k: k)
+        }
         guard let output else {
             return Verification(passed: false, checked: 0, mismatches: 0, maxAbsError: .nan, maxRelError: .nan, tolerance: "bit-exact", firstMismatch: "no output bound")
         }

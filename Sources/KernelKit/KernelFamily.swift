@@ -100,6 +100,9 @@ public protocol KernelFamily: Sendable {
     func check(_ config: Configuration, machine: MachineContext?) throws
     /// A sensible starting configuration for the target on this machine.
     func defaultConfiguration(isa: ISATarget, machine: MachineContext?) -> Configuration
+    /// The configuration a model of the machine predicts for this workload (BLIS-style for GEMMs);
+    /// the tuner's analytical starting point and the runtime's last fallback.
+    func analyticalConfiguration(for workload: Workload, machine: MachineContext) -> Configuration
     func render(_ config: Configuration) throws -> KernelSource
     /// Useful operations of one run (MEASURE.md: padding excluded), for GOPS.
     func usefulOps(_ workload: Workload, _ config: Configuration) -> Double
@@ -108,6 +111,15 @@ public protocol KernelFamily: Sendable {
 
 extension KernelFamily {
     public func parameter(_ name: String) -> ParameterSpec? { parameters.first { $0.name == name } }
+
+    /// The best target this machine runs (the last of `targets` that runs), or portable.
+    public func bestTarget(on machine: MachineContext) -> ISATarget {
+        targets.last { $0.runs(on: machine.isa) } ?? .portable
+    }
+
+    public func analyticalConfiguration(for workload: Workload, machine: MachineContext) -> Configuration {
+        defaultConfiguration(isa: bestTarget(on: machine), machine: machine)
+    }
 
     /// Builds a configuration from `name=value` overrides on top of the default for the chosen ISA,
     /// rejecting unknown names and out-of-domain values with messages that list what is valid.

@@ -16,7 +16,8 @@ public struct Lowbit: ParsableCommand {
         version: version,
         subcommands: [
             MachineCommand.self, CountersCommand.self, KernelsCommand.self, GenCommand.self, RunCommand.self,
-            BenchCommand.self, WorkerCommand.self,
+            BenchCommand.self, TuneCommand.self, DbCommand.self, ExportCommand.self, ImportCommand.self,
+            WorkerCommand.self,
         ]
     )
 

@@ -39,7 +39,8 @@ struct ShapeOptions: ParsableArguments {
 
 /// Options for how trials are measured.
 struct MeasureOptions: ParsableArguments {
-    @Option(help: "Time budget per variant for repeated samples, in seconds.") var budget: Double = 2
+    @Option(help: "Time budget per variant for repeated samples, in seconds (default 2; 0.5 when tuning).") var budget: Double?
+    var budgetWasDefault: Bool { budget == nil }
     @Option(help: "Seed for the random inputs.") var seed: UInt64 = 1
     @Option(help: "Directory of the compiled-artifact cache (default: $LOWBIT_CACHE_DIR or ~/.cache/lowbit/kernels).")
     var cacheDir: String?
@@ -47,7 +48,7 @@ struct MeasureOptions: ParsableArguments {
 
     func runner(machine: MachineDescription, logger: Logger) throws -> KernelRunner {
         var policy = TimingPolicy()
-        policy.budget = .milliseconds(Int(budget * 1000))
+        policy.budget = .milliseconds(Int((budget ?? 2) * 1000))
         let compiler = try CompilerDiscovery.discover(explicit: cc)
         let cache = ArtifactCache(directory: cacheDir.map { URL(fileURLWithPath: $0) })
         return try KernelRunner(

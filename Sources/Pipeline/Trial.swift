@@ -47,6 +47,19 @@ public struct TrialResult: Codable, Sendable {
     public var dataState: String?
 
     public var succeeded: Bool { status == .ok }
+
+    public init(
+        status: Status, stage: String, message: String? = nil, family: String, workload: Workload,
+        configuration: Configuration, templateVersion: Int
+    ) {
+        self.status = status
+        self.stage = stage
+        self.message = message
+        self.family = family
+        self.workload = workload
+        self.configuration = configuration
+        self.templateVersion = templateVersion
+    }
 }
 
 /// The request the parent sends to a worker process.

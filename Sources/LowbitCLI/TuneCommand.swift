@@ -1,0 +1,155 @@
+import ArgumentParser
+import Foundation
+import KernelKit
+import Kernels
+import Logging
+import Machine
+import Measure
+import Pipeline
+import Tuner
+import TuningStore
+
+/// `--db PATH`, shared by every command that opens the tuning database.
+struct DatabaseOptions: ParsableArguments {
+    @Option(help: "Tuning database (default: $LOWBIT_DB, else ./TuningDB/lowbit.sqlite, else ~/.local/share/lowbit/lowbit.sqlite).")
+    var db: String?
+
+    var path: String { db ?? TuningStore.defaultPath() }
+
+    func open(logger: Logger) throws -> TuningStore { try TuningStore(path: path, logger: logger) }
+}
+
+extension StrategyKind: ExpressibleByArgument {}
+
+struct TuneCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tune",
+        abstract: "Search a family's parameters for the fastest verified variant and store every trial.",
+        discussion: """
+            One workload (`lowbit tune gemm-w8a8 --m 64 --n 4096 --k 4096`) or a suite (`--suite smoke`,
+            `--suite default`, `--suite llama-7b`). Points already in the database for this machine, template
+            version and compiler are reused, never measured again, so running the same command again
+            resumes. Ctrl-C stops after the trial in flight; everything measured is kept.
+            By default the ISA is fixed to the best target this machine runs (--all-isas searches all).
+            Suites: \(Suite.all.map { "\($0.name) (\($0.workloads.count) workloads)" }.joined(separator: ", ")).
+            """
+    )
+
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Kernel family (omit with --suite).") var family: String?
+    @OptionGroup var shape: ShapeOptions
+    @Option(help: "A named suite of workloads: \(Suite.all.map(\.name).joined(separator: ", ")).") var suite: String?
+    @Option(help: "Search strategy.") var strategy: StrategyKind = .modelGuided
+    @Option(help: "Maximum trials per workload.") var trials: Int?
+    @Option(help: "Maximum time per workload, e.g. 90s, 5m.") var time: String?
+    @Option(help: "Stop a workload after this many trials without improvement.") var patience: Int?
+    @Flag(help: "Search every ISA target this machine runs instead of the best one.") var allIsas = false
+    @Option(help: "Seed for the search strategies.") var searchSeed: UInt64 = 7
+    @Flag(help: "Write the export (TuningDB/exports/<fingerprint>.json) at the end.") var export = false
+    @OptionGroup var params: ParamOptions
+    @OptionGroup var measure: MeasureOptions
+    @OptionGroup var database: DatabaseOptions
+
+    func validate() throws {
+        if suite == nil && family == nil { throw ValidationError("give a family and its shape, or --suite NAME (\(Suite.all.map(\.name).joined(separator: ", ")))") }
+        if let suite, Suite.named(suite) == nil {
+            throw ValidationError("unknown suite '\(suite)'; valid suites: \(Suite.all.map(\.name).joined(separator: ", "))")
+        }
+        if let time, Budget.parseDuration(time) == nil { throw ValidationError("--time expects a duration such as 90s, 5m or 1h, got '\(time)'") }
+    }
+
+    func run() throws {
+        let logger = global.logger("lowbit.tune")
+        let description = try MachineModel(logger: logger).description
+        let machine = MachineContext(description)
+        let store = try database.open(logger: logger)
+        try store.record(machine: description)
+
+        var workloads: [(any KernelFamily, Workload)]
+        var budget: Budget
+        if let name = suite, let s = Suite.named(name) {
+            workloads = try s.workloads.map { (try KernelRegistry.family(named: $0.family), $0) }
+            budget = s.budget
+        } else {
+            let f = try KernelRegistry.family(named: family!)
+            workloads = [(f, try shape.workload(for: f))]
+            budget = Budget(maxTrials: 30, maxTime: .seconds(300), patience: 12)
+        }
+        if let trials { budget.maxTrials = trials }
+        if let time { budget.maxTime = Budget.parseDuration(time) }
+        if let patience { budget.patience = patience }
+
+        var tuningMeasure = measure
+        if tuningMeasure.budgetWasDefault { tuningMeasure.budget = 0.5 }
+        let runner = try tuningMeasure.runner(machine: description, logger: logger)
+        let tuner = Tuner(executor: runner, store: store, machine: machine, fingerprint: description.fingerprint.id, logger: logger)
+        Interrupt.install()
+
+        let live = isatty(STDOUT_FILENO) == 1
+        print("tuning \(workloads.count) workload(s) on \(description.fingerprint.id) with \(strategy.rawValue); budget per workload: \(budget); database \(database.path)")
+        var summaries: [TuneSummary] = []
+        for (f, workload) in workloads {
+            if Interrupt.requested { break }
+            var fixed = try fixedParameters(f, machine: machine)
+            try f.checkShape(workload)
+            if f.parameter("isa") != nil, fixed["isa"] == nil, !allIsas { fixed["isa"] = .name(f.bestTarget(on: machine).rawValue) }
+            var s = strategy.make(seed: searchSeed)
+            let summary = try tuner.tune(family: f, workload: workload, strategy: &s, budget: budget, fixed: fixed) { p in
+                Self.report(p, live: live)
+            }
+            if live { print("") }
+            summaries.append(summary)
+            print(Self.line(summary))
+        }
+        print("")
+        print(Self.table(summaries))
+        if Interrupt.requested { print("interrupted: every finished trial is in \(database.path)") }
+        if export {
+            let path = try ExportCommand.write(store: store, fingerprint: description.fingerprint.id, out: nil, format: .json)
+            print("export written to \(path)")
+        }
+    }
+
+    /// Parameters given with --param are held fixed during the search.
+    func fixedParameters(_ f: any KernelFamily, machine: MachineContext) throws -> [String: ParamValue] {
+        var fixed: [String: ParamValue] = [:]
+        for (name, text) in try params.overrides() {
+            guard let spec = f.parameter(name) else {
+                throw ValidationError("unknown parameter '\(name)' for \(f.name); valid parameters: \(f.parameters.map(\.name).joined(separator: ", "))")
+            }
+            guard let value = spec.domain.parse(text), spec.domain.contains(value) else {
+                throw ValidationError("\(name)=\(text) is not valid for \(f.name); valid: \(spec.domain)")
+            }
+            fixed[name] = value
+        }
+        return fixed
+    }
+
+    static func report(_ p: TuneProgress, live: Bool) {
+        let best = p.best?.gops.map { String(format: "%.1f GOP/s", $0) } ?? "-"
+        let budget = p.trialBudget.map { "/\($0)" } ?? ""
+        let eta = p.eta.map { " ETA \(Budget.format($0))" } ?? ""
+        if live {
+            let text = "\r  \(p.workload): trial \(p.trialsDone)\(budget), \(p.failures) failed, best \(best),\(eta)   "
+            FileHandle.standardOutput.write(Data(text.utf8))
+        } else {
+            let last = p.last.map { r in r.succeeded ? String(format: "%.1f GOP/s", r.gops ?? 0) : "\(r.status.rawValue) at \(r.stage)" } ?? ""
+            print("  \(p.workload) trial \(p.trialsDone)\(budget): \(last) [\(p.last?.configuration.description ?? "")]; best \(best)")
+        }
+    }
+
+    static func line(_ s: TuneSummary) -> String {
+        let best = s.best?.gops.map { String(format: "%.1f GOP/s", $0) } ?? "none"
+        return "  \(s.workload): \(s.trials) trials (\(s.failures) failed, \(s.resumed) from the database), best \(best); stopped: \(s.stop.rawValue)"
+    }
+
+    static func table(_ summaries: [TuneSummary]) -> String {
+        var t = Table(["workload", "trials", "failed", "resumed", "best GOP/s", "stop", "best configuration"],
+                      alignments: [.left, .right, .right, .right, .right, .left, .left])
+        for s in summaries {
+            t.add([s.workload.description, "\(s.trials)", "\(s.failures)", "\(s.resumed)",
+                   s.best?.gops.map { String(format: "%.1f", $0) } ?? "-", s.stop.rawValue, s.best?.configuration.description ?? "-"])
+        }
+        return t.render()
+    }
+}

@@ -1,0 +1,41 @@
+import KernelKit
+
+/// A named set of workloads to tune together, with a budget per workload.
+public struct Suite: Sendable {
+    public var name: String
+    public var summary: String
+    public var workloads: [Workload]
+    public var budget: Budget
+
+    /// Linear layers of Llama-7B (hidden 4096, intermediate 11008): q/k/v/o are 4096 x 4096, gate and
+    /// up 11008 x 4096, down 4096 x 11008 (N x K, weights [N][K]).
+    public static let llamaLinearShapes: [(n: Int, k: Int)] = [(4096, 4096), (11008, 4096), (4096, 11008)]
+
+    public static func llama7b(batches: [Int] = [1, 2, 4, 8, 16, 32, 64, 128, 256]) -> Suite {
+        Suite(
+            name: "llama-7b",
+            summary: "gemm-w8a8 on Llama-7B's linear layers (4096x4096, 11008x4096, 4096x11008) at batch \(batches.map(String.init).joined(separator: ", "))",
+            workloads: batches.flatMap { m in llamaLinearShapes.map { Workload(family: "gemm-w8a8", shape: ["m": m, "n": $0.n, "k": $0.k]) } },
+            budget: Budget(maxTrials: 24, maxTime: .seconds(120), patience: 10))
+    }
+
+    public static let all: [Suite] = [
+        Suite(
+            name: "smoke",
+            summary: "three small gemm-w8a8 shapes, a handful of trials each (about a minute)",
+            workloads: [[1, 512, 512], [16, 512, 512], [64, 1024, 512]].map {
+                Workload(family: "gemm-w8a8", shape: ["m": $0[0], "n": $0[1], "k": $0[2]])
+            },
+            budget: Budget(maxTrials: 6, maxTime: .seconds(20), patience: 4)),
+        {
+            var s = llama7b(batches: [1, 16, 64, 256])
+            s.name = "default"
+            s.summary = "the main job's suite: Llama-7B linear layers at batch 1, 16, 64 and 256 (fits 10 minutes on 2 cores)"
+            s.budget = Budget(maxTrials: 10, maxTime: .seconds(40), patience: 5)
+            return s
+        }(),
+        llama7b(),
+    ]
+
+    public static func named(_ name: String) -> Suite? { all.first { $0.name == name } }
+}
