@@ -30,6 +30,9 @@ public enum WorkerServer {
             _ = setrlimit(__rlimit_resource_t(RLIMIT_CORE.rawValue), &noCore)
         }
         for fault in [SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGABRT] { signal(fault, SIG_DFL) }
+        // Ctrl-C reaches the whole process group: the parent decides when to stop (after the trial
+        // in flight), so the worker ignores it and ends when its input closes.
+        signal(SIGINT, SIG_IGN)
         fflush(nil)  // whatever was printed so far goes out through the old stdout
         let replyFD = fcntl(1, F_DUPFD_CLOEXEC, 3)
         guard replyFD >= 0, dup2(2, 1) == 1 else {

@@ -1,0 +1,217 @@
+import Foundation
+import KernelKit
+import Machine
+import Pipeline
+import Testing
+import TuningStore
+
+@testable import Tuner
+
+/// A family that is only a parameter space: four tile-like integers and a constraint between two.
+struct ToyFamily: KernelFamily {
+    let name = "toy"
+    let summary = "a parameter space for tuner tests"
+    let templateVersion = 1
+    let dimensions = ["n"]
+    let shapeRules: [String] = []
+    let targets: [ISATarget] = [.portable]
+    let constraints = ["a-b: a * b <= 512"]
+    var parameters: [ParameterSpec] {
+        [
+            ParameterSpec("a", .ints([1, 2, 4, 8, 16, 32, 64, 128]), default: .int(4), "a"),
+            ParameterSpec("b", .ints([1, 2, 4, 8, 16, 32, 64, 128]), default: .int(4), "b"),
+            ParameterSpec("c", .ints([16, 32, 64, 128, 256, 512, 1024, 2048]), default: .int(64), "c"),
+            ParameterSpec("d", .ints([1, 2, 3, 4, 6, 8, 12, 16]), default: .int(2), "d"),
+        ]
+    }
+    func checkShape(_ workload: Workload) throws {}
+    func check(_ config: Configuration, machine: MachineContext?) throws {
+        try checkDomains(config)
+        guard config.int("a") * config.int("b") <= 512 else { throw ConstraintViolation("a-b", "a * b > 512") }
+    }
+    func defaultConfiguration(isa: ISATarget, machine: MachineContext?) -> Configuration {
+        Configuration(Dictionary(uniqueKeysWithValues: parameters.map { ($0.name, $0.defaultValue) }))
+    }
+    func render(_ config: Configuration) throws -> KernelSource { throw ConstraintViolation("toy", "not renderable") }
+    func usefulOps(_ workload: Workload, _ config: Configuration) -> Double { 1 }
+    func makeInstance(workload: Workload, config: Configuration, symbols: SymbolTable, seed: UInt64) throws -> KernelInstance {
+        throw ConstraintViolation("toy", "not runnable")
+    }
+}
+
+/// Measures nothing: throughput is a smooth function of the parameters with one planted optimum
+/// (a=16, b=8, c=256, d=4), and some points "crash".
+final class FakeExecutor: TrialExecutor {
+    let compilerIdentity = "fake-cc 1.0"
+    var calls: [Configuration] = []
+    var delay: Duration = .zero
+    var constant: Double?
+
+    static func throughput(_ c: Configuration) -> Double {
+        func l(_ name: String) -> Double { log2(Double(c.int(name))) }
+        let e = pow(l("a") - 4, 2) / 3 + pow(l("b") - 3, 2) / 3 + pow(l("c") - 8, 2) / 5 + pow(l("d") - 2, 2) / 2
+            + 0.15 * (l("a") - 4) * (l("b") - 3)
+        return 100 * exp(-e / 2)
+    }
+
+    func execute(_ family: any KernelFamily, _ workload: Workload, _ config: Configuration) -> TrialResult {
+        calls.append(config)
+        if delay > .zero { Thread.sleep(forTimeInterval: Double(delay.components.attoseconds) / 1e18 + Double(delay.components.seconds)) }
+        var r = TrialResult(status: .ok, stage: "done", family: family.name, workload: workload, configuration: config, templateVersion: family.templateVersion)
+        if config.int("d") == 12 {
+            r.status = .crashed
+            r.stage = "run"
+            r.message = "the variant died of SIGSEGV (signal 11) during run"
+            return r
+        }
+        r.gops = constant ?? Self.throughput(config)
+        return r
+    }
+}
+
+enum TunerFixtures {
+    static let machine = MachineContext(isa: ISAFeatures(architecture: .x86_64, usable: [.avx2, .fma]), topology: Topology(
+        packages: [], numaNodes: [], cores: [.init(index: 0, pus: [0]), .init(index: 1, pus: [1])], pus: [0, 1], caches: [],
+        hwlocAPIVersion: "test"))
+    static let workload = Workload(family: "toy", shape: ["n": 1])
+
+    static func tuner(_ executor: FakeExecutor, store: TuningStore? = nil) -> Tuner {
+        Tuner(executor: executor, store: store, machine: machine, fingerprint: "test-machine")
+    }
+}
+
+@Suite("Search strategies")
+struct StrategyTests {
+    let space = SearchSpace(family: ToyFamily(), workload: TunerFixtures.workload, machine: TunerFixtures.machine)
+
+    @Test func exhaustiveVisitsEveryValidPointOnce() throws {
+        let executor = FakeExecutor()
+        var strategy: any SearchStrategy = ExhaustiveSearch()
+        let summary = try TunerFixtures.tuner(executor).tune(family: ToyFamily(), workload: TunerFixtures.workload, strategy: &strategy, budget: Budget())
+        let all = try #require(space.allPoints())
+        #expect(summary.trials == all.count)
+        #expect(Set(executor.calls).count == executor.calls.count, "a point was measured twice")
+        #expect(summary.stop == .exhausted)
+        #expect(executor.calls.allSatisfy(space.isValid))
+    }
+
+    @Test func modelGuidedFindsThePlantedOptimumInAFewPercentOfTheSpace() throws {
+        let all = try #require(space.allPoints())
+        let best = all.map(FakeExecutor.throughput).max()!
+        for seed in [1, 2, 3] as [UInt64] {
+            let executor = FakeExecutor()
+            var strategy: any SearchStrategy = ModelGuidedSearch(seed: seed)
+            // 15% of the space at most; stop early once 60 trials bring nothing better.
+            let budget = Budget(maxTrials: Int(Double(all.count) * 0.15), patience: 60)
+            let summary = try TunerFixtures.tuner(executor).tune(family: ToyFamily(), workload: TunerFixtures.workload, strategy: &strategy, budget: budget)
+            let needed = summary.curve.firstIndex { $0 >= 0.95 * best }.map { $0 + 1 }
+            #expect(needed != nil, "seed \(seed): never within 5% of \(best) (reached \(summary.best?.gops ?? 0))")
+            print("model-guided seed \(seed): within 5% of the best after \(needed ?? -1) of \(all.count) points")
+            #expect(Set(executor.calls).count == executor.calls.count)
+        }
+    }
+
+    @Test func costModelRanksLikeTheTruthOnSmoothData() {
+        var model = CostModel(parameters: ToyFamily().parameters)
+        var rng = SeededGenerator(seed: 5)
+        let train = (0..<80).compactMap { _ in space.randomPoint(using: &rng) }.map { ($0, FakeExecutor.throughput($0)) }
+        model.fit(train)
+        let test = (0..<40).compactMap { _ in space.randomPoint(using: &rng) }
+        var agree = 0, total = 0
+        for i in test.indices {
+            for j in test.indices where i < j {
+                let truth = FakeExecutor.throughput(test[i]) > FakeExecutor.throughput(test[j])
+                let predicted = model.predict(test[i])! > model.predict(test[j])!
+                total += 1
+                if truth == predicted { agree += 1 }
+            }
+        }
+        #expect(Double(agree) / Double(total) > 0.8, "pairwise ranking agreement \(agree)/\(total)")
+    }
+
+    @Test(arguments: StrategyKind.allCases)
+    func everyStrategyHonoursEveryBudget(kind: StrategyKind) throws {
+        // Trials.
+        do {
+            let executor = FakeExecutor()
+            var s = kind.make(seed: 3)
+            let summary = try TunerFixtures.tuner(executor).tune(family: ToyFamily(), workload: TunerFixtures.workload, strategy: &s, budget: Budget(maxTrials: 7))
+            #expect(summary.trials <= 7)
+            #expect(executor.calls.count == summary.trials)
+            if kind != .analytical { #expect(summary.stop == .trials) }
+        }
+        // Time.
+        do {
+            let executor = FakeExecutor()
+            executor.delay = .milliseconds(20)
+            var s = kind.make(seed: 3)
+            let start = ContinuousClock.now
+            let summary = try TunerFixtures.tuner(executor).tune(family: ToyFamily(), workload: TunerFixtures.workload, strategy: &s, budget: Budget(maxTime: .milliseconds(200)))
+            let elapsed = ContinuousClock.now - start
+            #expect(elapsed < .milliseconds(200) + .milliseconds(150), "ran \(elapsed)")
+            #expect(summary.stop == .time || summary.stop == .exhausted)
+        }
+        // Patience: a flat landscape never improves after the first trial.
+        do {
+            let executor = FakeExecutor()
+            executor.constant = 10
+            var s = kind.make(seed: 3)
+            let summary = try TunerFixtures.tuner(executor).tune(family: ToyFamily(), workload: TunerFixtures.workload, strategy: &s, budget: Budget(maxTrials: 100, patience: 4))
+            #expect(summary.trials <= 1 + 4 + (executor.calls.contains { $0.int("d") == 12 } ? 1 : 0) || summary.stop == .exhausted)
+            #expect(summary.stop == .patience || summary.stop == .exhausted)
+        }
+    }
+
+    @Test func failuresAreRecordedNotFatal() throws {
+        let executor = FakeExecutor()
+        var s: any SearchStrategy = RandomSearch(seed: 11)
+        let summary = try TunerFixtures.tuner(executor).tune(family: ToyFamily(), workload: TunerFixtures.workload, strategy: &s, budget: Budget(maxTrials: 200), fixed: ["d": .int(12)])
+        #expect(summary.failures == summary.trials)
+        #expect(summary.best == nil)
+    }
+
+    @Test func interruptStopsAfterTheTrialInFlight() throws {
+        let executor = FakeExecutor()
+        var s: any SearchStrategy = RandomSearch(seed: 1)
+        Interrupt.request()
+        defer { Interrupt.reset() }
+        let summary = try TunerFixtures.tuner(executor).tune(family: ToyFamily(), workload: TunerFixtures.workload, strategy: &s, budget: Budget(maxTrials: 10))
+        #expect(summary.stop == .interrupted)
+        #expect(summary.trials == 0)
+    }
+
+    @Test func durationsParse() {
+        #expect(Budget.parseDuration("90") == .seconds(90))
+        #expect(Budget.parseDuration("5m") == .seconds(300))
+        #expect(Budget.parseDuration("1h30m") == .seconds(5400))
+        #expect(Budget.parseDuration("2.5s") == .milliseconds(2500))
+        #expect(Budget.parseDuration("soon") == nil)
+    }
+}
+
+@Suite("Tuning with the database", .serialized)
+struct TuningStoreIntegrationTests {
+    func temporaryStore() throws -> TuningStore {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lowbit-tuner-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return try TuningStore(path: dir.appendingPathComponent("t.sqlite").path)
+    }
+
+    @Test func aSecondRunResumesAndNeverRepeatsAPoint() throws {
+        let store = try temporaryStore()
+        let first = FakeExecutor()
+        var s1: any SearchStrategy = ModelGuidedSearch(seed: 4)
+        let a = try TunerFixtures.tuner(first, store: store).tune(family: ToyFamily(), workload: TunerFixtures.workload, strategy: &s1, budget: Budget(maxTrials: 12))
+        #expect(a.trials == 12 && a.resumed == 0)
+
+        let second = FakeExecutor()
+        var s2: any SearchStrategy = ModelGuidedSearch(seed: 4)
+        let b = try TunerFixtures.tuner(second, store: store).tune(family: ToyFamily(), workload: TunerFixtures.workload, strategy: &s2, budget: Budget(maxTrials: 12))
+        #expect(b.resumed == 12)
+        #expect(Set(first.calls).isDisjoint(with: Set(second.calls)), "the second run measured a stored point again")
+        #expect((b.best?.gops ?? 0) >= (a.best?.gops ?? 0))
+        #expect(try store.trials(machine: "test-machine").count == 24)
+        let best = try #require(try store.best(machine: "test-machine", workload: TunerFixtures.workload))
+        #expect(abs(best.gops - (b.best?.gops ?? 0)) < 1e-9)
+    }
+}
