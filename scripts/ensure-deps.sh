@@ -3,7 +3,7 @@
 # As root it runs apt-get; otherwise it prints the exact command and stops.
 set -euo pipefail
 
-packages=(pkg-config libhwloc-dev libpapi-dev libsqlite3-dev libopenblas-dev)
+packages=(pkg-config libhwloc-dev libpapi-dev libsqlite3-dev sqlite3 libopenblas-dev)
 # Target headers for compile-only checks of the Arm kernels on x86-64 hosts.
 [ "$(uname -m)" = x86_64 ] && packages+=(libc6-dev-arm64-cross)
 

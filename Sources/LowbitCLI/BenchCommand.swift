@@ -4,11 +4,12 @@ import KernelKit
 import Kernels
 import Machine
 import Pipeline
+import Tuner
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Benchmark a family's variants over a sweep of shapes, against the portable variant.",
+        abstract: "Benchmark a family's variants over a sweep of shapes, or the tuner's strategies (`bench tuner`).",
         discussion: """
             gemm-w8a8: M in --m-list, N = --n, K = --k. Each variant this machine runs is measured with its
             hand-picked default configuration, in the same run, interleaved per shape; every row is
@@ -17,7 +18,7 @@ struct BenchCommand: ParsableCommand {
     )
 
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Kernel family to benchmark.") var family: String
+    @Argument(help: "Kernel family to benchmark (gemm-w8a8), or `tuner`.") var family: String
     @Option(help: "Comma-separated M values.") var mList: String = "1,8,16,32,64,128,256"
     @Option(help: "N (output channels).") var n: Int = 4096
     @Option(help: "K (input channels).") var k: Int = 4096
@@ -26,6 +27,13 @@ struct BenchCommand: ParsableCommand {
 
     func run() throws {
         let logger = global.logger("lowbit.bench")
+        if family == "tuner" {
+            let machine = try MachineModel(logger: logger).description
+            var m = measure
+            if m.budgetWasDefault { m.budget = 0.25 }
+            try TunerBenchmark().run(runner: try m.runner(machine: machine, logger: logger), machine: machine)
+            return
+        }
         let f = try KernelRegistry.family(named: family)
         guard f.dimensions == ["m", "n", "k"] else {
             throw ValidationError("no benchmark for \(family) yet; families with benchmarks: gemm-w8a8")

@@ -1,3 +1,4 @@
+import Foundation
 import KernelKit
 
 /// The valid points of a family for one workload on one machine: the product of the parameter
@@ -9,22 +10,44 @@ public struct SearchSpace: Sendable {
     public let machine: MachineContext
     /// Parameters held at one value (e.g. threads from the command line).
     public let fixed: [String: ParamValue]
+    /// Parameters restricted to a subset of their domain (e.g. for a space small enough to measure
+    /// exhaustively).
+    public let restricted: [String: [ParamValue]]
 
-    public init(family: any KernelFamily, workload: Workload, machine: MachineContext, fixed: [String: ParamValue] = [:]) {
+    public init(
+        family: any KernelFamily, workload: Workload, machine: MachineContext, fixed: [String: ParamValue] = [:],
+        restricted: [String: [ParamValue]] = [:]
+    ) {
         self.family = family
         self.workload = workload
         self.machine = machine
         self.fixed = fixed
+        self.restricted = restricted
     }
 
-    /// The parameters that vary, with their values.
-    public var free: [ParameterSpec] { family.parameters.filter { fixed[$0.name] == nil } }
+    /// The parameters that vary, with their (possibly restricted) values.
+    public var free: [ParameterSpec] {
+        family.parameters.filter { fixed[$0.name] == nil }.map { p in
+            guard let values = restricted[p.name] else { return p }
+            var q = p
+            q.domain = Self.domain(values, like: p.domain)
+            return q
+        }
+    }
+
+    private static func domain(_ values: [ParamValue], like original: ParameterDomain) -> ParameterDomain {
+        switch original {
+        case .ints: return .ints(values.compactMap { if case .int(let v) = $0 { v } else { nil } })
+        case .names: return .names(values.map(\.description))
+        }
+    }
 
     /// The size of the unconstrained product (an upper bound on the valid points).
     public var productSize: Double { free.reduce(1) { $0 * Double($1.domain.values.count) } }
 
     public func isValid(_ config: Configuration) -> Bool {
         for (name, value) in fixed where config[name] != value { return false }
+        for (name, values) in restricted where !(config[name].map(values.contains) ?? false) { return false }
         return (try? family.check(config, machine: machine)) != nil
     }
 
@@ -37,6 +60,35 @@ public struct SearchSpace: Sendable {
         } catch {
             return "\(error)"
         }
+    }
+
+    /// `config` moved into the space: fixed values set, every other parameter moved to the nearest
+    /// allowed value (by log distance for integers). Nil when the result breaks a constraint.
+    public func project(_ config: Configuration) -> Configuration? {
+        var c = config
+        for (name, value) in fixed { c[name] = value }
+        for p in free {
+            let values = p.domain.values
+            guard let current = c[p.name] else {
+                c[p.name] = values.first
+                continue
+            }
+            if values.contains(current) { continue }
+            if case .int(let v) = current {
+                c[p.name] = values.min { a, b in
+                    guard case .int(let x) = a, case .int(let y) = b else { return false }
+                    return abs(log2(Double(max(x, 1))) - log2(Double(max(v, 1)))) < abs(log2(Double(max(y, 1))) - log2(Double(max(v, 1))))
+                }
+            } else {
+                c[p.name] = values.first
+            }
+        }
+        return isValid(c) ? c : nil
+    }
+
+    /// The family's analytical point for this workload, moved into the space.
+    public var analyticalPoint: Configuration? {
+        project(family.analyticalConfiguration(for: workload, machine: machine))
     }
 
     /// A uniformly drawn valid point (rejection sampling), or nil after `attempts` invalid draws.

@@ -87,13 +87,15 @@ public struct AnalyticalSearch: SearchStrategy {
 
     public mutating func next(space: SearchSpace, history: [Observation]) -> Configuration? {
         let seen = history.measured
-        let start = space.family.analyticalConfiguration(for: space.workload, machine: space.machine)
-        let origin = space.isValid(start) ? start : nil
-        if let origin, !seen.contains(origin) { return origin }
+        if let origin = space.analyticalPoint, !seen.contains(origin) { return origin }
         // Hill-climb: unmeasured neighbours of the best points so far.
         let ranked = history.filter { $0.gops != nil }.sorted { $0.gops! > $1.gops! }
         for o in ranked.prefix(5) {
             if let n = space.neighbors(of: o.configuration).first(where: { !seen.contains($0) }) { return n }
+        }
+        // Without a valid analytical point, start from the family's default for the space.
+        if history.isEmpty, let fallback = space.project(space.family.defaultConfiguration(isa: space.family.bestTarget(on: space.machine), machine: space.machine)) {
+            return fallback
         }
         return nil
     }
@@ -115,8 +117,7 @@ public struct ModelGuidedSearch: SearchStrategy {
     public mutating func next(space: SearchSpace, history: [Observation]) -> Configuration? {
         let seen = history.measured
         // 1. The analytical point and its neighbours first: cheap, and usually good.
-        let start = space.family.analyticalConfiguration(for: space.workload, machine: space.machine)
-        if space.isValid(start), !seen.contains(start) { return start }
+        if let start = space.analyticalPoint, !seen.contains(start) { return start }
         let good = history.filter { ($0.gops ?? 0) > 0 }
         if good.count < 4 {
             if let base = good.max(by: { $0.gops! < $1.gops! })?.configuration,

@@ -86,10 +86,10 @@ public final class Tuner {
     /// loaded first and never measured again; each new trial is stored as soon as it finishes.
     public func tune(
         family: any KernelFamily, workload: Workload, strategy: inout any SearchStrategy, budget: Budget,
-        fixed: [String: ParamValue] = [:], progress: ((TuneProgress) -> Void)? = nil
+        fixed: [String: ParamValue] = [:], restricted: [String: [ParamValue]] = [:], progress: ((TuneProgress) -> Void)? = nil
     ) throws -> TuneSummary {
         try family.checkShape(workload)
-        let space = SearchSpace(family: family, workload: workload, machine: machine, fixed: fixed)
+        let space = SearchSpace(family: family, workload: workload, machine: machine, fixed: fixed, restricted: restricted)
         var history = try resumedObservations(family: family, workload: workload)
         let resumed = history.count
         let clock = ContinuousClock()

@@ -1,1 +1,0 @@
-// TuningStore: under construction (issue 4).
