@@ -4,9 +4,11 @@ LOWBIT_RELEASE := .build/release/lowbit
 
 .PHONY: all deps build test clean
 
-# The main job: install what is missing, build in release mode, describe the machine.
+# The main job: install what is missing, build in release mode, describe the machine, tune the
+# default suite into TuningDB/lowbit.sqlite and write TuningDB/exports/<fingerprint>.json.
 all: build
 	$(LOWBIT_RELEASE) machine
+	$(LOWBIT_RELEASE) tune --suite default --export
 
 deps:
 	@scripts/ensure-deps.sh

@@ -100,6 +100,6 @@ let package = Package(
         .testTarget(name: "TuningStoreTests", dependencies: ["TuningStore", "KernelKit", "Machine", "Measure"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Kernels", "KernelKit", "Toolchain", "Measure", "Machine", "lowbit"]),
         .testTarget(name: "TunerTests", dependencies: ["Tuner", "KernelKit", "Kernels", "Pipeline", "TuningStore", "Machine"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["Machine", "lowbit"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["Machine", "TuningStore", "lowbit"]),
     ]
 )

@@ -31,7 +31,7 @@ public struct Suite: Sendable {
             var s = llama7b(batches: [1, 16, 64, 256])
             s.name = "default"
             s.summary = "the main job's suite: Llama-7B linear layers at batch 1, 16, 64 and 256 (fits 10 minutes on 2 cores)"
-            s.budget = Budget(maxTrials: 10, maxTime: .seconds(40), patience: 5)
+            s.budget = Budget(maxTrials: 16, maxTime: .seconds(30), patience: 6)
             return s
         }(),
         llama7b(),

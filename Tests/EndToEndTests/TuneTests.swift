@@ -1,0 +1,68 @@
+import Foundation
+import Testing
+import TuningStore
+
+@Suite("lowbit tune end to end", .serialized)
+struct TuneEndToEndTests {
+    func scratch() throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lowbit-e2e-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    @Test func aTunerKilledWithSIGKILLLeavesEveryFinishedTrial() throws {
+        let dir = try scratch()
+        let db = dir.appendingPathComponent("tune.sqlite").path
+        let process = Process()
+        process.executableURL = try LowbitBinary().url
+        process.arguments = [
+            "tune", "gemm-w8a8", "--m", "8", "--n", "256", "--k", "256", "--strategy", "random", "--trials", "500",
+            "--time", "10m", "--patience", "500", "--budget", "0.05", "--db", db,
+        ]
+        var environment = ProcessInfo.processInfo.environment
+        environment["LOWBIT_CACHE_DIR"] = dir.appendingPathComponent("cache").path
+        process.environment = environment
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+
+        // Each finished trial is stored before its line is printed; wait for a few, then kill.
+        var text = ""
+        var finished = 0
+        let deadline = Date().addingTimeInterval(120)
+        while finished < 4, Date() < deadline {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            text += String(decoding: chunk, as: UTF8.self)
+            finished = text.components(separatedBy: "\n").filter { $0.contains(" trial ") && $0.contains("/500:") }.count
+        }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        #expect(process.terminationReason == .uncaughtSignal)
+        #expect(finished >= 4, "the tuner printed: \(text)")
+
+        let store = try TuningStore(path: db)
+        #expect(try store.check().isEmpty, "the database is not sound after SIGKILL")
+        let stored = try store.trials().count
+        #expect(stored >= finished, "\(finished) trials reported finished, \(stored) stored")
+        #expect(stored <= finished + 1, "at most the trial in flight may be extra")
+    }
+
+    @Test func badTuneInputListsWhatIsValid() throws {
+        let cli = try LowbitBinary()
+        let suite = try cli.run(["tune", "--suite", "huge"])
+        #expect(suite.status != 0)
+        #expect(suite.stderr.contains("smoke") && suite.stderr.contains("llama-7b"))
+        let strategy = try cli.run(["tune", "gemm-w8a8", "--m", "1", "--n", "8", "--k", "8", "--strategy", "genetic"])
+        #expect(strategy.status != 0)
+        #expect(strategy.stderr.contains("model-guided"))
+        let corrupt = try scratch().appendingPathComponent("bad.sqlite")
+        try Data("not a database at all".utf8).write(to: corrupt)
+        let before = try Data(contentsOf: corrupt)
+        let refused = try cli.run(["db", "show", "--db", corrupt.path])
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("--db") || refused.stderr.contains("LOWBIT_DB"))
+        #expect(try Data(contentsOf: corrupt) == before, "a refused file must be left unchanged")
+    }
+}
