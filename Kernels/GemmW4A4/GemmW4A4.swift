@@ -1,0 +1,142 @@
+import KernelKit
+import Machine
+
+/// `gemm-w4a4` (KERNELS.md section 2): Atom's main kernel. INT4 activations and weights with group-128
+/// scales on the normal channels and INT8 outlier channels at the end of K, in one kernel, fp32 out.
+public struct GemmW4A4: KernelFamily {
+    public init() {}
+
+    public let name = "gemm-w4a4"
+    public let summary = "Atom W4A4: INT4 group-128 activations x weights, + O INT8 outlier channels, fp32 accumulation and output"
+    public let templateVersion = 1
+    public let dimensions = ["m", "n", "k", "outliers"]
+    public let shapeRules = [
+        "positive: m, n and k are at least 1",
+        "outliers: 0 <= outliers < k, a multiple of 4",
+        "groups: k - outliers is a positive multiple of 128",
+        "size: m * n and n * k each fit in 2^31 elements",
+    ]
+    public let targets: [ISATarget] = [.portable, .avx2, .avxvnni, .avx512vnni, .neonDotprod]
+
+    public var parameters: [ParameterSpec] {
+        [
+            ParameterSpec("isa", .names(targets.map(\.rawValue)), default: .name("portable"), "instruction set of the micro-kernel"),
+            ParameterSpec("mr", .ints([1, 2, 3, 4, 5, 6, 8]), default: .int(4), "rows of the register tile"),
+            ParameterSpec("nr", .ints([4, 8, 16, 24, 32, 48, 64]), default: .int(8), "columns of the register tile (= packed panel width)"),
+            ParameterSpec("kc", .ints([128, 256, 512, 1024, 2048, 4096]), default: .int(512), "K block, whole groups"),
+            ParameterSpec("mc", .ints([8, 16, 24, 32, 48, 64, 96, 128, 192, 256]), default: .int(64), "M block (unpacked activations kept in L2)"),
+            ParameterSpec("nc", .ints([64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 4096]), default: .int(512), "N block (packed weights kept in L3)"),
+            ParameterSpec("unpack", .names(["mask", "lut"]), default: .name("mask"), "nibble unpacking: shift and mask, or table lookup (vpshufb / tbl)"),
+            ParameterSpec("threads", .ints([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]), default: .int(1), "worker threads"),
+            ParameterSpec("tm", .ints([1, 2, 3, 4, 6, 8, 12, 16]), default: .int(1), "threads along M (threads / tm along N)"),
+            ParameterSpec("placement", .names(ThreadPlacement.allCases.map(\.rawValue)), default: .name("scatter"), "which PUs the threads use"),
+        ]
+    }
+
+    public let constraints = [
+        "vector-width: nr is a multiple of the target's int32 lanes (avx2/avx-vnni 8, avx512-vnni 16, neon 4)",
+        "registers: 2 * mr * nr/lanes accumulators (int group sums and fp32) + 2 * nr/lanes unpacked weight vectors + 4 fit the vector registers; portable: mr * nr <= 128",
+        "mc-tiles: mc is a multiple of mr",
+        "nc-panels: nc is a multiple of nr",
+        "thread-layout: threads is a multiple of tm",
+        "isa-runs (machine): the target's instructions are usable on this machine",
+        "threads-pus (machine): threads <= processing units",
+        "l1-panel (machine): kc * nr / 2 bytes of packed weights fit in the L1 data cache",
+        "l2-block (machine): mc * kc bytes of unpacked activations fit in L2",
+    ]
+
+    public func checkShape(_ workload: Workload) throws {
+        for d in ["m", "n", "k"] where workload[d] < 1 {
+            throw ConstraintViolation("positive", "\(d) = \(workload[d]) for \(name); m, n and k must be at least 1")
+        }
+        let outliers = workload.shape["outliers"] ?? AtomQuantization.defaultOutliers
+        try AtomQuantization.checkLayout(k: workload["k"], outliers: outliers)
+        guard outliers % 4 == 0 else { throw ConstraintViolation("outliers", "outliers = \(outliers) is not a multiple of 4") }
+        let limit = Int(Int32.max)
+        if workload["m"] * workload["n"] > limit || workload["n"] * workload["k"] > limit {
+            throw ConstraintViolation("size", "\(workload) has more than 2^31 elements in Y or W")
+        }
+    }
+
+    public func check(_ config: Configuration, machine: MachineContext?) throws {
+        try checkDomains(config)
+        let isa = ISATarget(rawValue: config.name("isa"))!
+        let mr = config.int("mr"), nr = config.int("nr"), kc = config.int("kc")
+        let mc = config.int("mc"), nc = config.int("nc")
+        if let d = W4Dialect.forTarget(isa) {
+            guard nr % d.lanes == 0 else {
+                throw ConstraintViolation("vector-width", "nr=\(nr) is not a multiple of \(d.lanes) int32 lanes for \(isa)")
+            }
+            let v = nr / d.lanes
+            let needed = 2 * mr * v + 2 * v + 4
+            guard needed <= d.registers else {
+                throw ConstraintViolation("registers", "mr=\(mr) nr=\(nr) on \(isa) needs \(needed) vector registers; the target has \(d.registers)")
+            }
+        } else if mr * nr > 128 {
+            throw ConstraintViolation("registers", "mr * nr = \(mr * nr) scalar accumulators; the portable tile allows 128")
+        }
+        guard mc % mr == 0 else { throw ConstraintViolation("mc-tiles", "mc=\(mc) is not a multiple of mr=\(mr)") }
+        guard nc % nr == 0 else { throw ConstraintViolation("nc-panels", "nc=\(nc) is not a multiple of nr=\(nr)") }
+        let threads = config.int("threads"), tm = config.int("tm")
+        guard threads % tm == 0 else { throw ConstraintViolation("thread-layout", "threads=\(threads) is not a multiple of tm=\(tm)") }
+        guard let machine else { return }
+        if let why = isa.missingFeatures(on: machine.isa) { throw ConstraintViolation("isa-runs", why) }
+        guard threads <= machine.topology.pus.count else {
+            throw ConstraintViolation("threads-pus", "threads=\(threads) but this machine has \(machine.topology.pus.count) processing units")
+        }
+        if let l1 = machine.topology.dataCache(level: 1), kc * nr / 2 > Int(l1.sizeBytes) {
+            throw ConstraintViolation("l1-panel", "kc * nr / 2 = \(kc * nr / 2) bytes exceeds the \(l1.sizeBytes)-byte L1 data cache")
+        }
+        if let l2 = machine.topology.dataCache(level: 2), mc * kc > Int(l2.sizeBytes) {
+            throw ConstraintViolation("l2-block", "mc * kc = \(mc * kc) bytes exceeds the \(l2.sizeBytes)-byte L2")
+        }
+    }
+
+    public func defaultConfiguration(isa: ISATarget, machine: MachineContext?) -> Configuration {
+        var c = Configuration(Dictionary(uniqueKeysWithValues: parameters.map { ($0.name, $0.defaultValue) }))
+        c["isa"] = .name(isa.rawValue)
+        let tile: (mr: Int, nr: Int) =
+            switch isa {
+            case .portable: (4, 8)
+            case .avx2, .avxvnni: (4, 8)
+            case .avx512vnni: (6, 32)
+            case .neonDotprod: (4, 8)
+            }
+        c["mr"] = .int(tile.mr)
+        c["nr"] = .int(tile.nr)
+        c["mc"] = .int(tile.mr == 6 ? 96 : 64)
+        c["nc"] = .int(512)
+        c["kc"] = .int(1024)
+        if let machine {
+            let cores = max(1, machine.topology.cores.count)
+            let threadValues = parameter("threads")!.domain.values.compactMap { v -> Int? in if case .int(let i) = v { i } else { nil } }
+            c["threads"] = .int(threadValues.last { $0 <= cores } ?? 1)
+        }
+        return c
+    }
+
+    public func render(_ config: Configuration) throws -> KernelSource {
+        try check(config, machine: nil)
+        return GemmW4A4Template(config: config, templateVersion: templateVersion).render()
+    }
+
+    /// 2 * M * N * K: the outlier channels count, nothing else does (MEASURE.md).
+    public func usefulOps(_ workload: Workload, _ config: Configuration) -> Double {
+        2 * Double(workload["m"]) * Double(workload["n"]) * Double(workload["k"])
+    }
+
+    /// The fewest bytes of weights a run must read: packed INT4 codes, group scales, INT8 outliers and
+    /// their scales. For decode-sized M this is what bounds the kernel.
+    public static func weightBytes(_ workload: Workload) -> Double {
+        let n = Double(workload["n"]), k = workload["k"], o = workload.shape["outliers"] ?? AtomQuantization.defaultOutliers
+        let normal = Double(k - o)
+        return n * (normal / 2 + normal / Double(AtomQuantization.groupSize) * 4 + Double(o) + 4)
+    }
+
+    public func makeInstance(workload: Workload, config: Configuration, symbols: SymbolTable, seed: UInt64) throws -> KernelInstance {
+        try checkShape(workload)
+        try check(config, machine: nil)
+        let names = GemmW4A4Template(config: config, templateVersion: templateVersion).render().symbols
+        return try GemmW4A4Instance(workload: workload, config: config, symbols: symbols, names: names, seed: seed)
+    }
+}

@@ -1,0 +1,202 @@
+import KernelKit
+
+/// How one ISA spells the W4A4 micro-kernel: INT4 x INT4 group sums (exact in int16 or int32), the
+/// fp32 group epilogue, and the INT8 outlier dot product.
+///
+/// Weights are stored as signed 4-bit codes; x86 targets unpack them to the unsigned form w + 8
+/// (`u8` operand of vpmaddubsw / vpdpbusd) and subtract 8 * sum(a) per group, which the quantize
+/// kernel already provides as the group sum. Arm's sdot is signed x signed and needs no correction.
+struct W4Dialect: Sendable {
+    var lanes: Int
+    var registers: Int
+    var headers: [String]
+    var intVector: String
+    var floatVector: String
+    var note: String
+    /// Whether group sums need the -8 * sum(a) correction (unsigned-weight dot products).
+    var offsetWeights: Bool
+    /// Accumulate one group in int16 lanes (vpmaddubsw + vpaddw), widening at the group's end.
+    var int16Groups: Bool
+
+    var zero: String
+    /// Constants every tile declares (e.g. int16 ones for vpmaddwd).
+    var fixedConstants: [String]
+    var constants: @Sendable (_ unpack: String) -> [String]
+    /// Declarations unpacking one 4·lanes-byte load at `pointer` into `lo` (k 0-3) and `hi` (k 4-7).
+    var unpack: @Sendable (_ unpack: String, _ pointer: String, _ lo: String, _ hi: String) -> [String]
+    var broadcast: @Sendable (String) -> String
+    var accumulate: @Sendable (_ acc: String, _ weights: String, _ activations: String) -> String
+    /// int32 group sums from the accumulator (widening int16 pairs where needed).
+    var widen: @Sendable (String) -> String
+    var subInt: @Sendable (String, String) -> String
+    var splatInt: @Sendable (String) -> String
+    var loadInt: @Sendable (String) -> String
+    var toFloat: @Sendable (String) -> String
+    var mulFloat: @Sendable (String, String) -> String
+    var addFloat: @Sendable (String, String) -> String
+    var splatFloat: @Sendable (String) -> String
+    var loadFloat: @Sendable (String) -> String
+    var storeFloat: @Sendable (String, String) -> String
+
+    /// The INT8 outlier dot product (the gemm-w8a8 expressions of the same target).
+    var outlierRow: @Sendable (_ name: String, _ a: String) -> [String]
+    var outlierAccumulate: @Sendable (_ acc: String, _ row: String, _ b: String) -> String
+    var outlierConstants: [String]
+    var outlierOffset: Bool
+    var loadBytes: @Sendable (String) -> String
+
+    static func forTarget(_ isa: ISATarget) -> W4Dialect? {
+        switch isa {
+        case .portable: return nil
+        case .avx2: return avx2
+        case .avxvnni: return avxvnni
+        case .avx512vnni: return avx512vnni
+        case .neonDotprod: return neon
+        }
+    }
+
+    private static func x86Unpack(_ prefix: String, _ bits: Int) -> @Sendable (String, String, String, String) -> [String] {
+        let si = "si\(bits)"
+        return { method, p, lo, hi in
+            let load = bits == 512 ? "_mm512_loadu_si512((const void *)(\(p)))" : "_mm256_loadu_si256((const __m256i *)(\(p)))"
+            let raw = "\(lo)_raw"
+            var lines = ["const __m\(bits)i \(raw) = \(load);"]
+            if method == "lut" {
+                lines.append("const __m\(bits)i \(lo) = \(prefix)_shuffle_epi8(to_unsigned, \(prefix)_and_\(si)(\(raw), low_nibbles));")
+                lines.append("const __m\(bits)i \(hi) = \(prefix)_shuffle_epi8(to_unsigned, \(prefix)_and_\(si)(\(prefix)_srli_epi16(\(raw), 4), low_nibbles));")
+            } else {
+                // Flipping bit 3 of a two's-complement nibble gives w + 8.
+                lines.append("const __m\(bits)i \(raw)_u = \(prefix)_xor_\(si)(\(raw), flip_sign);")
+                lines.append("const __m\(bits)i \(lo) = \(prefix)_and_\(si)(\(raw)_u, low_nibbles);")
+                lines.append("const __m\(bits)i \(hi) = \(prefix)_and_\(si)(\(prefix)_srli_epi16(\(raw)_u, 4), low_nibbles);")
+            }
+            return lines
+        }
+    }
+
+    private static func x86Constants(_ prefix: String, _ bits: Int) -> @Sendable (String) -> [String] {
+        { method in
+            var lines = ["const __m\(bits)i low_nibbles = \(prefix)_set1_epi8(0x0F);"]
+            if method == "lut" {
+                let table = (0..<16).map { String(($0 ^ 8)) }
+                let bytes = bits == 512 ? Array(repeating: table, count: 4).flatMap { $0 } : table + table
+                let args = bits == 512 ? bytes.reversed().joined(separator: ", ") : bytes.reversed().joined(separator: ", ")
+                lines.append("/* nibble -> w + 8 for signed 4-bit w, in every 128-bit lane */")
+                lines.append("const __m\(bits)i to_unsigned = \(prefix)_set_epi8(\(args));")
+            } else {
+                lines.append("const __m\(bits)i flip_sign = \(prefix)_set1_epi8((char)0x88); /* bit 3 of both nibbles */")
+            }
+            return lines
+        }
+    }
+
+    static let avx2 = W4Dialect(
+        lanes: 8, registers: 16, headers: ["immintrin.h"], intVector: "__m256i", floatVector: "__m256",
+        note: "vpmaddubsw(w + 8, a) accumulated in int16 over a whole group (|sum| <= 32 * 2 * 15 * 8 = 7680), widened by vpmaddwd at the group's end, minus 8 * sum(a)",
+        offsetWeights: true, int16Groups: true,
+        zero: "_mm256_setzero_si256()",
+        fixedConstants: ["const __m256i ones16 = _mm256_set1_epi16(1);"],
+        constants: x86Constants("_mm256", 256),
+        unpack: x86Unpack("_mm256", 256),
+        broadcast: { "_mm256_set1_epi32(\($0))" },
+        accumulate: { acc, w, a in "_mm256_add_epi16(\(acc), _mm256_maddubs_epi16(\(w), \(a)))" },
+        widen: { "_mm256_madd_epi16(\($0), ones16)" },
+        subInt: { "_mm256_sub_epi32(\($0), \($1))" },
+        splatInt: { "_mm256_set1_epi32(\($0))" },
+        loadInt: { "_mm256_loadu_si256((const __m256i *)(\($0)))" },
+        toFloat: { "_mm256_cvtepi32_ps(\($0))" },
+        mulFloat: { "_mm256_mul_ps(\($0), \($1))" },
+        addFloat: { "_mm256_add_ps(\($0), \($1))" },
+        splatFloat: { "_mm256_set1_ps(\($0))" },
+        loadFloat: { "_mm256_loadu_ps(\($0))" },
+        storeFloat: { "_mm256_storeu_ps(\($0), \($1));" },
+        outlierRow: { name, a in ["const __m256i \(name) = \(a);", "const __m256i \(name)_abs = _mm256_sign_epi8(\(name), \(name));"] },
+        outlierAccumulate: { acc, row, b in
+            "_mm256_add_epi32(\(acc), _mm256_madd_epi16(_mm256_maddubs_epi16(\(row)_abs, _mm256_sign_epi8(\(b), \(row))), ones16))"
+        },
+        outlierConstants: [], outlierOffset: false,
+        loadBytes: { "_mm256_loadu_si256((const __m256i *)(\($0)))" })
+
+    static let avxvnni: W4Dialect = {
+        var d = avx2
+        d.note = "VEX vpdpbusd(w + 8, a) accumulates each group exactly in int32, minus 8 * sum(a)"
+        d.int16Groups = false
+        d.fixedConstants = []
+        d.accumulate = { acc, w, a in "_mm256_dpbusd_avx_epi32(\(acc), \(w), \(a))" }
+        d.widen = { $0 }
+        d.outlierRow = { name, a in ["const __m256i \(name) = _mm256_xor_si256(\(a), flip_activation);"] }
+        d.outlierAccumulate = { acc, row, b in "_mm256_dpbusd_avx_epi32(\(acc), \(row), \(b))" }
+        d.outlierConstants = ["const __m256i flip_activation = _mm256_set1_epi32((int)0x80808080u);"]
+        d.outlierOffset = true
+        return d
+    }()
+
+    static let avx512vnni = W4Dialect(
+        lanes: 16, registers: 32, headers: ["immintrin.h"], intVector: "__m512i", floatVector: "__m512",
+        note: "vpdpbusd(w + 8, a) accumulates each group exactly in int32, minus 8 * sum(a)",
+        offsetWeights: true, int16Groups: false,
+        zero: "_mm512_setzero_si512()",
+        fixedConstants: [],
+        constants: x86Constants("_mm512", 512),
+        unpack: x86Unpack("_mm512", 512),
+        broadcast: { "_mm512_set1_epi32(\($0))" },
+        accumulate: { acc, w, a in "_mm512_dpbusd_epi32(\(acc), \(w), \(a))" },
+        widen: { $0 },
+        subInt: { "_mm512_sub_epi32(\($0), \($1))" },
+        splatInt: { "_mm512_set1_epi32(\($0))" },
+        loadInt: { "_mm512_loadu_si512((const void *)(\($0)))" },
+        toFloat: { "_mm512_cvtepi32_ps(\($0))" },
+        mulFloat: { "_mm512_mul_ps(\($0), \($1))" },
+        addFloat: { "_mm512_add_ps(\($0), \($1))" },
+        splatFloat: { "_mm512_set1_ps(\($0))" },
+        loadFloat: { "_mm512_loadu_ps(\($0))" },
+        storeFloat: { "_mm512_storeu_ps(\($0), \($1));" },
+        outlierRow: { name, a in ["const __m512i \(name) = _mm512_xor_si512(\(a), flip_activation);"] },
+        outlierAccumulate: { acc, row, b in "_mm512_dpbusd_epi32(\(acc), \(row), \(b))" },
+        outlierConstants: ["const __m512i flip_activation = _mm512_set1_epi32((int)0x80808080u);"],
+        outlierOffset: true,
+        loadBytes: { "_mm512_loadu_si512((const void *)(\($0)))" })
+
+    static let neon = W4Dialect(
+        lanes: 4, registers: 32, headers: ["arm_neon.h"], intVector: "int32x4_t", floatVector: "float32x4_t",
+        note: "sdot on sign-extended 4-bit codes, exact int32 group sums",
+        offsetWeights: false, int16Groups: false,
+        zero: "vdupq_n_s32(0)",
+        fixedConstants: [],
+        constants: { method in
+            method == "lut"
+                ? ["/* nibble -> signed 4-bit value */", "const int8x16_t to_signed = {0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4, -3, -2, -1};", "const uint8x16_t low_nibbles = vdupq_n_u8(0x0F);"]
+                : []
+        },
+        unpack: { method, p, lo, hi in
+            let raw = "\(lo)_raw"
+            if method == "lut" {
+                return [
+                    "const uint8x16_t \(raw) = vld1q_u8((const uint8_t *)(\(p)));",
+                    "const int8x16_t \(lo) = vqtbl1q_s8(to_signed, vandq_u8(\(raw), low_nibbles));",
+                    "const int8x16_t \(hi) = vqtbl1q_s8(to_signed, vshrq_n_u8(\(raw), 4));",
+                ]
+            }
+            return [
+                "const int8x16_t \(raw) = vld1q_s8((const int8_t *)(\(p)));",
+                "const int8x16_t \(lo) = vshrq_n_s8(vshlq_n_s8(\(raw), 4), 4);",
+                "const int8x16_t \(hi) = vshrq_n_s8(\(raw), 4);",
+            ]
+        },
+        broadcast: { "vreinterpretq_s8_s32(vdupq_n_s32(\($0)))" },
+        accumulate: { acc, w, a in "vdotq_s32(\(acc), \(w), \(a))" },
+        widen: { $0 },
+        subInt: { "vsubq_s32(\($0), \($1))" },
+        splatInt: { "vdupq_n_s32(\($0))" },
+        loadInt: { "vld1q_s32(\($0))" },
+        toFloat: { "vcvtq_f32_s32(\($0))" },
+        mulFloat: { "vmulq_f32(\($0), \($1))" },
+        addFloat: { "vaddq_f32(\($0), \($1))" },
+        splatFloat: { "vdupq_n_f32(\($0))" },
+        loadFloat: { "vld1q_f32(\($0))" },
+        storeFloat: { "vst1q_f32(\($0), \($1));" },
+        outlierRow: { name, a in ["const int8x16_t \(name) = \(a);"] },
+        outlierAccumulate: { acc, row, b in "vdotq_s32(\(acc), \(b), \(row))" },
+        outlierConstants: [], outlierOffset: false,
+        loadBytes: { "vld1q_s8((const int8_t *)(\($0)))" })
+}

@@ -1,0 +1,148 @@
+import KernelKit
+
+/// Plain Swift reference of gemm-w4a4: exact int32 group sums, then, per output, the fp32 sum
+/// `y = y + Float(sum_g) * (sa[m][g] * sw[n][g])` over groups in order, then the outlier term. Every
+/// variant adds the same fp32 terms in the same order, so results compare bit for bit.
+public enum GemmW4A4Reference {
+    public static func compute(a: AtomQuantization.Quantized, w: AtomQuantization.Quantized) -> [Float] {
+        let m = a.rows, n = w.rows, normal = a.normal, groups = a.groups, o = a.outliers, g = AtomQuantization.groupSize
+        var y = [Float](repeating: 0, count: m * n)
+        // Unpack once: one signed byte per code.
+        func unpacked(_ q: AtomQuantization.Quantized) -> [Int8] {
+            q.codes.withUnsafeBufferPointer { p in
+                (0..<q.rows).flatMap { r in (0..<normal).map { AtomQuantization.unpack(p.baseAddress! + r * normal / 2, $0) } }
+            }
+        }
+        let ua = unpacked(a), uw = unpacked(w)
+        for i in 0..<m {
+            for j in 0..<n {
+                var acc: Float = 0
+                for grp in 0..<groups {
+                    var sum: Int32 = 0
+                    let ai = i * normal + grp * g, wj = j * normal + grp * g
+                    for t in 0..<g { sum &+= Int32(ua[ai + t]) &* Int32(uw[wj + t]) }
+                    acc = acc + Float(sum) * (a.scales[i * groups + grp] * w.scales[j * groups + grp])
+                }
+                if o > 0 {
+                    var sum: Int32 = 0
+                    for t in 0..<o { sum &+= Int32(a.outlierCodes[i * o + t]) &* Int32(w.outlierCodes[j * o + t]) }
+                    acc = acc + Float(sum) * (a.outlierScales[i] * w.outlierScales[j])
+                }
+                y[i * n + j] = acc
+            }
+        }
+        return y
+    }
+
+    /// Random rows with a few outlier channels (20 to 100 times larger) at the end of K, as the
+    /// reordering puts them, and occasional whole-zero groups.
+    public static func rows(_ count: Int, k: Int, outliers: Int, rng: inout SeededGenerator) -> [Float] {
+        var x = [Float](repeating: 0, count: count * k)
+        for r in 0..<count {
+            for c in 0..<k {
+                var v = Float.random(in: -1...1, using: &rng)
+                if c >= k - outliers { v *= Float.random(in: 20...100, using: &rng) }
+                x[r * k + c] = v
+            }
+        }
+        // One zero group (scale 0, codes 0) when there is room: an edge case worth covering.
+        if count > 1, k - outliers >= 2 * AtomQuantization.groupSize {
+            for c in AtomQuantization.groupSize..<(2 * AtomQuantization.groupSize) { x[k + c] = 0 }
+        }
+        return x
+    }
+}
+
+/// gemm-w4a4 bound to one workload's quantized inputs and a loaded variant.
+final class GemmW4A4Instance: KernelInstance {
+    typealias PackedBytes = @convention(c) (Int32, Int32, Int32) -> Int
+    typealias WorkspaceBytes = @convention(c) () -> Int
+    typealias Pack = @convention(c) (
+        UnsafePointer<UInt8>?, UnsafePointer<Float>?, UnsafePointer<Int8>?, UnsafePointer<Float>?, Int32, Int32, Int32,
+        UnsafeMutableRawPointer?
+    ) -> Void
+    typealias Kernel = @convention(c) (
+        UnsafePointer<UInt8>?, UnsafePointer<Float>?, UnsafePointer<Int32>?, UnsafePointer<Int8>?, UnsafePointer<Float>?,
+        UnsafeRawPointer?, UnsafeMutablePointer<Float>?, Int32, Int32, Int32, Int32, Int32, Int32, Int32, UnsafeMutableRawPointer?
+    ) -> Void
+
+    let m: Int, n: Int, k: Int, outliers: Int, seed: UInt64
+    let a: AtomQuantization.Quantized, w: AtomQuantization.Quantized
+    let aCodes: AlignedBuffer, aScales: AlignedBuffer, aSums: AlignedBuffer, aOutliers: AlignedBuffer, aOutlierScales: AlignedBuffer
+    let packed: AlignedBuffer
+    let pack: Pack
+    let kernel: Kernel
+    let workspaceBytesPerThread: Int
+    let threadCount: Int
+    let blocks: [(rows: Range<Int>, cols: Range<Int>)]
+    private var output: UnsafeMutablePointer<Float>?
+    private var workspaces: [UnsafeMutableRawPointer] = []
+
+    var outputBytes: Int { m * n * MemoryLayout<Float>.size }
+    var workingSetBytes: Int { aCodes.byteCount + aScales.byteCount + aSums.byteCount + aOutliers.byteCount + packed.byteCount + outputBytes }
+
+    init(workload: Workload, config: Configuration, symbols: SymbolTable, names: [String: String], seed: UInt64) throws {
+        m = workload["m"]
+        n = workload["n"]
+        k = workload["k"]
+        outliers = workload.shape["outliers"] ?? AtomQuantization.defaultOutliers
+        self.seed = seed
+        var rng = SeededGenerator(seed: seed)
+        a = AtomQuantization.quantize(
+            GemmW4A4Reference.rows(m, k: k, outliers: outliers, rng: &rng), rows: m, k: k, outliers: outliers, clip: AtomQuantization.activationClip)
+        w = AtomQuantization.quantize(
+            GemmW4A4Reference.rows(n, k: k, outliers: outliers, rng: &rng), rows: n, k: k, outliers: outliers, clip: AtomQuantization.weightClip)
+        aCodes = AlignedBuffer(copying: a.codes)
+        aScales = AlignedBuffer(copying: a.scales)
+        aSums = AlignedBuffer(copying: a.groupSums)
+        aOutliers = AlignedBuffer(copying: a.outlierCodes + [0, 0, 0, 0])  // load4 may read a padded tail
+        aOutlierScales = AlignedBuffer(copying: a.outlierScales)
+        let packedBytes = unsafeBitCast(try symbols.address(of: names["packed_bytes"]!), to: PackedBytes.self)
+        let workspaceBytes = unsafeBitCast(try symbols.address(of: names["workspace_bytes"]!), to: WorkspaceBytes.self)
+        pack = unsafeBitCast(try symbols.address(of: names["pack"]!), to: Pack.self)
+        kernel = unsafeBitCast(try symbols.address(of: names["kernel"]!), to: Kernel.self)
+        packed = AlignedBuffer(byteCount: packedBytes(Int32(n), Int32(k), Int32(outliers)))
+        workspaceBytesPerThread = workspaceBytes()
+        threadCount = config.int("threads")
+        let tm = config.int("tm"), tn = threadCount / tm
+        let rowRanges = balancedRanges(count: m, parts: tm, unit: config.int("mr"))
+        let colRanges = balancedRanges(count: n, parts: tn, unit: config.int("nr"))
+        blocks = rowRanges.flatMap { r in colRanges.map { (r, $0) } }
+    }
+
+    func prepare() throws {
+        let w = self.w
+        w.codes.withUnsafeBufferPointer { codes in
+            w.scales.withUnsafeBufferPointer { scales in
+                w.outlierCodes.withUnsafeBufferPointer { oc in
+                    w.outlierScales.withUnsafeBufferPointer { os in
+                        pack(codes.baseAddress, scales.baseAddress, oc.baseAddress, os.baseAddress, Int32(n), Int32(k), Int32(outliers), packed.pointer)
+                    }
+                }
+            }
+        }
+    }
+
+    func bind(output: UnsafeMutableRawPointer, workspaces: [UnsafeMutableRawPointer]) {
+        self.output = output.assumingMemoryBound(to: Float.self)
+        self.workspaces = workspaces
+    }
+
+    func run(thread index: Int) {
+        let block = blocks[index]
+        guard !block.rows.isEmpty, !block.cols.isEmpty else { return }
+        kernel(
+            aCodes.pointer.assumingMemoryBound(to: UInt8.self), aScales.pointer.assumingMemoryBound(to: Float.self),
+            aSums.pointer.assumingMemoryBound(to: Int32.self), aOutliers.pointer.assumingMemoryBound(to: Int8.self),
+            aOutlierScales.pointer.assumingMemoryBound(to: Float.self), UnsafeRawPointer(packed.pointer), output,
+            Int32(n), Int32(k), Int32(outliers), Int32(block.rows.lowerBound), Int32(block.rows.upperBound),
+            Int32(block.cols.lowerBound), Int32(block.cols.upperBound), workspaces[index])
+    }
+
+    func verify() -> Verification {
+        let expected = ReferenceCache.shared.value(for: "gemm-w4a4 \(m) \(n) \(k) \(outliers) \(seed)") {
+            GemmW4A4Reference.compute(a: a, w: w)
+        }
+        return compareBitExact(expected: expected, actual: UnsafeBufferPointer(start: output!, count: m * n), columns: n)
+    }
+}

@@ -1,0 +1,50 @@
+import ArgumentParser
+import Foundation
+import KernelKit
+import Kernels
+import Machine
+import TuningStore
+
+/// What a runtime gets for one workload: the library call `TuningStore.lookup`, from the command line.
+struct LookupCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lookup",
+        abstract: "Show the configuration a runtime would use for a workload on this machine, and where it came from.",
+        discussion: """
+            The exact (machine, workload) record; else the best of the nearest stored shape of the same
+            family on this machine (distance on log-shape); else the family's analytical configuration,
+            with a warning.
+            """
+    )
+
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Kernel family.") var family: String
+    @OptionGroup var shape: ShapeOptions
+    @OptionGroup var database: DatabaseOptions
+    @Option(help: "Machine fingerprint (default: this machine).") var machine: String?
+    @Flag(help: "Print the answer as JSON.") var json = false
+
+    func run() throws {
+        let logger = global.logger("lowbit.lookup")
+        let f = try KernelRegistry.family(named: family)
+        let workload = try shape.workload(for: f)
+        try f.checkShape(workload)
+        let description = try MachineModel(logger: logger).description
+        let store = try database.open(logger: logger)
+        let answer = try store.lookup(machine: machine ?? description.fingerprint.id, workload: workload) {
+            f.analyticalConfiguration(for: workload, machine: MachineContext(description))
+        }
+        if json {
+            print(try JSONOutput.encode(answer))
+            return
+        }
+        print("\(workload)")
+        print("configuration  \(answer.configuration)")
+        switch answer.source {
+        case .exact(let id): print("source         exact record (trial \(id))")
+        case let .nearest(w, distance, id): print(String(format: "source         nearest stored shape %@ (log2 distance %.2f, trial %lld)", w.description, distance, id))
+        case .analyticalDefault: print("source         analytical default (no tuned record)")
+        }
+        if let warning = answer.warning { print("warning        \(warning)") }
+    }
+}
