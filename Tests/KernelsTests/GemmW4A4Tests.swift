@@ -1,0 +1,119 @@
+import KernelKit
+import Kernels
+import Machine
+import Testing
+import Toolchain
+
+@Suite("gemm-w4a4 templates and rules")
+struct GemmW4A4TemplateTests {
+    let family = GemmW4A4()
+
+    @Test(arguments: GemmW4A4().targets)
+    func everyTargetCompilesWithBothUnpackMethods(isa: ISATarget) throws {
+        let compiler = try CompilerDiscovery.discover()
+        let cross: CrossTarget? = isa.compilesNatively(on: CPUArchitecture.current) ? nil : .aarch64Linux
+        for unpack in ["mask", "lut"] {
+            var config = family.defaultConfiguration(isa: isa, machine: nil)
+            config["unpack"] = .name(unpack)
+            var small = config
+            small["mr"] = .int(1)
+            small["kc"] = .int(128)
+            for c in [config, small] {
+                let source = try family.render(c)
+                do {
+                    try checkCompiles(CompileJob(name: source.name, source: source.code, flags: isa.compilerFlags, compiler: compiler), target: cross)
+                } catch ToolchainError.crossTargetUnavailable(let why) {
+                    print("skipping \(isa): \(why)")
+                    return
+                }
+            }
+        }
+    }
+
+    @Test func shapesThatBreakTheLayoutNameTheRule() {
+        func rule(_ shape: [String: Int]) -> String? {
+            do {
+                try family.checkShape(Workload(family: family.name, shape: shape))
+                return nil
+            } catch let v as ConstraintViolation {
+                return v.rule
+            } catch {
+                return "\(error)"
+            }
+        }
+        #expect(rule(["m": 1, "n": 8, "k": 4096, "outliers": 128]) == nil)
+        #expect(rule(["m": 1, "n": 8, "k": 4096, "outliers": 0]) == nil)
+        #expect(rule(["m": 1, "n": 8, "k": 4000, "outliers": 128]) == "groups")
+        #expect(rule(["m": 1, "n": 8, "k": 256, "outliers": 256]) == "outliers")
+        #expect(rule(["m": 1, "n": 8, "k": 258, "outliers": 2]) == "outliers")
+        #expect(rule(["m": 0, "n": 8, "k": 256, "outliers": 128]) == "positive")
+    }
+
+    @Test func registerRuleCountsBothAccumulatorSets() {
+        var c = family.defaultConfiguration(isa: .avx2, machine: nil)
+        c["mr"] = .int(6)
+        #expect(throws: ConstraintViolation.self) { try family.check(c, machine: nil) }
+    }
+}
+
+@Suite("Atom quantization and the W4A4 reference")
+struct AtomQuantizationTests {
+    @Test func int4CodesRoundHalfToEvenAndClamp() {
+        let s: Float = 0.5
+        #expect(AtomQuantization.int4Code(0.25, scale: s) == 0)   // 0.5 -> 0 (even)
+        #expect(AtomQuantization.int4Code(0.75, scale: s) == 2)   // 1.5 -> 2
+        #expect(AtomQuantization.int4Code(-0.75, scale: s) == -2)
+        #expect(AtomQuantization.int4Code(100, scale: s) == 7)
+        #expect(AtomQuantization.int4Code(-100, scale: s) == -8)
+        #expect(AtomQuantization.int4Code(3, scale: 0) == 0)
+        #expect(AtomQuantization.int8Code(-1000, scale: 1) == -127)
+    }
+
+    @Test func packingRoundTrips() {
+        let codes: [Int8] = [-8, 7, 0, -1, 3, -5]
+        let packed = AtomQuantization.pack(codes)
+        #expect(packed.count == 3)
+        #expect(packed[0] == 0x78)  // low nibble -8 (0x8), high nibble 7
+        packed.withUnsafeBufferPointer { p in
+            #expect((0..<codes.count).map { AtomQuantization.unpack(p.baseAddress!, $0) } == codes)
+        }
+    }
+
+    @Test func quantizedRowsFollowTheLayout() {
+        var rng = SeededGenerator(seed: 3)
+        let x = GemmW4A4Reference.rows(3, k: 384, outliers: 128, rng: &rng)
+        let q = AtomQuantization.quantize(x, rows: 3, k: 384, outliers: 128, clip: AtomQuantization.activationClip)
+        #expect(q.codes.count == 3 * 128 && q.scales.count == 3 * 2 && q.outlierCodes.count == 3 * 128)
+        // Group sums are the sums of the codes.
+        for r in 0..<3 {
+            for g in 0..<2 {
+                let sum = (0..<128).reduce(Int32(0)) { $0 + Int32(q.code(r, g * 128 + $1)) }
+                #expect(q.groupSums[r * 2 + g] == sum)
+            }
+        }
+        // The planted zero group of row 1 has scale 0 and zero codes.
+        #expect(q.scales[1 * 2 + 1] == 0)
+        // Outliers are 20-100x larger and land in the INT8 part with a larger scale.
+        #expect(q.outlierScales[0] > q.scales[0] * 7 / AtomQuantization.activationClip / 127 * 10)
+    }
+
+    @Test func referenceMatchesADoubleComputationClosely() {
+        var rng = SeededGenerator(seed: 8)
+        let k = 256, o = 128
+        let a = AtomQuantization.quantize(GemmW4A4Reference.rows(2, k: k, outliers: o, rng: &rng), rows: 2, k: k, outliers: o, clip: 0.9)
+        let w = AtomQuantization.quantize(GemmW4A4Reference.rows(3, k: k, outliers: o, rng: &rng), rows: 3, k: k, outliers: o, clip: 0.85)
+        let y = GemmW4A4Reference.compute(a: a, w: w)
+        for i in 0..<2 {
+            for j in 0..<3 {
+                var exact = 0.0
+                for c in 0..<(k - o) {
+                    exact += Double(a.code(i, c)) * Double(a.scales[i]) * Double(w.code(j, c)) * Double(w.scales[j])
+                }
+                for c in 0..<o {
+                    exact += Double(a.outlierCodes[i * o + c]) * Double(a.outlierScales[i]) * Double(w.outlierCodes[j * o + c]) * Double(w.outlierScales[j])
+                }
+                #expect(abs(Double(y[i * 3 + j]) - exact) <= 1e-4 * max(1, abs(exact)))
+            }
+        }
+    }
+}

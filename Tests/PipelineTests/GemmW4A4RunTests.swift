@@ -1,0 +1,43 @@
+import Foundation
+import KernelKit
+import Kernels
+import Machine
+import Pipeline
+import Testing
+
+@Suite("gemm-w4a4 variants match the reference", .serialized)
+struct GemmW4A4RunTests {
+    let family = GemmW4A4()
+
+    @Test(arguments: GemmW4A4().targets)
+    func runnableVariantsAreBitExact(isa: ISATarget) throws {
+        guard isa.runs(on: Harness.machine.isa) else {
+            print("skipping \(isa): \(isa.missingFeatures(on: Harness.machine.isa) ?? "")")
+            return
+        }
+        let runner = try Harness.runner()
+        let base = family.defaultConfiguration(isa: isa, machine: nil)
+        var blocked = base  // several K blocks: fp32 partial sums between them
+        blocked["kc"] = .int(128)
+        blocked["unpack"] = .name("lut")
+        var threaded = base
+        threaded["threads"] = .int(2)
+        threaded["tm"] = .int(2)
+        var threadedN = blocked
+        threadedN["threads"] = .int(2)
+        let shapes: [[String: Int]] = [
+            ["m": 1, "n": 37, "k": 256, "outliers": 128],
+            ["m": 3, "n": 50, "k": 384, "outliers": 0],
+            ["m": 17, "n": 65, "k": 512, "outliers": 128],
+            ["m": 5, "n": 9, "k": 388, "outliers": 4],
+        ]
+        for config in [base, blocked, threaded, threadedN] {
+            for shape in shapes {
+                let workload = Workload(family: family.name, shape: shape)
+                let r = runner.run(family, workload, config, seed: UInt64(shape["m"]! * 31 + shape["k"]!), verifyOnly: true)
+                #expect(r.status == .ok, "\(workload) \(config): \(r.status.rawValue) at \(r.stage): \(r.message ?? "")")
+                #expect(r.verification?.passed == true)
+            }
+        }
+    }
+}
