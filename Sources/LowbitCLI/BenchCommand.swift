@@ -5,6 +5,7 @@ import Kernels
 import Machine
 import Pipeline
 import Tuner
+import Kernels
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -22,6 +23,8 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Comma-separated M values.") var mList: String = "1,8,16,32,64,128,256"
     @Option(help: "N (output channels).") var n: Int = 4096
     @Option(help: "K (input channels).") var k: Int = 4096
+    @Option(name: .customLong("shape"), help: ArgumentHelp("Another dimension as name=value, e.g. outliers=128.", valueName: "name=value"))
+    var shapeExtras: [String] = []
     @OptionGroup var params: ParamOptions
     @OptionGroup var measure: MeasureOptions
 
@@ -35,8 +38,16 @@ struct BenchCommand: ParsableCommand {
             return
         }
         let f = try KernelRegistry.family(named: family)
-        guard f.dimensions == ["m", "n", "k"] else {
-            throw ValidationError("no benchmark for \(family) yet; families with benchmarks: gemm-w8a8")
+        guard ["m", "n", "k"].allSatisfy(f.dimensions.contains) else {
+            let gemms = KernelRegistry.families.filter { ["m", "n", "k"].allSatisfy($0.dimensions.contains) }.map(\.name)
+            throw ValidationError("no benchmark for \(family) yet; families with benchmarks: \((gemms + ["tuner"]).joined(separator: ", "))")
+        }
+        let extraDims = try shapeExtras.reduce(into: [String: Int]()) { dims, item in
+            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let v = Int(parts[1]), f.dimensions.contains(parts[0]) else {
+                throw ValidationError("--shape expects one of \(f.dimensions.joined(separator: ", ")) as name=integer, got '\(item)'")
+            }
+            dims[parts[0]] = v
         }
         let ms = try mList.split(separator: ",").map { text -> Int in
             guard let v = Int(text.trimmingCharacters(in: .whitespaces)), v > 0 else {
@@ -55,17 +66,17 @@ struct BenchCommand: ParsableCommand {
             return try f.configuration(overrides: o, machine: context)
         }
 
-        print("\(f.name) benchmark on \(machine.cpu.name) (\(machine.fingerprint.id)), N = \(n), K = \(k)")
+        print("\(f.name) benchmark on \(machine.cpu.name) (\(machine.fingerprint.id)), N = \(n), K = \(k)\(extraDims.isEmpty ? "" : ", " + extraDims.map { "\($0.key) = \($0.value)" }.joined(separator: ", "))")
         for v in variants { print("  \(v["isa"]!): \(v)") }
         for isa in skipped { print("  \(isa.rawValue): skipped, \(isa.missingFeatures(on: machine.isa) ?? "")") }
         print("")
 
         // The int8 ceiling each variant is held against, measured now with the same threads.
         var ceilings: [String: Double] = [:]
-        print("int8 ceilings measured in this run (peak-compute, int32 accumulation):")
+        print("compute ceilings measured in this run (peak-compute):")
         for v in variants {
             let isa = v["isa"]!.description
-            guard let peak = Self.int8Ceiling(isa: isa, threads: v.int("threads"), placement: v.name("placement")) else { continue }
+            guard let peak = Self.int8Ceiling(family: f.name, isa: isa, threads: v.int("threads"), placement: v.name("placement")) else { continue }
             let r = runner.run(PeakCompute(), Workload(family: "peak-compute", shape: ["iterations": 1 << 20]), peak, seed: measure.seed)
             if let g = r.gops { ceilings[isa] = g }
             print("  \(isa): \(peak.name("op")) with \(v.int("threads")) threads: \(r.gops.map { String(format: "%.1f GOP/s", $0) } ?? "\(r.status.rawValue): \(r.message ?? "")")")
@@ -74,7 +85,9 @@ struct BenchCommand: ParsableCommand {
         var table = Table(["M", "variant", "min", "median", "samples", "GOP/s", "x portable", "% ceiling", "status"],
                           alignments: [.right, .left, .right, .right, .right, .right, .right, .right, .left])
         for m in ms {
-            let workload = Workload(family: f.name, shape: ["m": m, "n": n, "k": k])
+            var shape = ["m": m, "n": n, "k": k]
+            for d in f.dimensions where shape[d] == nil { shape[d] = extraDims[d] ?? (d == "outliers" ? AtomQuantization.defaultOutliers : 0) }
+            let workload = Workload(family: f.name, shape: shape)
             var portableGops: Double?
             for config in variants {
                 let r = runner.run(f, workload, config, seed: measure.seed)
@@ -92,16 +105,17 @@ struct BenchCommand: ParsableCommand {
         }
         print(table.render())
         print("")
-        print("GOP/s counts 2*M*N*K useful operations at the minimum time; data are hot (inputs reused across samples).")
-        print("% ceiling: against the int8 int32-accumulation peak of the variant's own instruction set, same threads.")
+        print("GOP/s counts 2*M*N*K useful operations (outlier channels included) at the minimum time; data are hot (inputs reused across samples).")
+        print("% ceiling: against the peak of the variant's own instruction set and accumulation (see above), same threads.")
     }
 
-    /// The peak-compute point that bounds a gemm-w8a8 variant: vpmaddubsw+vpmaddwd+vpaddd for AVX2, the
-    /// dot-product instruction where the target has one; none for portable C.
-    static func int8Ceiling(isa: String, threads: Int, placement: String) -> Configuration? {
+    /// The peak-compute point that bounds a GEMM variant: on AVX2 vpmaddubsw+vpmaddwd+vpaddd for
+    /// gemm-w8a8 and vpmaddubsw+vpaddw for gemm-w4a4 (its int16 group sums); the dot-product
+    /// instruction where the target has one; none for portable C.
+    static func int8Ceiling(family: String, isa: String, threads: Int, placement: String) -> Configuration? {
         let op: PeakCompute.Operation
         switch ISATarget(rawValue: isa) {
-        case .avx2: op = .int8I32
+        case .avx2: op = family == "gemm-w4a4" ? .int8I16 : .int8I32
         case .avx512vnni, .avxvnni, .neonDotprod: op = .int8Dot
         default: return nil
         }

@@ -11,27 +11,38 @@ public struct Suite: Sendable {
     /// up 11008 x 4096, down 4096 x 11008 (N x K, weights [N][K]).
     public static let llamaLinearShapes: [(n: Int, k: Int)] = [(4096, 4096), (11008, 4096), (4096, 11008)]
 
-    public static func llama7b(batches: [Int] = [1, 2, 4, 8, 16, 32, 64, 128, 256]) -> Suite {
+    /// Every GEMM family on Llama-7B's linear layers at the given batch sizes (W4A4 with 128 outliers).
+    public static func llama7b(batches: [Int] = [1, 2, 4, 8, 16, 32, 64, 128, 256], families: [String] = ["gemm-w8a8", "gemm-w4a4"]) -> Suite {
         Suite(
             name: "llama-7b",
-            summary: "gemm-w8a8 on Llama-7B's linear layers (4096x4096, 11008x4096, 4096x11008) at batch \(batches.map(String.init).joined(separator: ", "))",
-            workloads: batches.flatMap { m in llamaLinearShapes.map { Workload(family: "gemm-w8a8", shape: ["m": m, "n": $0.n, "k": $0.k]) } },
+            summary: "\(families.joined(separator: " and ")) on Llama-7B's linear layers (4096x4096, 11008x4096, 4096x11008) at batch \(batches.map(String.init).joined(separator: ", "))",
+            workloads: families.flatMap { family in
+                batches.flatMap { m in
+                    llamaLinearShapes.map { shape -> Workload in
+                        var dims = ["m": m, "n": shape.n, "k": shape.k]
+                        if family == "gemm-w4a4" { dims["outliers"] = 128 }
+                        return Workload(family: family, shape: dims)
+                    }
+                }
+            },
             budget: Budget(maxTrials: 24, maxTime: .seconds(120), patience: 10))
     }
 
     public static let all: [Suite] = [
         Suite(
             name: "smoke",
-            summary: "three small gemm-w8a8 shapes, a handful of trials each (about a minute)",
+            summary: "small gemm-w8a8 and gemm-w4a4 shapes, a handful of trials each (about a minute)",
             workloads: [[1, 512, 512], [16, 512, 512], [64, 1024, 512]].map {
                 Workload(family: "gemm-w8a8", shape: ["m": $0[0], "n": $0[1], "k": $0[2]])
+            } + [[1, 512, 640], [64, 1024, 640]].map {
+                Workload(family: "gemm-w4a4", shape: ["m": $0[0], "n": $0[1], "k": $0[2], "outliers": 128])
             },
             budget: Budget(maxTrials: 6, maxTime: .seconds(20), patience: 4)),
         {
             var s = llama7b(batches: [1, 16, 64, 256])
             s.name = "default"
-            s.summary = "the main job's suite: Llama-7B linear layers at batch 1, 16, 64 and 256 (fits 10 minutes on 2 cores)"
-            s.budget = Budget(maxTrials: 16, maxTime: .seconds(30), patience: 6)
+            s.summary = "the main job's suite: gemm-w8a8 and gemm-w4a4 on Llama-7B's linear layers at batch 1, 16, 64 and 256 (fits 10 minutes on 2 cores)"
+            s.budget = Budget(maxTrials: 12, maxTime: .seconds(20), patience: 5)
             return s
         }(),
         llama7b(),
