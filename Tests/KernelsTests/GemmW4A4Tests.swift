@@ -117,3 +117,19 @@ struct AtomQuantizationTests {
         }
     }
 }
+
+@Suite("Accuracy ablation")
+struct AtomAccuracyTests {
+    @Test func methodsOrderAsAtomsAblation() {
+        let rows = AtomAccuracy.table(m: 16, n: 32, k: 1024, outlierChannels: 4, seed: 2)
+        #expect(rows.count == 5)
+        let e = rows.map(\.relativeError)
+        // RTN > + outliers > + groups > + clipping, and every error is a real, positive number.
+        #expect(e.allSatisfy { $0 > 0 && $0.isFinite })
+        #expect(e[0] > e[1] && e[1] > e[2] && e[2] > e[3], "\(rows.map { "\($0.scheme): \($0.relativeError)" })")
+        // Keeping outliers in INT8 is the big step (Atom's main observation).
+        #expect(e[1] < e[0] / 3)
+        // W8A8 beats plain W4A4 round-to-nearest.
+        #expect(e[4] < e[0])
+    }
+}
