@@ -1,0 +1,243 @@
+import KernelKit
+
+/// `peak-bandwidth`: memory bandwidth at a given working-set size, STREAM-style, measured by the same
+/// pipeline as every kernel. Each thread streams over its own slice of the arrays `passes` times (so a
+/// run lasts long enough to time even when the slice sits in L1); results are exact integers or
+/// fp32 values computed in a fixed order, checked before timing.
+///
+/// Bytes counted per pass (the fewest the operation must move): read: the array; write: the array;
+/// copy: 2x; triad (a = b + s * c): 3x. "GOP/s" in this family's trials are GB/s.
+public struct PeakBandwidth: KernelFamily {
+    public init() {}
+
+    public enum Operation: String, CaseIterable, Sendable {
+        case read, write, copy, triad
+
+        /// Bytes moved per pass per byte of one array.
+        var arrays: Int {
+            switch self {
+            case .read, .write: return 1
+            case .copy: return 2
+            case .triad: return 3
+            }
+        }
+    }
+
+    public let name = "peak-bandwidth"
+    public let summary = "memory bandwidth (read, write, copy, triad) at a working-set size; GOP/s here are GB/s"
+    public let templateVersion = 1
+    public let dimensions = ["bytes"]
+    public let shapeRules = ["range: 4 KiB <= bytes <= 4 GiB, a multiple of 4 KiB (the total of all arrays)"]
+    public let targets: [ISATarget] = [.portable, .avx2, .avx512vnni, .neonDotprod]
+    public let constraints = ["thread-slices: each thread's slice of each array (bytes / arrays / threads, rounded down to 256 bytes) is at least 256 bytes"]
+
+    public var parameters: [ParameterSpec] {
+        [
+            ParameterSpec("isa", .names(targets.map(\.rawValue)), default: .name("portable"), "instruction set of the loop"),
+            ParameterSpec("op", .names(Operation.allCases.map(\.rawValue)), default: .name("read"), "what each pass does"),
+            ParameterSpec("threads", .ints([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]), default: .int(1), "threads, each on its own slice"),
+            ParameterSpec("placement", .names(ThreadPlacement.allCases.map(\.rawValue)), default: .name("scatter"), "which PUs the threads use"),
+        ]
+    }
+
+    public func checkShape(_ workload: Workload) throws {
+        let b = workload["bytes"]
+        guard b >= 4096, b <= 1 << 32, b % 4096 == 0 else {
+            throw ConstraintViolation("range", "bytes = \(b); it must be a multiple of 4096 in 4096...\(1 << 32)")
+        }
+    }
+
+    public func check(_ config: Configuration, machine: MachineContext?) throws {
+        try checkDomains(config)
+        if let machine {
+            let isa = ISATarget(rawValue: config.name("isa"))!
+            if let why = isa.missingFeatures(on: machine.isa) { throw ConstraintViolation("isa-runs", why) }
+            guard config.int("threads") <= machine.topology.pus.count else {
+                throw ConstraintViolation("threads-pus", "threads=\(config.int("threads")) but this machine has \(machine.topology.pus.count) processing units")
+            }
+        }
+    }
+
+    /// Elements of one array each thread streams: the working set split over arrays and threads,
+    /// rounded down to whole 64-element (256-byte) steps.
+    static func elementsPerThread(_ workload: Workload, _ config: Configuration) -> Int {
+        let op = Operation(rawValue: config.name("op"))!
+        return workload["bytes"] / op.arrays / config.int("threads") / 256 * 64
+    }
+
+    func checkSlices(_ workload: Workload, _ config: Configuration) throws {
+        guard Self.elementsPerThread(workload, config) > 0 else {
+            throw ConstraintViolation("thread-slices", "\(workload["bytes"]) bytes leave less than 256 bytes per array per thread")
+        }
+    }
+
+    public func defaultConfiguration(isa: ISATarget, machine: MachineContext?) -> Configuration {
+        var c = Configuration(Dictionary(uniqueKeysWithValues: parameters.map { ($0.name, $0.defaultValue) }))
+        c["isa"] = .name(isa.rawValue)
+        return c
+    }
+
+    /// Passes per run: enough that one run moves at least 64 MiB.
+    static func passes(bytes: Int) -> Int { max(1, (64 << 20) / bytes) }
+
+    /// Bytes moved per run: every array's slices, every pass.
+    public func usefulOps(_ workload: Workload, _ config: Configuration) -> Double {
+        let op = Operation(rawValue: config.name("op"))!
+        let moved = Self.elementsPerThread(workload, config) * 4 * op.arrays * config.int("threads")
+        return Double(moved) * Double(Self.passes(bytes: workload["bytes"]))
+    }
+
+    public func render(_ config: Configuration) throws -> KernelSource {
+        try check(config, machine: nil)
+        let isa = ISATarget(rawValue: config.name("isa"))!
+        let op = Operation(rawValue: config.name("op"))!
+        let v = BandwidthDialect.forTarget(isa)
+        let name = "peak_bandwidth_\(op.rawValue)__\(isa.rawValue.replacingOccurrences(of: "-", with: ""))"
+        var c = CSource()
+        c.comment(lines: [
+            "peak-bandwidth, template version \(templateVersion): \(name)",
+            "Parameters: isa=\(isa.rawValue) op=\(op.rawValue)",
+            "",
+            "`passes` sweeps over arrays of n 32-bit elements (n a multiple of 64). read: int32 sum into",
+            "the result (wrapping); write: x[i] = value; copy: x[i] = y[i]; triad: x[i] = y[i] + s * z[i].",
+        ])
+        for h in ["stddef.h", "stdint.h"] + v.headers { c.include(h) }
+        c.line()
+        switch op {
+        case .read:
+            c.function("int32_t \(name)(const int32_t *x, size_t n, int passes)") { c in
+                c.declare("uint32_t", "total", "0")
+                c.forLoop("int p = 0", "p < passes", "p++") { c in
+                    c.lines(v.sumSetup)
+                    c.forLoop("size_t i = 0", "i < n", "i += \(v.stride)") { c in c.lines(v.sumStep) }
+                    c.lines(v.sumFinish)
+                    c.line("total += part;")
+                }
+                c.line("return (int32_t)total;")
+            }
+        case .write:
+            c.function("void \(name)(int32_t *x, size_t n, int passes, int32_t value)") { c in
+                c.forLoop("int p = 0", "p < passes", "p++") { c in
+                    c.lines(v.fillSetup("value + p"))
+                    c.forLoop("size_t i = 0", "i < n", "i += \(v.stride)") { c in c.lines(v.fillStep) }
+                }
+            }
+        case .copy:
+            c.function("void \(name)(int32_t *x, const int32_t *y, size_t n, int passes)") { c in
+                c.forLoop("int p = 0", "p < passes", "p++") { c in
+                    c.forLoop("size_t i = 0", "i < n", "i += \(v.stride)") { c in c.lines(v.copyStep) }
+                }
+            }
+        case .triad:
+            c.function("void \(name)(float *x, const float *y, const float *z, size_t n, int passes, float s)") { c in
+                c.forLoop("int p = 0", "p < passes", "p++") { c in
+                    c.lines(v.triadSetup)
+                    c.forLoop("size_t i = 0", "i < n", "i += \(v.stride)") { c in c.lines(v.triadStep) }
+                }
+            }
+        }
+        return KernelSource(name: name, isa: isa, code: c.description, symbols: ["kernel": name])
+    }
+
+    public func makeInstance(workload: Workload, config: Configuration, symbols: SymbolTable, seed: UInt64) throws -> KernelInstance {
+        try checkShape(workload)
+        try check(config, machine: nil)
+        try checkSlices(workload, config)
+        let op = Operation(rawValue: config.name("op"))!
+        return BandwidthInstance(
+            op: op, elementsPerThread: Self.elementsPerThread(workload, config), passes: Self.passes(bytes: workload["bytes"]), threads: config.int("threads"),
+            kernel: try symbols.address(of: try render(config).symbols["kernel"]!), seed: seed)
+    }
+}
+
+/// One STREAM-style array set; each thread works on its own contiguous slice.
+final class BandwidthInstance: KernelInstance {
+    typealias Read = @convention(c) (UnsafePointer<Int32>?, Int, Int32) -> Int32
+    typealias Write = @convention(c) (UnsafeMutablePointer<Int32>?, Int, Int32, Int32) -> Void
+    typealias Copy = @convention(c) (UnsafeMutablePointer<Int32>?, UnsafePointer<Int32>?, Int, Int32) -> Void
+    typealias Triad = @convention(c) (UnsafeMutablePointer<Float>?, UnsafePointer<Float>?, UnsafePointer<Float>?, Int, Int32, Float) -> Void
+
+    let op: PeakBandwidth.Operation
+    let threadCount: Int
+    let elementsPerThread: Int
+    let passes: Int
+    let kernel: UnsafeMutableRawPointer
+    /// Source arrays (y, z); the destination x lives in the harness's output buffer for write, copy
+    /// and triad, and read writes one int32 sum per thread there.
+    let y: AlignedBuffer, z: AlignedBuffer, xSource: AlignedBuffer
+    private var output: UnsafeMutableRawPointer?
+    let scalar: Float = 3
+
+    init(op: PeakBandwidth.Operation, elementsPerThread: Int, passes: Int, threads: Int, kernel: UnsafeMutableRawPointer, seed: UInt64) {
+        self.op = op
+        threadCount = threads
+        self.elementsPerThread = elementsPerThread
+        self.passes = passes
+        self.kernel = kernel
+        var rng = SeededGenerator(seed: seed)
+        let n = elementsPerThread * threads
+        // Small integers, so fp32 triad results are exact.
+        xSource = AlignedBuffer(copying: op == .read ? (0..<n).map { _ in Int32.random(in: -1000...1000, using: &rng) } : [Int32](repeating: 0, count: 1))
+        y = AlignedBuffer(copying: (0..<(op == .copy || op == .triad ? n : 1)).map { _ in op == .triad ? Float(Int.random(in: -64...64, using: &rng)) : Float(bitPattern: UInt32.random(in: 0...0x3F00_0000, using: &rng)) })
+        z = AlignedBuffer(copying: (0..<(op == .triad ? n : 1)).map { _ in Float(Int.random(in: -64...64, using: &rng)) })
+    }
+
+    var outputBytes: Int { op == .read ? threadCount * 64 : elementsPerThread * threadCount * 4 }
+    var workspaceBytesPerThread: Int { 0 }
+    var workingSetBytes: Int { elementsPerThread * threadCount * 4 * op.arrays }
+    func prepare() throws {}
+    func bind(output: UnsafeMutableRawPointer, workspaces: [UnsafeMutableRawPointer]) { self.output = output }
+
+    func run(thread index: Int) {
+        let n = elementsPerThread, offset = index * n
+        switch op {
+        case .read:
+            let sum = unsafeBitCast(kernel, to: Read.self)(xSource.pointer.assumingMemoryBound(to: Int32.self) + offset, n, Int32(passes))
+            output!.storeBytes(of: sum, toByteOffset: index * 64, as: Int32.self)
+        case .write:
+            unsafeBitCast(kernel, to: Write.self)(output!.assumingMemoryBound(to: Int32.self) + offset, n, Int32(passes), 7)
+        case .copy:
+            unsafeBitCast(kernel, to: Copy.self)(
+                output!.assumingMemoryBound(to: Int32.self) + offset, y.pointer.assumingMemoryBound(to: Int32.self) + offset, n, Int32(passes))
+        case .triad:
+            unsafeBitCast(kernel, to: Triad.self)(
+                output!.assumingMemoryBound(to: Float.self) + offset, y.pointer.assumingMemoryBound(to: Float.self) + offset,
+                z.pointer.assumingMemoryBound(to: Float.self) + offset, n, Int32(passes), scalar)
+        }
+    }
+
+    func verify() -> Verification {
+        let n = elementsPerThread * threadCount
+        var mismatches = 0
+        var first: String?
+        func check(_ i: Int, _ ok: Bool, _ text: @autoclosure () -> String) {
+            if !ok {
+                mismatches += 1
+                if first == nil { first = text() }
+            }
+        }
+        switch op {
+        case .read:
+            let x = xSource.pointer.assumingMemoryBound(to: Int32.self)
+            for t in 0..<threadCount {
+                var s: UInt32 = 0
+                for i in 0..<elementsPerThread { s &+= UInt32(bitPattern: x[t * elementsPerThread + i]) }
+                let expected = Int32(bitPattern: s &* UInt32(passes))
+                let got = output!.load(fromByteOffset: t * 64, as: Int32.self)
+                check(t, got == expected, "thread \(t) sum \(got), expected \(expected)")
+            }
+            return Verification(passed: mismatches == 0, checked: threadCount, mismatches: mismatches, maxAbsError: 0, maxRelError: 0, tolerance: "exact", firstMismatch: first)
+        case .write:
+            let x = output!.assumingMemoryBound(to: Int32.self)
+            for i in 0..<n { check(i, x[i] == 7 + Int32(passes - 1), "x[\(i)] = \(x[i])") }
+        case .copy:
+            let x = output!.assumingMemoryBound(to: Int32.self), src = y.pointer.assumingMemoryBound(to: Int32.self)
+            for i in 0..<n { check(i, x[i] == src[i], "x[\(i)] = \(x[i]), expected \(src[i])") }
+        case .triad:
+            let x = output!.assumingMemoryBound(to: Float.self)
+            let b = y.pointer.assumingMemoryBound(to: Float.self), cz = z.pointer.assumingMemoryBound(to: Float.self)
+            for i in 0..<n { check(i, x[i] == b[i] + scalar * cz[i], "x[\(i)] = \(x[i])") }
+        }
+        return Verification(passed: mismatches == 0, checked: n, mismatches: mismatches, maxAbsError: 0, maxRelError: 0, tolerance: "exact", firstMismatch: first)
+    }
+}
