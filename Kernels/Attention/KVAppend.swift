@@ -1,0 +1,342 @@
+import KernelKit
+
+/// `kv-append` (KERNELS.md section 4): appends new K (before RoPE) and V rows of a batch of sequences to
+/// the paged cache of one layer, quantizing each (token, head) row on the way (`KVCacheFormat`).
+///
+/// Workload: `b` sequences, `hkv` KV heads, head dimension `d`, cache capacity `ctx` tokens per sequence,
+/// and up to `new` tokens appended per sequence. The append plan is part of the workload (a fixed seed
+/// made of its dimensions, `appendPlan`): sequence 0 appends exactly `new` tokens starting at position 63
+/// (when `ctx` allows), so with new >= 2 it crosses a page boundary for every page size; sequence 1 starts
+/// empty; the others start anywhere and append 1...new tokens. Codes and parameters are bit-exact against
+/// `PagedKVCache.append`, and nothing else in the pool may change.
+public struct KVAppend: KernelFamily {
+    public init() {}
+
+    public let name = "kv-append"
+    public let summary = "append K (pre-RoPE) and V rows to a paged KV cache, quantized per (token, head): int4, int8 or fp32"
+    public let templateVersion = 1
+    public let dimensions = ["b", "hkv", "d", "ctx", "new"]
+    public let shapeRules = [
+        "positive: b, hkv, d, ctx and new are at least 1",
+        "even-dim: d is even (int4 packs two codes per byte; RoPE pairs the halves)",
+        "fits: new <= ctx (appended tokens fit in the capacity)",
+        "size: the pool and the new rows stay under 2^31 bytes",
+    ]
+    public let targets: [ISATarget] = [.portable]
+    public let constraints = [
+        "isa-runs (machine): the target's instructions are usable on this machine",
+        "threads-pus (machine): threads <= processing units",
+    ]
+
+    public var parameters: [ParameterSpec] {
+        [
+            ParameterSpec("isa", .names(targets.map(\.rawValue)), default: .name("portable"), "instruction set (plain C; the compiler vectorizes the row loops)"),
+            ParameterSpec("cache", .names(KVCacheFormat.allCases.map(\.rawValue)), default: .name("int4"), "cache element format"),
+            ParameterSpec("page", .ints([16, 32, 64]), default: .int(16), "tokens per cache page (must match the cache)"),
+            ParameterSpec("threads", .ints([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]), default: .int(1), "worker threads (each takes a range of new tokens)"),
+            ParameterSpec("placement", .names(ThreadPlacement.allCases.map(\.rawValue)), default: .name("scatter"), "which PUs the threads use"),
+        ]
+    }
+
+    public func checkShape(_ workload: Workload) throws {
+        try AttentionShapes.checkPositive(workload, dimensions, family: name)
+        try AttentionShapes.checkEven(workload["d"])
+        guard workload["new"] <= workload["ctx"] else {
+            throw ConstraintViolation("fits", "new = \(workload["new"]) exceeds ctx = \(workload["ctx"])")
+        }
+        let pool = workload["b"] * (workload["ctx"] + 64) * workload["hkv"] * 2 * (4 * workload["d"] + 8)
+        guard pool < Int(Int32.max) else { throw ConstraintViolation("size", "\(workload) needs a pool of about \(pool) bytes") }
+    }
+
+    public func check(_ config: Configuration, machine: MachineContext?) throws {
+        try checkDomains(config)
+        try AttentionShapes.checkMachine(config, machine: machine)
+    }
+
+    public func defaultConfiguration(isa: ISATarget, machine: MachineContext?) -> Configuration {
+        var c = Configuration(Dictionary(uniqueKeysWithValues: parameters.map { ($0.name, $0.defaultValue) }))
+        c["isa"] = .name(isa.rawValue)
+        return c
+    }
+
+    /// (start position, tokens appended) per sequence; depends on the workload only.
+    public static func appendPlan(_ workload: Workload) -> [(start: Int, count: Int)] {
+        let b = workload["b"], ctx = workload["ctx"], new = workload["new"]
+        var rng = SeededGenerator(seed: AttentionShapes.workloadSeed(workload))
+        return (0..<b).map { i in
+            switch i {
+            case 0: return (min(63, ctx - new), new)
+            case 1: return (0, max(1, (new + 1) / 2))
+            default:
+                let count = Int.random(in: 1...new, using: &rng)
+                return (Int.random(in: 0...(ctx - count), using: &rng), count)
+            }
+        }
+    }
+
+    /// Rows (K and V elements) written: 2 * new tokens * hkv * d.
+    public func usefulOps(_ workload: Workload, _ config: Configuration) -> Double {
+        let tokens = Self.appendPlan(workload).reduce(0) { $0 + $1.count }
+        return 2 * Double(tokens) * Double(workload["hkv"]) * Double(workload["d"])
+    }
+
+    public func render(_ config: Configuration) throws -> KernelSource {
+        try check(config, machine: nil)
+        let format = KVCacheFormat(rawValue: config.name("cache"))!
+        let page = config.int("page")
+        let name = "kv_append__portable_\(format.rawValue)_p\(page)"
+        var c = CSource()
+        c.comment(lines: [
+            "kv-append, template version \(templateVersion): \(name)",
+            "Parameters: isa=portable cache=\(format.rawValue) page=\(page)",
+            "",
+            "Appends rows of K (before RoPE) and V, [rows][hkv][d] fp32, to a paged cache. Row r belongs to",
+            "sequence row_seq[r] at position row_pos[r]; the page table gives the physical page of",
+            "(sequence, position / PAGE), and position % PAGE is the slot in it.",
+            format.isQuantized
+                ? "Each (token, head) row is quantized asymmetrically to \(format == .int4 ? "4" : "8") bits:\n  s = (max - min) / \(format.maxCode), z = rne(-min / s), q = clamp(rne(x / s) + z, 0, \(format.maxCode));\n  a constant row takes s = max(|max|, |min|) (dequantizes exactly), a row of zeros s = z = q = 0."
+                : "Rows are stored as fp32, unchanged.",
+            "",
+            "Generated by lowbit. Threads are the caller's: each appends a range [row0, row1) of rows.",
+        ])
+        c.include("math.h")
+        c.include("stddef.h")
+        c.include("stdint.h")
+        c.include("string.h")
+        c.line()
+        c.define("PAGE", page)
+        if format.isQuantized { c.define("MAX_CODE", "\(format.maxCode).0f") }
+        c.line()
+        KVPageLayout.renderHelpers(&c, format: format)
+        c.function("size_t \(name)_page_bytes(int hkv, int d)") { c in c.line("return page_bytes(hkv, d);") }
+        if format.isQuantized {
+            renderQuantizeRow(&c, format: format)
+        } else {
+            c.comment("fp32 cache: the row is copied as is.")
+            c.function("static void store_row(const float *x, int d, unsigned char *row, float *params)") { c in
+                c.line("(void)params;")
+                c.line("memcpy(row, x, (size_t)d * sizeof(float));")
+            }
+        }
+        c.function("""
+            void \(name)(const float *k_new, const float *v_new, const int32_t *row_seq, const int32_t *row_pos,
+                 const int32_t *page_table, int max_pages, void *pool, int hkv, int d, int row0, int row1)
+            """) { c in
+            c.declare("const size_t", "page_size", "page_bytes(hkv, d)")
+            c.declare("const size_t", "block", "block_bytes(d)")
+            c.forLoop("int r = row0", "r < row1", "r++") { c in
+                c.declare("const int", "pos", "row_pos[r]")
+                c.declare("const int32_t", "page", "page_table[(size_t)row_seq[r] * max_pages + pos / PAGE]")
+                c.declare("const int", "slot", "pos % PAGE")
+                c.declare("unsigned char *", "base", "(unsigned char *)pool + (size_t)page * page_size")
+                c.forLoop("int h = 0", "h < hkv", "h++") { c in
+                    c.declare("const size_t", "src", "((size_t)r * hkv + h) * d")
+                    c.declare("unsigned char *", "k_block", "base + (size_t)(2 * h) * block")
+                    c.declare("unsigned char *", "v_block", "k_block + block")
+                    c.line("store_row(k_new + src, d, k_block + slot * row_bytes(d), (float *)(k_block + params_offset(d)) + 2 * slot);")
+                    c.line("store_row(v_new + src, d, v_block + slot * row_bytes(d), (float *)(v_block + params_offset(d)) + 2 * slot);")
+                }
+            }
+        }
+        return KernelSource(name: name, isa: .portable, code: c.description, symbols: ["kernel": name, "page_bytes": "\(name)_page_bytes"])
+    }
+
+    private func renderQuantizeRow(_ c: inout CSource, format: KVCacheFormat) {
+        c.comment("The code of x: clamp(rne(x / s) + z, 0, MAX_CODE), true division, round half to even.")
+        c.function("static inline unsigned char code_of(float x, float s, float z)") { c in
+            c.declare("float", "q", "nearbyintf(x / s) + z")
+            c.line("q = q < 0.0f ? 0.0f : (q > MAX_CODE ? MAX_CODE : q);")
+            c.line("return (unsigned char)q;")
+        }
+        c.comment(lines: ["Quantizes one row of d values into row_bytes(d) codes and (scale, zero)."])
+        c.function("static void store_row(const float *x, int d, unsigned char *row, float *params)") { c in
+            c.declare("float", "lo", "x[0]")
+            c.declare("float", "hi", "x[0]")
+            c.forLoop("int i = 1", "i < d", "i++") { c in
+                c.line("lo = x[i] < lo ? x[i] : lo;")
+                c.line("hi = x[i] > hi ? x[i] : hi;")
+            }
+            c.declare("float", "s", "(hi - lo) / MAX_CODE")
+            c.ifBlock("s == 0.0f") { c in
+                c.comment("constant row (or an underflowing range): the step is its magnitude, so it dequantizes exactly")
+                c.line("s = fabsf(hi) > fabsf(lo) ? fabsf(hi) : fabsf(lo);")
+            }
+            c.ifBlock("s == 0.0f") { c in
+                c.comment("a row of zeros: every code 0, s = z = 0")
+                c.line("memset(row, 0, row_bytes(d));")
+                c.line("params[0] = 0.0f;")
+                c.line("params[1] = 0.0f;")
+                c.line("return;")
+            }
+            c.declare("const float", "z", "nearbyintf(-lo / s)")
+            if format == .int4 {
+                c.forLoop("int i = 0", "i < d / 2", "i++") { c in
+                    c.line("row[i] = (unsigned char)(code_of(x[2 * i], s, z) | (code_of(x[2 * i + 1], s, z) << 4));")
+                }
+            } else {
+                c.forLoop("int i = 0", "i < d", "i++") { c in c.line("row[i] = code_of(x[i], s, z);") }
+            }
+            c.line("params[0] = s;")
+            c.line("params[1] = z;")
+        }
+    }
+
+    public func makeInstance(workload: Workload, config: Configuration, symbols: SymbolTable, seed: UInt64) throws -> KernelInstance {
+        try checkShape(workload)
+        try check(config, machine: nil)
+        return try KVAppendInstance(workload: workload, config: config, symbols: symbols, names: render(config).symbols, seed: seed)
+    }
+}
+
+/// Shape and machine rules shared by the cache families.
+enum AttentionShapes {
+    static func checkPositive(_ workload: Workload, _ dims: [String], family: String) throws {
+        for d in dims where workload[d] < 1 {
+            throw ConstraintViolation("positive", "\(d) = \(workload[d]) for \(family); \(dims.joined(separator: ", ")) must be at least 1")
+        }
+    }
+
+    static func checkEven(_ d: Int) throws {
+        guard d % 2 == 0 else { throw ConstraintViolation("even-dim", "d = \(d) is odd; the head dimension must be even") }
+    }
+
+    static func checkMachine(_ config: Configuration, machine: MachineContext?) throws {
+        guard let machine else { return }
+        let isa = ISATarget(rawValue: config.name("isa"))!
+        if let why = isa.missingFeatures(on: machine.isa) { throw ConstraintViolation("isa-runs", why) }
+        let threads = config.int("threads")
+        guard threads <= machine.topology.pus.count else {
+            throw ConstraintViolation("threads-pus", "threads=\(threads) but this machine has \(machine.topology.pus.count) processing units")
+        }
+    }
+
+    /// A seed made of the workload's dimensions: what the workload's derived structure (sequence lengths,
+    /// append plan) depends on, so every run and every seed of one workload does the same work.
+    static func workloadSeed(_ workload: Workload) -> UInt64 {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        for key in workload.shape.keys.sorted() {
+            for byte in "\(key)=\(workload.shape[key]!);".utf8 {
+                h = (h ^ UInt64(byte)) &* 0x0000_0100_0000_01B3
+            }
+        }
+        return h
+    }
+}
+
+/// kv-append bound to one workload: new rows, the page table, and the pool as the guarded output.
+final class KVAppendInstance: KernelInstance {
+    typealias PageBytes = @convention(c) (Int32, Int32) -> Int
+    typealias Kernel = @convention(c) (
+        UnsafePointer<Float>?, UnsafePointer<Float>?, UnsafePointer<Int32>?, UnsafePointer<Int32>?,
+        UnsafePointer<Int32>?, Int32, UnsafeMutableRawPointer?, Int32, Int32, Int32, Int32
+    ) -> Void
+
+    let layout: KVPageLayout
+    let rows: Int
+    let kNew: [Float], vNew: [Float]
+    let rowSeq: [Int32], rowPos: [Int32]
+    let cache: PagedKVCache
+    let kBuffer: AlignedBuffer, vBuffer: AlignedBuffer, seqBuffer: AlignedBuffer, posBuffer: AlignedBuffer, tableBuffer: AlignedBuffer
+    let kernel: Kernel
+    let threadCount: Int
+    let ranges: [Range<Int>]
+    private var output: UnsafeMutableRawPointer?
+
+    var outputBytes: Int { cache.pool.count }
+    var workspaceBytesPerThread: Int { 0 }
+    var workingSetBytes: Int { kBuffer.byteCount + vBuffer.byteCount + 2 * rows * layout.kvHeads * layout.bytesPerRow }
+
+    init(workload: Workload, config: Configuration, symbols: SymbolTable, names: [String: String], seed: UInt64) throws {
+        let format = KVCacheFormat(rawValue: config.name("cache"))!
+        let hkv = workload["hkv"], d = workload["d"]
+        layout = KVPageLayout(format: format, pageTokens: config.int("page"), kvHeads: hkv, headDim: d)
+        let plan = KVAppend.appendPlan(workload)
+        var seqs: [Int32] = [], positions: [Int32] = []
+        for (b, p) in plan.enumerated() {
+            for t in p.start..<p.start + p.count {
+                seqs.append(Int32(b))
+                positions.append(Int32(t))
+            }
+        }
+        rows = seqs.count
+        rowSeq = seqs
+        rowPos = positions
+        var gen = KVRowGenerator(kvHeads: hkv, headDim: d, seed: seed)
+        var k: [Float] = [], v: [Float] = []
+        for _ in 0..<rows {
+            k += gen.keys()
+            v += gen.values()
+        }
+        // Edge cases inside real appends: a constant positive K row, a zero V row, a constant negative K row.
+        for i in 0..<d { k[i] = 0.3 }
+        for i in 0..<d { v[i] = 0 }
+        if rows > 1 { for i in 0..<d { k[hkv * d + i] = -2.5 } }
+        kNew = k
+        vNew = v
+        cache = PagedKVCache(
+            layout: layout, allocated: plan.map { $0.start + $0.count }, capacity: workload["ctx"], seed: seed)
+        kBuffer = AlignedBuffer(copying: kNew)
+        vBuffer = AlignedBuffer(copying: vNew)
+        seqBuffer = AlignedBuffer(copying: rowSeq)
+        posBuffer = AlignedBuffer(copying: rowPos)
+        tableBuffer = AlignedBuffer(copying: cache.pageTable)
+        let pageBytes = unsafeBitCast(try symbols.address(of: names["page_bytes"]!), to: PageBytes.self)
+        guard pageBytes(Int32(hkv), Int32(d)) == layout.pageBytes else {
+            throw ConstraintViolation("layout", "the C page is \(pageBytes(Int32(hkv), Int32(d))) bytes, the Swift layout says \(layout.pageBytes)")
+        }
+        kernel = unsafeBitCast(try symbols.address(of: names["kernel"]!), to: Kernel.self)
+        threadCount = config.int("threads")
+        ranges = balancedRanges(count: rows, parts: threadCount, unit: 1)
+    }
+
+    func prepare() throws {}
+
+    func bind(output: UnsafeMutableRawPointer, workspaces: [UnsafeMutableRawPointer]) { self.output = output }
+
+    func run(thread index: Int) {
+        let r = ranges[index]
+        guard !r.isEmpty else { return }
+        kernel(
+            kBuffer.pointer.assumingMemoryBound(to: Float.self), vBuffer.pointer.assumingMemoryBound(to: Float.self),
+            seqBuffer.pointer.assumingMemoryBound(to: Int32.self), posBuffer.pointer.assumingMemoryBound(to: Int32.self),
+            tableBuffer.pointer.assumingMemoryBound(to: Int32.self), Int32(cache.maxPages), output,
+            Int32(layout.kvHeads), Int32(layout.headDim), Int32(r.lowerBound), Int32(r.upperBound))
+    }
+
+    /// Bit-exact over the whole pool: the appended slots against the Swift reference append, everything
+    /// else unchanged (the harness's fill pattern, read from a spare page).
+    func verify() -> Verification {
+        let tolerance = "bit-exact (codes and parameters; the rest of the pool unchanged)"
+        guard let output, let spare = cache.sparePages.first else {
+            return Verification(passed: false, checked: 0, mismatches: 0, maxAbsError: .nan, maxRelError: .nan, tolerance: tolerance, firstMismatch: "no output bound")
+        }
+        var expected = cache
+        let fill = output.load(fromByteOffset: spare * layout.pageBytes, as: UInt32.self)
+        expected.pool.withUnsafeMutableBytes { raw in
+            let words = raw.bindMemory(to: UInt32.self)
+            for i in 0..<words.count { words[i] = fill }
+        }
+        let stride = layout.kvHeads * layout.headDim
+        kNew.withUnsafeBufferPointer { k in
+            vNew.withUnsafeBufferPointer { v in
+                for r in 0..<rows {
+                    expected.append(sequence: Int(rowSeq[r]), position: Int(rowPos[r]), k: k.baseAddress! + r * stride, v: v.baseAddress! + r * stride)
+                }
+            }
+        }
+        let actual = output.assumingMemoryBound(to: UInt8.self)
+        var mismatches = 0
+        var first: String?
+        for i in 0..<expected.pool.count where expected.pool[i] != actual[i] {
+            mismatches += 1
+            if first == nil {
+                let page = i / layout.pageBytes, inPage = i % layout.pageBytes
+                let block = inPage / layout.blockBytes, offset = inPage % layout.blockBytes
+                first = "page \(page) head \(block / 2) \(block % 2 == 0 ? "K" : "V") block byte \(offset): \(actual[i]), expected \(expected.pool[i])"
+            }
+        }
+        return Verification(
+            passed: mismatches == 0, checked: expected.pool.count, mismatches: mismatches, maxAbsError: mismatches == 0 ? 0 : .nan,
+            maxRelError: mismatches == 0 ? 0 : .nan, tolerance: tolerance, firstMismatch: first)
+    }
+}

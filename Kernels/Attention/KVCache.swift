@@ -1,0 +1,324 @@
+import Foundation
+import KernelKit
+
+/// Element formats of the paged KV cache (KERNELS.md section 4).
+///
+/// - `int4`: asymmetric per (token, head): s = (max - min) / 15, z = rne(-min / s),
+///   q = clamp(rne(x / s) + z, 0, 15), x' = (q - z) * s; two codes per byte, element 2i in the low nibble.
+/// - `int8`: the same asymmetric rule with 255 levels (unsigned codes in [0, 255]). Asymmetric rather than
+///   symmetric so both quantized formats share one dequantization, and because K rows are rarely centred.
+/// - `fp32`: the row as is (no parameters).
+///
+/// Edge cases (both quantized formats), so dequantization stays exact where it can be:
+/// - max == min (a constant row c), or a range so small that (max - min) / levels underflows to 0:
+///   the step becomes s = max(|max|, |min|). Then z = rne(-min / s) and q follow the usual formulas, and a
+///   constant row dequantizes exactly: c > 0 gives z = -1, q = 0, x' = c; c < 0 gives z = 1, q = 0, x' = c.
+/// - a row of zeros (s still 0): s = 0, z = 0, every code 0; x' = 0 exactly.
+/// z is stored unclamped as fp32 (an integer value): a row entirely above or below 0 has z outside the code range.
+public enum KVCacheFormat: String, CaseIterable, Sendable {
+    case int4, int8, fp32
+
+    /// The largest code (the number of quantization steps); 0 for fp32.
+    public var maxCode: Int {
+        switch self {
+        case .int4: 15
+        case .int8: 255
+        case .fp32: 0
+        }
+    }
+
+    public var isQuantized: Bool { self != .fp32 }
+
+    /// Bytes of one stored row of `d` elements.
+    public func rowBytes(headDim d: Int) -> Int {
+        switch self {
+        case .int4: d / 2
+        case .int8: d
+        case .fp32: 4 * d
+        }
+    }
+
+    /// Bytes of one row's parameters (scale, zero as fp32).
+    public var paramBytes: Int { isQuantized ? 8 : 0 }
+}
+
+/// Where things live in the paged cache of one layer (the same arithmetic is rendered into every C variant).
+///
+/// The pool is an array of physical pages of `pageBytes` each. A page holds `pageTokens` (P) consecutive
+/// tokens of one sequence for every KV head: for head h, a K block at `2h * blockBytes` and a V block at
+/// `(2h + 1) * blockBytes`. A block is `codes [P][rowBytes]`, then (from `paramsOffset`, a multiple of 16)
+/// `params [P][2]` fp32 (scale, zero) for the quantized formats, padded to 64 bytes. The page table maps
+/// (sequence, logical page = position / P) to a physical page; position % P is the slot in the page.
+public struct KVPageLayout: Sendable, Hashable {
+    public var format: KVCacheFormat
+    public var pageTokens: Int
+    public var kvHeads: Int
+    public var headDim: Int
+
+    public init(format: KVCacheFormat, pageTokens: Int, kvHeads: Int, headDim: Int) {
+        self.format = format
+        self.pageTokens = pageTokens
+        self.kvHeads = kvHeads
+        self.headDim = headDim
+    }
+
+    public var rowBytes: Int { format.rowBytes(headDim: headDim) }
+    public var paramsOffset: Int { (pageTokens * rowBytes + 15) / 16 * 16 }
+    public var blockBytes: Int { (paramsOffset + pageTokens * format.paramBytes + 63) / 64 * 64 }
+    public var pageBytes: Int { 2 * kvHeads * blockBytes }
+
+    /// Byte offset of the K (or V) block of `head` in physical page `page`.
+    public func blockOffset(page: Int, head: Int, value: Bool) -> Int {
+        page * pageBytes + (2 * head + (value ? 1 : 0)) * blockBytes
+    }
+
+    /// The stored bytes one token needs for one head's K or V row: codes plus parameters.
+    public var bytesPerRow: Int { rowBytes + format.paramBytes }
+
+    /// Renders the layout helpers every cache kernel shares: `row_bytes`, `params_offset`, `block_bytes`,
+    /// `page_bytes`, with `PAGE` defined by the caller.
+    static func renderHelpers(_ c: inout CSource, format: KVCacheFormat) {
+        let row: String =
+            switch format {
+            case .int4: "(size_t)d / 2"
+            case .int8: "(size_t)d"
+            case .fp32: "(size_t)d * sizeof(float)"
+            }
+        c.comment(lines: [
+            "Cache layout (one layer): physical pages of PAGE tokens. For KV head h a page holds a K block at",
+            "2h * block_bytes(d) and a V block at (2h + 1) * block_bytes(d). A block is codes [PAGE][row_bytes(d)],",
+            format.isQuantized
+                ? "then at params_offset(d) the fp32 pairs (scale, zero) [PAGE][2], padded to 64 bytes."
+                : "padded to 64 bytes (fp32 rows need no parameters).",
+        ])
+        c.function("static inline size_t row_bytes(int d)") { c in c.line("return \(row);") }
+        c.function("static inline size_t params_offset(int d)") { c in c.line("return (PAGE * row_bytes(d) + 15) / 16 * 16;") }
+        c.function("static inline size_t block_bytes(int d)") { c in
+            c.line("return (params_offset(d) + PAGE * \(format.paramBytes) + 63) / 64 * 64;")
+        }
+        c.function("static inline size_t page_bytes(int hkv, int d)") { c in c.line("return 2 * (size_t)hkv * block_bytes(d);") }
+    }
+}
+
+/// The quantization of one cache row, as plain Swift: the definition the append kernels match bit for bit
+/// (same fp32 operations in the same order: true division, round half to even, clamp).
+public enum KVQuantization {
+    /// Quantizes `x[0..<d]` into `codes` (rowBytes bytes) and returns (scale, zero); fp32 copies the row
+    /// and returns (0, 0). See `KVCacheFormat` for the edge cases.
+    public static func quantize(_ x: UnsafePointer<Float>, count d: Int, format: KVCacheFormat, codes: UnsafeMutableRawPointer) -> (scale: Float, zero: Float) {
+        guard format.isQuantized else {
+            codes.copyMemory(from: x, byteCount: d * MemoryLayout<Float>.size)
+            return (0, 0)
+        }
+        let levels = Float(format.maxCode)
+        var lo = x[0], hi = x[0]
+        for i in 1..<d {
+            if x[i] < lo { lo = x[i] }
+            if x[i] > hi { hi = x[i] }
+        }
+        var s = (hi - lo) / levels
+        if s == 0 { s = abs(hi) > abs(lo) ? abs(hi) : abs(lo) }
+        let bytes = codes.assumingMemoryBound(to: UInt8.self)
+        guard s != 0 else {
+            for i in 0..<format.rowBytes(headDim: d) { bytes[i] = 0 }
+            return (0, 0)
+        }
+        let z = (-lo / s).rounded(.toNearestOrEven)
+        func code(_ v: Float) -> UInt8 {
+            let c = (v / s).rounded(.toNearestOrEven) + z
+            return UInt8(c < 0 ? 0 : (c > levels ? levels : c))
+        }
+        if format == .int4 {
+            for i in 0..<d / 2 { bytes[i] = code(x[2 * i]) | (code(x[2 * i + 1]) << 4) }
+        } else {
+            for i in 0..<d { bytes[i] = code(x[i]) }
+        }
+        return (s, z)
+    }
+
+    public static func quantize(_ x: [Float], format: KVCacheFormat) -> (codes: [UInt8], scale: Float, zero: Float) {
+        var codes = [UInt8](repeating: 0, count: format.rowBytes(headDim: x.count))
+        let (s, z) = x.withUnsafeBufferPointer { xs in
+            codes.withUnsafeMutableBytes { quantize(xs.baseAddress!, count: x.count, format: format, codes: $0.baseAddress!) }
+        }
+        return (codes, s, z)
+    }
+
+    /// The code of element `i` of a stored row.
+    @inline(__always)
+    public static func code(_ codes: UnsafeRawPointer, _ i: Int, format: KVCacheFormat) -> Int {
+        let bytes = codes.assumingMemoryBound(to: UInt8.self)
+        return format == .int4 ? Int((bytes[i >> 1] >> (UInt8(i & 1) * 4)) & 0x0F) : Int(bytes[i])
+    }
+
+    /// x' = (q - z) * s in fp32, as every kernel computes it; fp32 rows are read as stored.
+    public static func dequantize(_ codes: UnsafeRawPointer, scale s: Float, zero z: Float, count d: Int, format: KVCacheFormat) -> [Float] {
+        guard format.isQuantized else {
+            return Array(UnsafeBufferPointer(start: codes.assumingMemoryBound(to: Float.self), count: d))
+        }
+        return (0..<d).map { (Float(code(codes, $0, format: format)) - z) * s }
+    }
+
+    public static func dequantize(_ q: (codes: [UInt8], scale: Float, zero: Float), count d: Int, format: KVCacheFormat) -> [Float] {
+        q.codes.withUnsafeBytes { dequantize($0.baseAddress!, scale: q.scale, zero: q.zero, count: d, format: format) }
+    }
+}
+
+/// A paged cache in Swift memory: the page table and the pool, with the reference append and read.
+public struct PagedKVCache {
+    public let layout: KVPageLayout
+    public let batch: Int
+    /// Logical pages per sequence in the page table (ceil(capacity / P)).
+    public let maxPages: Int
+    /// [batch][maxPages] physical page of each logical page; -1 where no page is allocated.
+    public var pageTable: [Int32]
+    public let physicalPages: Int
+    /// Physical pages no sequence uses (they keep the fill pattern).
+    public let sparePages: [Int]
+    /// The pool, `physicalPages * layout.pageBytes` bytes.
+    public var pool: [UInt8]
+
+    /// What the pool holds before anything is appended: a NaN pattern, so a kernel that reads a slot or a
+    /// page it should not gets NaN parameters (or NaN fp32 values) and fails verification.
+    public static let fill = Float(bitPattern: 0x7FC0_BEEF)
+
+    /// Allocates ceil(allocated[b] / P) pages per sequence at shuffled physical positions (a non-identity
+    /// order whenever there are two or more pages), plus `spares` unused pages among them.
+    public init(layout: KVPageLayout, allocated: [Int], capacity: Int, spares: Int = 2, seed: UInt64) {
+        self.layout = layout
+        batch = allocated.count
+        let p = layout.pageTokens
+        maxPages = max(1, (capacity + p - 1) / p)
+        let needed = allocated.map { ($0 + p - 1) / p }
+        let used = needed.reduce(0, +)
+        physicalPages = used + spares
+        var rng = SeededGenerator(seed: seed ^ 0xA77E_17D0)
+        var order = Array(0..<physicalPages)
+        order.shuffle(using: &rng)
+        if physicalPages > 1 && order == Array(0..<physicalPages) { order.swapAt(0, 1) }
+        pageTable = [Int32](repeating: -1, count: batch * maxPages)
+        var next = 0
+        for b in 0..<batch {
+            for l in 0..<needed[b] {
+                pageTable[b * maxPages + l] = Int32(order[next])
+                next += 1
+            }
+        }
+        sparePages = Array(order[next...])
+        pool = [UInt8](repeating: 0, count: physicalPages * layout.pageBytes)
+        pool.withUnsafeMutableBytes { raw in
+            let floats = raw.bindMemory(to: Float.self)
+            for i in 0..<floats.count { floats[i] = Self.fill }
+        }
+    }
+
+    /// Byte offset of the K or V block holding (sequence, position, head), and the slot in it.
+    public func location(sequence b: Int, position t: Int, head h: Int, value: Bool) -> (block: Int, slot: Int) {
+        let page = Int(pageTable[b * maxPages + t / layout.pageTokens])
+        precondition(page >= 0, "position \(t) of sequence \(b) has no page")
+        return (layout.blockOffset(page: page, head: h, value: value), t % layout.pageTokens)
+    }
+
+    /// The reference append: quantizes one token's K rows and V rows (`[hkv][d]` each) into its slot.
+    public mutating func append(sequence b: Int, position t: Int, k: UnsafePointer<Float>, v: UnsafePointer<Float>) {
+        let d = layout.headDim
+        for h in 0..<layout.kvHeads {
+            for (value, rows) in [(false, k), (true, v)] {
+                let (block, slot) = location(sequence: b, position: t, head: h, value: value)
+                pool.withUnsafeMutableBytes { raw in
+                    let base = raw.baseAddress! + block
+                    let (s, z) = KVQuantization.quantize(
+                        rows + h * d, count: d, format: layout.format, codes: base + slot * layout.rowBytes)
+                    if layout.format.isQuantized {
+                        let params = (base + layout.paramsOffset).assumingMemoryBound(to: Float.self)
+                        params[2 * slot] = s
+                        params[2 * slot + 1] = z
+                    }
+                }
+            }
+        }
+    }
+
+    /// The dequantized K (before RoPE) or V row of (sequence, position, head), read from the pool.
+    public func row(sequence b: Int, position t: Int, head h: Int, value: Bool) -> [Float] {
+        let (block, slot) = location(sequence: b, position: t, head: h, value: value)
+        return pool.withUnsafeBytes { raw in
+            let base = raw.baseAddress! + block
+            var s: Float = 0, z: Float = 0
+            if layout.format.isQuantized {
+                let params = (base + layout.paramsOffset).assumingMemoryBound(to: Float.self)
+                s = params[2 * slot]
+                z = params[2 * slot + 1]
+            }
+            return KVQuantization.dequantize(base + slot * layout.rowBytes, scale: s, zero: z, count: layout.headDim, format: layout.format)
+        }
+    }
+}
+
+/// Random K and V rows the way the inputs of the cache kernels are made: uniform in [-1, 1], with a few
+/// large channels per KV head (KERNELS.md section 6: 20-100x) in K and a per-channel offset, so rows are
+/// neither centred nor constant.
+struct KVRowGenerator {
+    let kvHeads: Int
+    let headDim: Int
+    /// [hkv][d] multiplier per channel of K (1 or 20...100).
+    let kGain: [Float]
+    /// [hkv][d] offset per channel of K.
+    let kOffset: [Float]
+    var rng: SeededGenerator
+
+    init(kvHeads: Int, headDim: Int, seed: UInt64) {
+        self.kvHeads = kvHeads
+        self.headDim = headDim
+        var rng = SeededGenerator(seed: seed)
+        var gain = [Float](repeating: 1, count: kvHeads * headDim)
+        for h in 0..<kvHeads {
+            for _ in 0..<min(3, headDim) { gain[h * headDim + Int.random(in: 0..<headDim, using: &rng)] = Float.random(in: 20...100, using: &rng) }
+        }
+        kGain = gain
+        kOffset = (0..<kvHeads * headDim).map { _ in Float.random(in: -0.5...0.5, using: &rng) }
+        self.rng = rng
+    }
+
+    /// One token's K rows `[hkv][d]`.
+    mutating func keys() -> [Float] {
+        (0..<kvHeads * headDim).map { (Float.random(in: -1...1, using: &rng) + kOffset[$0]) * kGain[$0] }
+    }
+
+    /// One token's V rows `[hkv][d]`.
+    mutating func values() -> [Float] {
+        (0..<kvHeads * headDim).map { _ in Float.random(in: -1...1, using: &rng) }
+    }
+}
+
+/// Llama's rotate-half RoPE: for i < D/2 and angle = t * theta^(-2i / D),
+/// x'[i] = x[i] cos - x[i + D/2] sin and x'[i + D/2] = x[i + D/2] cos + x[i] sin.
+public enum RoPE {
+    public static let theta = 10000.0
+
+    /// cos and sin tables `[positions][d / 2]`, computed in Double and rounded to fp32 (the kernel input).
+    public static func table(positions: Int, headDim d: Int, theta: Double = theta) -> (cos: [Float], sin: [Float]) {
+        let half = d / 2
+        var c = [Float](repeating: 0, count: positions * half), s = c
+        for t in 0..<positions {
+            for i in 0..<half {
+                let angle = Double(t) * Foundation.pow(theta, -Double(2 * i) / Double(d))
+                c[t * half + i] = Float(Foundation.cos(angle))
+                s[t * half + i] = Float(Foundation.sin(angle))
+            }
+        }
+        return (c, s)
+    }
+
+    /// Rotates `x` (length d) for position `t` with the table, in Double.
+    public static func apply(_ x: [Double], position t: Int, cos: [Float], sin: [Float]) -> [Double] {
+        let half = x.count / 2
+        var y = x
+        for i in 0..<half {
+            let c = Double(cos[t * half + i]), s = Double(sin[t * half + i])
+            y[i] = x[i] * c - x[i + half] * s
+            y[i + half] = x[i + half] * c + x[i] * s
+        }
+        return y
+    }
+}
