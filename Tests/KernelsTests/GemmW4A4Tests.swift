@@ -121,7 +121,7 @@ struct AtomQuantizationTests {
 @Suite("Accuracy ablation")
 struct AtomAccuracyTests {
     @Test func methodsOrderAsAtomsAblation() {
-        let rows = AtomAccuracy.table(m: 16, n: 32, k: 1024, outlierChannels: 4, seed: 2)
+        let rows = AtomAccuracy.table(m: 32, n: 64, k: 4096, outlierChannels: 8, seed: 2)
         #expect(rows.count == 5)
         let e = rows.map(\.relativeError)
         // RTN > + outliers > + groups > + clipping, and every error is a real, positive number.
