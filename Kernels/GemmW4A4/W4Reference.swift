@@ -104,10 +104,7 @@ final class GemmW4A4Instance: KernelInstance {
         packed = AlignedBuffer(byteCount: packedBytes(Int32(n), Int32(k), Int32(outliers)))
         workspaceBytesPerThread = workspaceBytes()
         threadCount = config.int("threads")
-        let tm = config.int("tm"), tn = threadCount / tm
-        let rowRanges = balancedRanges(count: m, parts: tm, unit: config.int("mr"))
-        let colRanges = balancedRanges(count: n, parts: tn, unit: config.int("nr"))
-        blocks = rowRanges.flatMap { r in colRanges.map { (r, $0) } }
+        blocks = gemmThreadBlocks(m: m, n: n, config: config)
     }
 
     func prepare() throws {

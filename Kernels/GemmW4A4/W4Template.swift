@@ -119,14 +119,8 @@ struct GemmW4A4Template {
     }
 
     private func renderHelpers(_ c: inout CSource, simd: Bool) {
-        c.function("static inline int min_int(int a, int b)") { c in c.line("return a < b ? a : b;") }
-        guard simd else { return }
-        c.comment("Four consecutive int8 values as one int32 (any alignment).")
-        c.function("static inline int32_t load4(const int8_t *p)") { c in
-            c.declare("int32_t", "v")
-            c.line("memcpy(&v, p, sizeof v);")
-            c.line("return v;")
-        }
+        c.minIntHelper()
+        if simd { c.load4Helper() }
     }
 
     private let tileSignature = """

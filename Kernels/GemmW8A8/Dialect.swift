@@ -93,26 +93,16 @@ struct Int8Dialect: Sendable {
         loadFloat: { "_mm512_loadu_ps(\($0))" },
         storeFloat: { "_mm512_storeu_ps(\($0), \($1));" })
 
-    static let avxvnni = Int8Dialect(
-        lanes: 8, headers: ["immintrin.h"], registers: 16, intVector: "__m256i",
-        dotNote: "offset, VEX vpdpbusd((a + 128) as u8, b) accumulates exactly in int32;\n128 * colsum(W) is subtracted in the epilogue",
-        offsetsActivations: true,
-        zero: "_mm256_setzero_si256()",
-        loadInt: { "_mm256_loadu_si256((const __m256i *)(\($0)))" },
-        storeInt: { "_mm256_storeu_si256((__m256i *)(\($0)), \($1));" },
-        broadcast: { "_mm256_set1_epi32(\($0))" },
-        prepareRow: { name, a in ["const __m256i \(name) = _mm256_xor_si256(\(a), flip);"] },
-        rowType: "__m256i",
-        accumulate: { acc, row, b in "_mm256_dpbusd_avx_epi32(\(acc), \(row), \(b))" },
-        constants: ["const __m256i flip = _mm256_set1_epi32((int)0x80808080u);"],
-        loadB: { "_mm256_loadu_si256((const __m256i *)(\($0)))" }, bType: "__m256i",
-        floatVector: "__m256",
-        subtract: { "_mm256_sub_epi32(\($0), \($1))" },
-        toFloat: { "_mm256_cvtepi32_ps(\($0))" },
-        mulFloat: { "_mm256_mul_ps(\($0), \($1))" },
-        splatFloat: { "_mm256_set1_ps(\($0))" },
-        loadFloat: { "_mm256_loadu_ps(\($0))" },
-        storeFloat: { "_mm256_storeu_ps(\($0), \($1));" })
+    /// The AVX2 dialect with the VEX-encoded vpdpbusd (AVX-VNNI) for the dot product.
+    static let avxvnni: Int8Dialect = {
+        var d = avx2
+        d.dotNote = "offset, VEX vpdpbusd((a + 128) as u8, b) accumulates exactly in int32;\n128 * colsum(W) is subtracted in the epilogue"
+        d.offsetsActivations = true
+        d.prepareRow = { name, a in ["const __m256i \(name) = _mm256_xor_si256(\(a), flip);"] }
+        d.accumulate = { acc, row, b in "_mm256_dpbusd_avx_epi32(\(acc), \(row), \(b))" }
+        d.constants = ["const __m256i flip = _mm256_set1_epi32((int)0x80808080u);"]
+        return d
+    }()
 
     static let neon = Int8Dialect(
         lanes: 4, headers: ["arm_neon.h"], registers: 32, intVector: "int32x4_t",

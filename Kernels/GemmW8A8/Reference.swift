@@ -77,10 +77,7 @@ final class GemmW8A8Instance: KernelInstance {
         packed = AlignedBuffer(byteCount: packedBytes(Int32(n), Int32(k)))
         workspaceBytesPerThread = workspaceBytes()
         threadCount = config.int("threads")
-        let tm = config.int("tm"), tn = threadCount / tm
-        let rowRanges = balancedRanges(count: m, parts: tm, unit: config.int("mr"))
-        let colRanges = balancedRanges(count: n, parts: tn, unit: config.int("nr"))
-        blocks = rowRanges.flatMap { r in colRanges.map { (r, $0) } }
+        blocks = gemmThreadBlocks(m: m, n: n, config: config)
     }
 
     func prepare() throws {

@@ -107,14 +107,9 @@ struct GemmW8A8Template {
     }
 
     private func renderHelpers(_ c: inout CSource, simd: Bool) {
-        c.function("static inline int min_int(int a, int b)") { c in c.line("return a < b ? a : b;") }
+        c.minIntHelper()
         guard simd else { return }
-        c.comment("Four consecutive activation bytes as one int32 (any alignment).")
-        c.function("static inline int32_t load4(const int8_t *p)") { c in
-            c.declare("int32_t", "v")
-            c.line("memcpy(&v, p, sizeof v);")
-            c.line("return v;")
-        }
+        c.load4Helper()
         c.comment("The last 1 to 3 bytes of a row, zero extended: never reads past the row.")
         c.function("static inline int32_t load_tail(const int8_t *p, int count)") { c in
             c.declare("int32_t", "v", "0")

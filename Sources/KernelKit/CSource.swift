@@ -78,4 +78,19 @@ public struct CSource: CustomStringConvertible {
 
     /// `#define NAME value`.
     public mutating func define(_ name: String, _ value: CustomStringConvertible) { line("#define \(name) \(value)") }
+
+    /// `static inline int min_int(int a, int b)`, used by the blocked drivers.
+    public mutating func minIntHelper() {
+        function("static inline int min_int(int a, int b)") { c in c.line("return a < b ? a : b;") }
+    }
+
+    /// `load4`: four consecutive int8 values as one int32, for broadcasting (any alignment).
+    public mutating func load4Helper() {
+        comment("Four consecutive int8 values as one int32 (any alignment).")
+        function("static inline int32_t load4(const int8_t *p)") { c in
+            c.declare("int32_t", "v")
+            c.line("memcpy(&v, p, sizeof v);")
+            c.line("return v;")
+        }
+    }
 }

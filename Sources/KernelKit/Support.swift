@@ -30,6 +30,15 @@ public final class AlignedBuffer: @unchecked Sendable {
     deinit { pointer.deallocate() }
 }
 
+/// Each thread's block of a GEMM output: `tm` row ranges (multiples of `mr`) times threads / tm column
+/// ranges (multiples of `nr`), in thread order.
+public func gemmThreadBlocks(m: Int, n: Int, config: Configuration) -> [(rows: Range<Int>, cols: Range<Int>)] {
+    let threads = config.int("threads"), tm = config.int("tm")
+    let rowRanges = balancedRanges(count: m, parts: tm, unit: config.int("mr"))
+    let colRanges = balancedRanges(count: n, parts: threads / tm, unit: config.int("nr"))
+    return rowRanges.flatMap { r in colRanges.map { (r, $0) } }
+}
+
 /// Splits `count` items into `parts` contiguous ranges whose starts are multiples of `unit`.
 public func balancedRanges(count: Int, parts: Int, unit: Int) -> [Range<Int>] {
     let units = (count + unit - 1) / unit
