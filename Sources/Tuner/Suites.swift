@@ -45,7 +45,16 @@ public struct Suite: Sendable {
             s.budget = Budget(maxTrials: 12, maxTime: .seconds(20), patience: 5)
             return s
         }(),
-        llama7b(),
+        {
+            // The fused quantize kernels feeding those layers: RMSNorm before q/k/v and gate/up (K = 4096),
+            // the o_proj input reorder (K = 4096), SiLU * up before down_proj (K = 11008).
+            var s = llama7b()
+            s.workloads += [("rmsnorm-reorder-quantize", 4096), ("reorder-quantize", 4096), ("silu-mul-quantize", 11008)].flatMap { family, k in
+                [1, 16, 64, 256].map { Workload(family: family, shape: ["m": $0, "k": k, "outliers": 128]) }
+            }
+            s.summary += ", and the fused quantize kernels that feed them"
+            return s
+        }(),
     ]
 
     public static func named(_ name: String) -> Suite? { all.first { $0.name == name } }

@@ -72,6 +72,8 @@ public final class Tuner {
     public let machine: MachineContext
     public let fingerprint: String
     public var session = UUID().uuidString
+    /// Asked between trials; the default is the process's Ctrl-C flag.
+    public var shouldStop: @Sendable () -> Bool = { Interrupt.requested }
     private let logger: Logger
 
     public init(executor: TrialExecutor, store: TuningStore?, machine: MachineContext, fingerprint: String, logger: Logger = Logger(label: "lowbit.tuner")) {
@@ -101,7 +103,7 @@ public final class Tuner {
         if resumed > 0 { logger.info("\(workload): \(resumed) points already measured; resuming") }
 
         while true {
-            if Interrupt.requested { stop = .interrupted; break }
+            if shouldStop() { stop = .interrupted; break }
             if let max = budget.maxTrials, trials >= max { stop = .trials; break }
             if let max = budget.maxTime, clock.now - start >= max { stop = .time; break }
             if let patience = budget.patience, sinceImprovement >= patience { stop = .patience; break }

@@ -176,11 +176,17 @@ struct StrategyTests {
     @Test func interruptStopsAfterTheTrialInFlight() throws {
         let executor = FakeExecutor()
         var s: any SearchStrategy = RandomSearch(seed: 1)
-        Interrupt.request()
-        defer { Interrupt.reset() }
-        let summary = try TunerFixtures.tuner(executor).tune(family: ToyFamily(), workload: TunerFixtures.workload, strategy: &s, budget: Budget(maxTrials: 10))
+        // The tuner's own stop check, not the process-wide Ctrl-C flag: tests run concurrently.
+        let tuner = TunerFixtures.tuner(executor)
+        tuner.shouldStop = { true }
+        let summary = try tuner.tune(family: ToyFamily(), workload: TunerFixtures.workload, strategy: &s, budget: Budget(maxTrials: 10))
         #expect(summary.stop == .interrupted)
         #expect(summary.trials == 0)
+    }
+
+    @Test func theCtrlCFlagIsWhatTheTunerAsksByDefault() {
+        let tuner = TunerFixtures.tuner(FakeExecutor())
+        #expect(tuner.shouldStop() == Interrupt.requested)
     }
 
     @Test func durationsParse() {
