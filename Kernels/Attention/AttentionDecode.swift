@@ -279,13 +279,13 @@ final class AttentionDecodeInstance: KernelInstance {
         sin = AlignedBuffer(copying: inputs.sin)
         partials = AlignedBuffer(byteCount: inputs.batch * hq * split * (d + 2) * MemoryLayout<Float>.size)
         arrivals = AlignedBuffer(byteCount: inputs.batch * hkv * MemoryLayout<Int32>.size)
-        let pageBytes = unsafeBitCast(try symbols.address(of: names["page_bytes"]!), to: Bytes.self)
+        let pageBytes = try symbols.function(names["page_bytes"]!, as: Bytes.self)
         guard pageBytes(Int32(hkv), Int32(d)) == inputs.cache.layout.pageBytes else {
             throw ConstraintViolation("layout", "the C page is \(pageBytes(Int32(hkv), Int32(d))) bytes, the Swift layout says \(inputs.cache.layout.pageBytes)")
         }
-        let workspaceBytes = unsafeBitCast(try symbols.address(of: names["workspace_bytes"]!), to: Bytes.self)
+        let workspaceBytes = try symbols.function(names["workspace_bytes"]!, as: Bytes.self)
         workspaceBytesPerThread = workspaceBytes(Int32(hq / hkv), Int32(d))
-        kernel = unsafeBitCast(try symbols.address(of: names["kernel"]!), to: Kernel.self)
+        kernel = try symbols.function(names["kernel"]!, as: Kernel.self)
         threadCount = config.int("threads")
         ranges = balancedRanges(count: inputs.batch * hkv * split, parts: threadCount, unit: 1)
     }

@@ -280,11 +280,11 @@ final class KVAppendInstance: KernelInstance {
         seqBuffer = AlignedBuffer(copying: rowSeq)
         posBuffer = AlignedBuffer(copying: rowPos)
         tableBuffer = AlignedBuffer(copying: cache.pageTable)
-        let pageBytes = unsafeBitCast(try symbols.address(of: names["page_bytes"]!), to: PageBytes.self)
+        let pageBytes = try symbols.function(names["page_bytes"]!, as: PageBytes.self)
         guard pageBytes(Int32(hkv), Int32(d)) == layout.pageBytes else {
             throw ConstraintViolation("layout", "the C page is \(pageBytes(Int32(hkv), Int32(d))) bytes, the Swift layout says \(layout.pageBytes)")
         }
-        kernel = unsafeBitCast(try symbols.address(of: names["kernel"]!), to: Kernel.self)
+        kernel = try symbols.function(names["kernel"]!, as: Kernel.self)
         threadCount = config.int("threads")
         ranges = balancedRanges(count: rows, parts: threadCount, unit: 1)
     }

@@ -35,6 +35,14 @@ public protocol SymbolTable {
     func address(of symbol: String) throws -> UnsafeMutableRawPointer
 }
 
+extension SymbolTable {
+    /// The exported function `symbol` as a typed C function pointer (`T` is a `@convention(c)` type
+    /// matching the generated signature).
+    public func function<T>(_ symbol: String, as type: T.Type) throws -> T {
+        unsafeBitCast(try address(of: symbol), to: T.self)
+    }
+}
+
 /// How a variant's output compared with the reference.
 public struct Verification: Codable, Sendable, Equatable {
     public var passed: Bool
