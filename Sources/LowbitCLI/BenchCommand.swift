@@ -10,7 +10,7 @@ import Kernels
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Benchmark a family's variants over a sweep of shapes, or the tuner's strategies (`bench tuner`).",
+        abstract: "Benchmark a family's variants against ceilings measured in the same run, or the tuner (`bench tuner`).",
         discussion: """
             gemm-w8a8: M in --m-list, N = --n, K = --k. Each variant this machine runs is measured with its
             hand-picked default configuration, in the same run, interleaved per shape; every row is
@@ -19,8 +19,11 @@ struct BenchCommand: ParsableCommand {
     )
 
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Kernel family to benchmark (gemm-w8a8), or `tuner`.") var family: String
-    @Option(help: "Comma-separated M values.") var mList: String = "1,8,16,32,64,128,256"
+    @Argument(help: "gemm-w8a8, gemm-w4a4, rmsnorm-reorder-quantize, reorder-quantize, silu-mul-quantize, attention-decode, or tuner.") var family: String
+    static let defaultMList = "1,8,16,32,64,128,256"
+    @Option(help: "Comma-separated M values (GEMMs: 1,8,...,256; quantize kernels: 1,16,64,256).") var mList: String = defaultMList
+    @Option(help: "attention-decode: comma-separated context lengths.") var ctxList: String = "1024,4096"
+    @Option(help: "attention-decode: sequences in the batch.") var batch: Int = 4
     @Option(help: "N (output channels).") var n: Int = 4096
     @Option(help: "K (input channels).") var k: Int = 4096
     @Option(name: .customLong("shape"), help: ArgumentHelp("Another dimension as name=value, e.g. outliers=128.", valueName: "name=value"))
@@ -38,6 +41,16 @@ struct BenchCommand: ParsableCommand {
             return
         }
         let f = try KernelRegistry.family(named: family)
+        if f is AtomQuantize || f is AttentionDecode {
+            let machine = try MachineModel(logger: logger).description
+            let bench = BandwidthBenchmark(runner: try measure.runner(machine: machine, logger: logger), machine: machine, seed: measure.seed)
+            if let q = f as? AtomQuantize {
+                bench.quantize(q, ms: try Self.parseList(mList == Self.defaultMList ? "1,16,64,256" : mList))
+            } else {
+                bench.attention(ctxs: try Self.parseList(ctxList), batch: batch)
+            }
+            return
+        }
         guard ["m", "n", "k"].allSatisfy(f.dimensions.contains) else {
             let gemms = KernelRegistry.families.filter { ["m", "n", "k"].allSatisfy($0.dimensions.contains) }.map(\.name)
             throw ValidationError("no benchmark for \(family) yet; families with benchmarks: \((gemms + ["tuner"]).joined(separator: ", "))")
@@ -49,12 +62,7 @@ struct BenchCommand: ParsableCommand {
             }
             dims[parts[0]] = v
         }
-        let ms = try mList.split(separator: ",").map { text -> Int in
-            guard let v = Int(text.trimmingCharacters(in: .whitespaces)), v > 0 else {
-                throw ValidationError("--m-list expects positive integers separated by commas, got '\(text)'")
-            }
-            return v
-        }
+        let ms = try Self.parseList(mList)
         let machine = try MachineModel(logger: logger).description
         let context = MachineContext(machine)
         let runner = try measure.runner(machine: machine, logger: logger)
@@ -107,6 +115,15 @@ struct BenchCommand: ParsableCommand {
         print("")
         print("GOP/s counts 2*M*N*K useful operations (outlier channels included) at the minimum time; data are hot (inputs reused across samples).")
         print("% ceiling: against the peak of the variant's own instruction set and accumulation (see above), same threads.")
+    }
+
+    static func parseList(_ text: String) throws -> [Int] {
+        try text.split(separator: ",").map { item -> Int in
+            guard let v = Int(item.trimmingCharacters(in: .whitespaces)), v > 0 else {
+                throw ValidationError("expected positive integers separated by commas, got '\(item)'")
+            }
+            return v
+        }
     }
 
     /// The peak-compute point that bounds a GEMM variant: on AVX2 vpmaddubsw+vpmaddwd+vpaddd for

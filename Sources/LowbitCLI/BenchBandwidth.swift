@@ -1,0 +1,95 @@
+import ArgumentParser
+import Foundation
+import KernelKit
+import Kernels
+import Machine
+import Pipeline
+
+/// `lowbit bench <quantize family>` and `lowbit bench attention-decode`: bandwidth-bound kernels, each
+/// row held against `peak-bandwidth` measured in the same run at the row's working-set size (so a row
+/// whose data sit in L2 is compared with L2 bandwidth, one in DRAM with DRAM bandwidth).
+struct BandwidthBenchmark {
+    let runner: KernelRunner
+    let machine: MachineDescription
+    let seed: UInt64
+
+    var context: MachineContext { MachineContext(machine) }
+
+    /// The variants to compare: portable and the best target this machine runs, default configurations
+    /// with one thread per core.
+    func variants(_ f: any KernelFamily, fixed: [String: ParamValue]) -> [Configuration] {
+        let best = f.bestTarget(on: context)
+        return Array(Set([ISATarget.portable, best])).sorted { $0.rawValue < $1.rawValue }.map { isa in
+            var c = f.defaultConfiguration(isa: isa, machine: context)
+            let cores = max(1, machine.topology.cores.count)
+            if f.parameter("threads") != nil { c["threads"] = .int(min(cores, 2)) }
+            for (k, v) in fixed { c[k] = v }
+            return c
+        }
+    }
+
+    /// peak-bandwidth `op` over `bytes` with the same thread count and the best target.
+    func ceiling(op: PeakBandwidth.Operation, bytes: Double, threads: Int) -> Double? {
+        let family = PeakBandwidth()
+        var c = family.defaultConfiguration(isa: family.bestTarget(on: context), machine: context)
+        c["op"] = .name(op.rawValue)
+        c["threads"] = .int(threads)
+        let rounded = max(4096 * 4, Int((bytes / 4096).rounded(.up)) * 4096)
+        return runner.run(family, Workload(family: family.name, shape: ["bytes": rounded]), c, seed: seed).gops
+    }
+
+    func row(_ f: any KernelFamily, _ w: Workload, _ c: Configuration, bytes: Double, op: PeakBandwidth.Operation, into t: inout Table) -> TrialResult {
+        let r = runner.run(f, w, c, seed: seed)
+        let gbs = r.timing.map { bytes / $0.min / 1e9 }
+        let peak = ceiling(op: op, bytes: bytes, threads: c.int("threads"))
+        t.add([
+            w.description.replacingOccurrences(of: "\(f.name) ", with: ""), c["isa"]!.description,
+            c["cache"]?.description ?? "-",
+            r.timing.map { TrialReport.ms($0.min) } ?? "-", Format.bytes(UInt64(bytes)),
+            gbs.map { String(format: "%.1f", $0) } ?? "-", peak.map { String(format: "%.1f", $0) } ?? "-",
+            (gbs.flatMap { g in peak.map { String(format: "%.0f%%", 100 * g / $0) } }) ?? "-",
+            r.succeeded ? "ok" : "\(r.status.rawValue): \(r.message ?? "")",
+        ])
+        FileHandle.standardError.write(Data("  \(w) \(c["isa"]!): \(gbs.map { String(format: "%.1f GB/s", $0) } ?? r.status.rawValue)\n".utf8))
+        return r
+    }
+
+    static let headers = ["shape", "variant", "cache", "min", "bytes", "GB/s", "peak GB/s", "% peak", "status"]
+    static let alignments: [Table.Alignment] = [.left, .left, .left, .right, .right, .right, .right, .right, .left]
+
+    func quantize(_ f: AtomQuantize, ms: [Int]) {
+        let k = f.op == .siluMulQuantize ? 11008 : 4096
+        var t = Table(Self.headers, alignments: Self.alignments)
+        for m in ms {
+            let w = Workload(family: f.name, shape: ["m": m, "k": k, "outliers": 128])
+            for c in variants(f, fixed: [:]) {
+                _ = row(f, w, c, bytes: f.bytesMoved(w, c), op: .copy, into: &t)
+            }
+        }
+        print("\(f.name) on \(machine.cpu.name): bytes = inputs read once + outputs written once; peak = peak-bandwidth copy at that size, same threads, measured in this run")
+        print(t.render())
+    }
+
+    func attention(ctxs: [Int], batch: Int) {
+        let f = AttentionDecode()
+        var t = Table(Self.headers, alignments: Self.alignments)
+        var int4: [Int: Double] = [:], int8: [Int: Double] = [:]
+        for ctx in ctxs {
+            let w = Workload(family: f.name, shape: ["b": batch, "hq": 32, "hkv": 32, "d": 128, "ctx": ctx])
+            for cache in ["int4", "int8", "fp32"] {
+                for c in variants(f, fixed: ["cache": .name(cache)]) {
+                    let r = row(f, w, c, bytes: AttentionDecode.kvBytes(w, c), op: .read, into: &t)
+                    if c["isa"]!.description != "portable", let time = r.timing?.min {
+                        if cache == "int4" { int4[ctx] = time }
+                        if cache == "int8" { int8[ctx] = time }
+                    }
+                }
+            }
+        }
+        print("attention-decode (Llama-7B heads: hq = hkv = 32, d = 128, b = \(batch)) on \(machine.cpu.name): bytes = the KV cache read once; peak = peak-bandwidth read at that size, same threads, measured in this run")
+        print(t.render())
+        for ctx in ctxs {
+            if let a = int4[ctx], let b = int8[ctx] { print(String(format: "ctx %d: INT4 KV is %.2fx faster than INT8 KV", ctx, b / a)) }
+        }
+    }
+}
