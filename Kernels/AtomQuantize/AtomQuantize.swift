@@ -51,7 +51,7 @@ public struct AtomQuantize: KernelFamily {
         return "\(what), then Atom quantization per row: INT4 group-128 codes, scales and code sums, INT8 outliers (GOP/s = elements per ns)"
     }
 
-    public let templateVersion = 1
+    public let templateVersion = 2
     public let dimensions = ["m", "k", "outliers"]
     public let shapeRules = [
         "positive: m is at least 1",
@@ -155,7 +155,7 @@ public struct AtomQuantize: KernelFamily {
         let rows = Double(m) * Double(k) * 4
         let inputs: Double =
             switch op {
-            case .rmsnormReorderQuantize: rows + Double(k) * 8
+            case .rmsnormReorderQuantize: rows + Double(k) * 8  // plus the weight (in reordered order) and perm
             case .reorderQuantize: rows + Double(k) * 4
             case .siluMulQuantize: 2 * rows
             }

@@ -31,6 +31,18 @@ struct QuantDialect: Sendable {
     var round: @Sendable (String) -> String
     /// Integral floats to int32 lanes (exact).
     var toInt: @Sendable (String) -> String
+    /// Round half to even straight to int32 lanes (the conversion under the default rounding mode).
+    var roundToInt: @Sendable (String) -> String
+    /// y / s through the reciprocal r = 1 / s: q = y * r, e = fma(-q, s, y), q + e * r. With r
+    /// correctly rounded and no overflow or underflow this is exactly the rounded quotient y / s
+    /// (Markstein's theorem); the kernels take this path only when s >= 2^-100. Nil: plain division.
+    var reciprocalQuotient: (@Sendable (_ y: String, _ s: String, _ r: String) -> String)?
+    var isplat: @Sendable (String) -> String
+    var imin: @Sendable (String, String) -> String
+    var imax: @Sendable (String, String) -> String
+    /// Int32 lanes per call of `store_nibbles` (0: the codes go through a byte buffer and
+    /// `pack_group`, as in the scalar spelling).
+    var nibbleVectors: Int
     var izero: String
     var iadd: @Sendable (String, String) -> String
     /// 2^n as a float, from int32 lanes n in [-126, 127], through the exponent bits.
@@ -43,11 +55,9 @@ struct QuantDialect: Sendable {
     var storeCodes: @Sendable (_ base: String, _ index: String, _ value: String) -> String
     /// `base[perm[index]], base[perm[index + 1]], ...` through the hardware gather (nil: none).
     var vectorGather: (@Sendable (_ base: String, _ perm: String, _ index: String) -> String)?
-    /// The same through one scalar load per lane.
-    var scalarGather: @Sendable (_ base: String, _ perm: String, _ index: String) -> String
-    /// ISA helper functions (`hmax`, `hsum`, `store_codes`, `pack_group`, and `gather_loads` when the
-    /// second argument says the code gathers through scalar loads).
-    var helpers: @Sendable (inout CSource, _ scalarGather: Bool) -> Void
+    /// ISA helper functions (`hmax`, `hsum`, `store_codes`, and `quotient` with `store_nibbles` or
+    /// the scalar `pack_group`).
+    var helpers: @Sendable (inout CSource) -> Void
 
     static func forTarget(_ isa: ISATarget) -> QuantDialect? {
         switch isa {
@@ -77,6 +87,12 @@ struct QuantDialect: Sendable {
         neg: { "-\(CExpr.operand($0))" },
         round: { "nearbyintf(\($0))" },
         toInt: { "(int32_t)\(CExpr.operand($0))" },
+        roundToInt: { "(int32_t)nearbyintf(\($0))" },
+        reciprocalQuotient: nil,
+        isplat: { $0 },
+        imin: { "\($0) < \($1) ? \($0) : \($1)" },
+        imax: { "\($0) > \($1) ? \($0) : \($1)" },
+        nibbleVectors: 0,
         izero: "0",
         iadd: { "\($0) + \(CExpr.factor($1))" },
         pow2: { "pow2f(\($0))" },
@@ -84,8 +100,7 @@ struct QuantDialect: Sendable {
         hsum: { $0 },
         storeCodes: { "\($0)[\($1)] = (int8_t)\(CExpr.operand($2));" },
         vectorGather: nil,
-        scalarGather: { "\($0)[\($1)[\($2)]]" },
-        helpers: { c, scalarGather in
+        helpers: { c in
             c.comment("128 signed 4-bit codes (one per byte) to 64 bytes: element 2i in the low nibble, 2i + 1 in the high.")
             c.function("static inline void pack_group(const int8_t *q, uint8_t *dst)") { c in
                 c.forLoop("int i = 0", "i < GROUP / 2", "i++") { c in
@@ -98,7 +113,7 @@ struct QuantDialect: Sendable {
 
     static let avx2 = QuantDialect(
         lanes: 8, headers: ["immintrin.h"], vec: "__m256", ivec: "__m256i",
-        note: "AVX2: 8 fp32 lanes; vdivps, vroundps (nearest even), vpackssdw/vpacksswb, nibbles by vpmaddubsw",
+        note: "AVX2: 8 fp32 lanes; quotients by reciprocal and FMA correction, vcvtps2dq (nearest even), nibbles by vpackssdw/vpacksswb and shifts",
         zero: "_mm256_setzero_ps()",
         load: { "_mm256_loadu_ps(\($0) + \($1))" },
         store: { "_mm256_storeu_ps(\($0) + \($1), \($2));" },
@@ -113,6 +128,12 @@ struct QuantDialect: Sendable {
         neg: { "_mm256_xor_ps(\($0), _mm256_set1_ps(-0.0f))" },
         round: { "_mm256_round_ps(\($0), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)" },
         toInt: { "_mm256_cvtps_epi32(\($0))" },
+        roundToInt: { "_mm256_cvtps_epi32(\($0))" },
+        reciprocalQuotient: { "quotient(\($0), \($1), \($2))" },
+        isplat: { "_mm256_set1_epi32(\($0))" },
+        imin: { "_mm256_min_epi32(\($0), \($1))" },
+        imax: { "_mm256_max_epi32(\($0), \($1))" },
+        nibbleVectors: 4,
         izero: "_mm256_setzero_si256()",
         iadd: { "_mm256_add_epi32(\($0), \($1))" },
         pow2: { "_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(\($0), _mm256_set1_epi32(127)), 23))" },
@@ -120,8 +141,7 @@ struct QuantDialect: Sendable {
         hsum: { "hsum(\($0))" },
         storeCodes: { "store_codes(\($0) + \($1), \($2));" },
         vectorGather: { "_mm256_i32gather_ps(\($0), _mm256_loadu_si256((const __m256i *)(\($1) + \($2))), 4)" },
-        scalarGather: { "gather_loads(\($0), \($1) + \($2))" },
-        helpers: { c, scalarGather in
+        helpers: { c in
             c.comment("The largest lane.")
             c.function("static inline float hmax(__m256 v)") { c in
                 c.declare("__m128", "m", "_mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1))")
@@ -141,25 +161,23 @@ struct QuantDialect: Sendable {
                 c.declare("const __m128i", "words", "_mm_packs_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1))")
                 c.line("_mm_storel_epi64((__m128i *)dst, _mm_packs_epi16(words, words));")
             }
-            c.comment(lines: [
-                "128 signed 4-bit codes (one per byte) to 64 bytes: element 2i in the low nibble, 2i + 1 in the high.",
-                "vpmaddubsw of the low nibbles with bytes (1, 16) gives q[2i] + 16 * q[2i + 1] in 0..255 per pair.",
-            ])
-            c.function("static inline void pack_group(const int8_t *q, uint8_t *dst)") { c in
-                c.declare("const __m256i", "low4", "_mm256_set1_epi8(0x0F)")
-                c.declare("const __m256i", "weights", "_mm256_set1_epi16(0x1001)")
-                c.forLoop("int i = 0", "i < GROUP", "i += 64") { c in
-                    c.declare("const __m256i", "a", "_mm256_and_si256(_mm256_loadu_si256((const __m256i *)(q + i)), low4)")
-                    c.declare("const __m256i", "b", "_mm256_and_si256(_mm256_loadu_si256((const __m256i *)(q + i + 32)), low4)")
-                    c.declare("const __m256i", "pairs", "_mm256_packus_epi16(_mm256_maddubs_epi16(a, weights), _mm256_maddubs_epi16(b, weights))")
-                    c.comment("vpackuswb interleaves the 128-bit halves (a0 b0 a1 b1): restore a0 a1 b0 b1")
-                    c.line("_mm256_storeu_si256((__m256i *)(dst + i / 2), _mm256_permute4x64_epi64(pairs, 0xD8));")
-                }
+            c.comment("y / s as the correctly rounded quotient, through r = 1 / s (see the file header).")
+            c.function("static inline __m256 quotient(__m256 y, __m256 s, __m256 r)") { c in
+                c.declare("const __m256", "q", "_mm256_mul_ps(y, r)")
+                c.line("return _mm256_fmadd_ps(_mm256_fnmadd_ps(q, s, y), r, q);")
             }
-            guard scalarGather else { return }
-            c.comment("base[idx[0]], ..., base[idx[7]] through scalar loads.")
-            c.function("static inline __m256 gather_loads(const float *base, const int32_t *idx)") { c in
-                c.line("return _mm256_setr_ps(\((0..<8).map { "base[idx[\($0)]]" }.joined(separator: ", ")));")
+            c.comment(lines: [
+                "32 codes in [-8, 7] (int32 lanes: elements 0-7, 8-15, 16-23, 24-31) to 16 bytes, element 2i in",
+                "the low nibble. vpackssdw and vpacksswb work per 128-bit half: half 0 ends up with elements",
+                "0-3, 8-11, 16-19, 24-27 and half 1 with the others, so the packed 2-byte words are interleaved.",
+            ])
+            c.function("static inline void store_nibbles(uint8_t *dst, __m256i c0, __m256i c1, __m256i c2, __m256i c3)") { c in
+                c.declare("const __m256i", "bytes", "_mm256_packs_epi16(_mm256_packs_epi32(c0, c1), _mm256_packs_epi32(c2, c3))")
+                c.declare("const __m256i", "low", "_mm256_and_si256(bytes, _mm256_set1_epi8(0x0F))")
+                c.comment("each 16-bit word (elements 2i, 2i + 1) keeps low | high << 4 in its low byte")
+                c.declare("const __m256i", "pairs", "_mm256_and_si256(_mm256_or_si256(low, _mm256_srli_epi16(low, 4)), _mm256_set1_epi16(0x00FF))")
+                c.declare("const __m256i", "packed", "_mm256_packus_epi16(pairs, pairs)")
+                c.line("_mm_storeu_si128((__m128i *)dst, _mm_unpacklo_epi16(_mm256_castsi256_si128(packed), _mm256_extracti128_si256(packed, 1)));")
             }
         })
 
@@ -167,7 +185,7 @@ struct QuantDialect: Sendable {
 
     static let avx512 = QuantDialect(
         lanes: 16, headers: ["immintrin.h"], vec: "__m512", ivec: "__m512i",
-        note: "AVX-512F/BW: 16 fp32 lanes; vdivps, vrndscaleps (nearest even), vpmovsdb, nibbles by vpmaddubsw + vpmovwb",
+        note: "AVX-512F/BW: 16 fp32 lanes; quotients by reciprocal and FMA correction, vcvtps2dq (nearest even), nibbles by shifts and vpmovqb",
         zero: "_mm512_setzero_ps()",
         load: { "_mm512_loadu_ps(\($0) + \($1))" },
         store: { "_mm512_storeu_ps(\($0) + \($1), \($2));" },
@@ -182,6 +200,12 @@ struct QuantDialect: Sendable {
         neg: { "_mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(\($0)), _mm512_set1_epi32((int)0x80000000u)))" },
         round: { "_mm512_roundscale_ps(\($0), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)" },
         toInt: { "_mm512_cvtps_epi32(\($0))" },
+        roundToInt: { "_mm512_cvtps_epi32(\($0))" },
+        reciprocalQuotient: { "quotient(\($0), \($1), \($2))" },
+        isplat: { "_mm512_set1_epi32(\($0))" },
+        imin: { "_mm512_min_epi32(\($0), \($1))" },
+        imax: { "_mm512_max_epi32(\($0), \($1))" },
+        nibbleVectors: 1,
         izero: "_mm512_setzero_si512()",
         iadd: { "_mm512_add_epi32(\($0), \($1))" },
         pow2: { "_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(\($0), _mm512_set1_epi32(127)), 23))" },
@@ -189,25 +213,19 @@ struct QuantDialect: Sendable {
         hsum: { "_mm512_reduce_add_epi32(\($0))" },
         storeCodes: { "_mm_storeu_si128((__m128i *)(\($0) + \($1)), _mm512_cvtsepi32_epi8(\($2)));" },
         vectorGather: { "_mm512_i32gather_ps(_mm512_loadu_si512((const void *)(\($1) + \($2))), \($0), 4)" },
-        scalarGather: { "gather_loads(\($0), \($1) + \($2))" },
-        helpers: { c, scalarGather in
-            c.comment(lines: [
-                "128 signed 4-bit codes (one per byte) to 64 bytes: element 2i in the low nibble, 2i + 1 in the high.",
-                "vpmaddubsw of the low nibbles with bytes (1, 16) gives q[2i] + 16 * q[2i + 1] in 0..255 per pair.",
-            ])
-            c.function("static inline void pack_group(const int8_t *q, uint8_t *dst)") { c in
-                c.declare("const __m512i", "low4", "_mm512_set1_epi8(0x0F)")
-                c.declare("const __m512i", "weights", "_mm512_set1_epi16(0x1001)")
-                c.forLoop("int i = 0", "i < GROUP", "i += 64") { c in
-                    c.declare("const __m512i", "codes", "_mm512_and_si512(_mm512_loadu_si512((const void *)(q + i)), low4)")
-                    c.line("_mm256_storeu_si256((__m256i *)(dst + i / 2), _mm512_cvtepi16_epi8(_mm512_maddubs_epi16(codes, weights)));")
-                }
+        helpers: { c in
+            c.comment("y / s as the correctly rounded quotient, through r = 1 / s (see the file header).")
+            c.function("static inline __m512 quotient(__m512 y, __m512 s, __m512 r)") { c in
+                c.declare("const __m512", "q", "_mm512_mul_ps(y, r)")
+                c.line("return _mm512_fmadd_ps(_mm512_fnmadd_ps(q, s, y), r, q);")
             }
-            guard scalarGather else { return }
-            c.comment("base[idx[0]], ..., base[idx[15]] through scalar loads.")
-            c.function("static inline __m512 gather_loads(const float *base, const int32_t *idx)") { c in
-                c.line("return _mm512_setr_ps(\((0..<8).map { "base[idx[\($0)]]" }.joined(separator: ", ")),")
-                c.line("                      \((8..<16).map { "base[idx[\($0)]]" }.joined(separator: ", ")));")
+            c.comment(lines: [
+                "16 codes in [-8, 7] (int32 lanes) to 8 bytes, element 2i in the low nibble: in each 64-bit lane",
+                "the odd element's nibble moves next to the even one's, then vpmovqb keeps the low bytes.",
+            ])
+            c.function("static inline void store_nibbles(uint8_t *dst, __m512i c)") { c in
+                c.declare("const __m512i", "low", "_mm512_and_si512(c, _mm512_set1_epi32(0x0F))")
+                c.line("_mm_storel_epi64((__m128i *)dst, _mm512_cvtepi64_epi8(_mm512_or_si512(low, _mm512_srli_epi64(low, 28))));")
             }
         })
 
@@ -215,7 +233,7 @@ struct QuantDialect: Sendable {
 
     static let neon = QuantDialect(
         lanes: 4, headers: ["arm_neon.h"], vec: "float32x4_t", ivec: "int32x4_t",
-        note: "NEON: 4 fp32 lanes; fdiv, frintn (nearest even), xtn narrowing, nibbles by ld2 de-interleave, shift and or",
+        note: "NEON: 4 fp32 lanes; quotients by reciprocal and FMA correction, fcvtns (nearest even), xtn narrowing, nibbles by shifts",
         zero: "vdupq_n_f32(0.0f)",
         load: { "vld1q_f32(\($0) + \($1))" },
         store: { "vst1q_f32(\($0) + \($1), \($2));" },
@@ -230,6 +248,12 @@ struct QuantDialect: Sendable {
         neg: { "vnegq_f32(\($0))" },
         round: { "vrndnq_f32(\($0))" },
         toInt: { "vcvtq_s32_f32(\($0))" },
+        roundToInt: { "vcvtnq_s32_f32(\($0))" },
+        reciprocalQuotient: { "quotient(\($0), \($1), \($2))" },
+        isplat: { "vdupq_n_s32(\($0))" },
+        imin: { "vminq_s32(\($0), \($1))" },
+        imax: { "vmaxq_s32(\($0), \($1))" },
+        nibbleVectors: 4,
         izero: "vdupq_n_s32(0)",
         iadd: { "vaddq_s32(\($0), \($1))" },
         pow2: { "vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(\($0), vdupq_n_s32(127)), 23))" },
@@ -237,27 +261,25 @@ struct QuantDialect: Sendable {
         hsum: { "vaddvq_s32(\($0))" },
         storeCodes: { "store_codes(\($0) + \($1), \($2));" },
         vectorGather: nil,
-        scalarGather: { "gather_loads(\($0), \($1) + \($2))" },
-        helpers: { c, scalarGather in
+        helpers: { c in
             c.comment("Four int32 codes, already inside int8 range, to four bytes.")
             c.function("static inline void store_codes(int8_t *dst, int32x4_t c)") { c in
                 c.declare("const int8x8_t", "bytes", "vmovn_s16(vcombine_s16(vmovn_s32(c), vdup_n_s16(0)))")
                 c.declare("const int32_t", "word", "vget_lane_s32(vreinterpret_s32_s8(bytes), 0)")
                 c.line("memcpy(dst, &word, sizeof word);")
             }
-            c.comment("128 signed 4-bit codes (one per byte) to 64 bytes: element 2i in the low nibble, 2i + 1 in the high.")
-            c.function("static inline void pack_group(const int8_t *q, uint8_t *dst)") { c in
-                c.forLoop("int i = 0", "i < GROUP", "i += 32") { c in
-                    c.declare("const uint8x16x2_t", "pairs", "vld2q_u8((const uint8_t *)(q + i))")
-                    c.declare("const uint8x16_t", "low", "vandq_u8(pairs.val[0], vdupq_n_u8(0x0F))")
-                    c.line("vst1q_u8(dst + i / 2, vorrq_u8(low, vshlq_n_u8(pairs.val[1], 4)));")
-                }
+            c.comment("y / s as the correctly rounded quotient, through r = 1 / s (see the file header).")
+            c.function("static inline float32x4_t quotient(float32x4_t y, float32x4_t s, float32x4_t r)") { c in
+                c.declare("const float32x4_t", "q", "vmulq_f32(y, r)")
+                c.line("return vfmaq_f32(q, vfmsq_f32(y, q, s), r);")
             }
-            guard scalarGather else { return }
-            c.comment("base[idx[0]], ..., base[idx[3]] through scalar loads.")
-            c.function("static inline float32x4_t gather_loads(const float *base, const int32_t *idx)") { c in
-                c.declare("const float", "lanes[4]", "{base[idx[0]], base[idx[1]], base[idx[2]], base[idx[3]]}")
-                c.line("return vld1q_f32(lanes);")
+            c.comment("16 codes in [-8, 7] (int32 lanes, elements 0-15 in order) to 8 bytes, element 2i in the low nibble.")
+            c.function("static inline void store_nibbles(uint8_t *dst, int32x4_t c0, int32x4_t c1, int32x4_t c2, int32x4_t c3)") { c in
+                c.declare("const int16x8_t", "w01", "vcombine_s16(vmovn_s32(c0), vmovn_s32(c1))")
+                c.declare("const int16x8_t", "w23", "vcombine_s16(vmovn_s32(c2), vmovn_s32(c3))")
+                c.declare("const uint16x8_t", "pairs", "vreinterpretq_u16_s8(vcombine_s8(vmovn_s16(w01), vmovn_s16(w23)))")
+                c.declare("const uint8x8_t", "even", "vand_u8(vmovn_u16(pairs), vdup_n_u8(0x0F))")
+                c.line("vst1_u8(dst, vorr_u8(even, vshl_n_u8(vshrn_n_u16(pairs, 8), 4)));")
             }
         })
 }

@@ -204,6 +204,14 @@ public struct AtomQuantizeInputs: Sendable {
         }
     }
 
+    /// Multiplies y[j] of row i by `factor` (through x, or through up for SiLU).
+    mutating func scaleY(_ i: Int, _ j: Int, by factor: Float) {
+        switch op {
+        case .rmsnormReorderQuantize, .reorderQuantize: x[i * k + Int(perm[j])] *= factor
+        case .siluMulQuantize: up[i * k + j] *= factor
+        }
+    }
+
     /// Plants exact ties (y = (c + 0.5) * s) in positions `range` of row i: first the block's largest
     /// element is nudged until its scale has 8 trailing zero bits, so (2c + 1) * s is exact for every
     /// code c. Returns the number of ties planted.
@@ -240,7 +248,8 @@ public struct AtomQuantizeInputs: Sendable {
 
     /// Seeded inputs with outlier channels (a few channels 20-100x larger than the rest, KERNELS.md
     /// section 6), a calibrated permutation that moves them last, exact ties in every row but the last,
-    /// and in the last row (when M > 1) a group and the outlier block of zeros. SiLU inputs also hit
+    /// in the last row (when M > 1) a group and the outlier block of zeros, and in the row before it
+    /// (when M > 2) two groups of tiny values (scales below and above 2^-100). SiLU inputs also hit
     /// both ends of exp's clamp.
     public static func random(op: AtomQuantize.Op, m: Int, k: Int, outliers: Int, seed: UInt64) -> AtomQuantizeInputs {
         var rng = SeededGenerator(seed: seed)
@@ -270,6 +279,12 @@ public struct AtomQuantizeInputs: Sendable {
         if let z = zeroRow {
             for j in 0..<AtomQuantization.groupSize { inputs.zeroY(z, j) }
             for j in normal..<k { inputs.zeroY(z, j) }
+        }
+        // Tiny groups in the row before the zero row: scales below 2^-100 (the kernels divide) and just
+        // above it (they multiply by the reciprocal and correct).
+        if m > 2, groups >= 2 {
+            for j in 0..<AtomQuantization.groupSize { inputs.scaleY(m - 2, j, by: 1e-34) }
+            for j in AtomQuantization.groupSize..<2 * AtomQuantization.groupSize { inputs.scaleY(m - 2, j, by: 1e-27) }
         }
         for i in 0..<m where i != zeroRow {
             let g = i % groups
@@ -322,13 +337,15 @@ final class AtomQuantizeInstance: KernelInstance {
 
     init(family: AtomQuantize, workload: Workload, config: Configuration, kernel: UnsafeMutableRawPointer, seed: UInt64) {
         let m = workload["m"], k = workload["k"], outliers = workload["outliers"]
-        inputs = AtomQuantizeInputs.random(op: family.op, m: m, k: k, outliers: outliers, seed: seed)
+        let inputs = AtomQuantizeInputs.random(op: family.op, m: m, k: k, outliers: outliers, seed: seed)
+        self.inputs = inputs
         layout = AtomQuantize.OutputLayout(m: m, k: k, outliers: outliers)
         self.kernel = kernel
         switch family.op {
         case .rmsnormReorderQuantize:
             first = AlignedBuffer(copying: inputs.x)
-            second = AlignedBuffer(copying: inputs.weight)
+            // The kernel takes the norm weight in reordered order, as the inference path stores it.
+            second = AlignedBuffer(copying: inputs.perm.map { inputs.weight[Int($0)] })
             perm = AlignedBuffer(copying: inputs.perm)
         case .reorderQuantize:
             first = AlignedBuffer(copying: inputs.x)
@@ -345,6 +362,8 @@ final class AtomQuantizeInstance: KernelInstance {
     }
 
     func prepare() throws {}
+
+    var dataRegions: [UnsafeRawBufferPointer] { [first.region] + [second, perm].compactMap { $0?.region } }
 
     func bind(output: UnsafeMutableRawPointer, workspaces: [UnsafeMutableRawPointer]) {
         self.output = output

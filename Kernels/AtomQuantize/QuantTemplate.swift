@@ -55,17 +55,23 @@ struct AtomQuantizeTemplate {
         }
         c.line()
         scalarHelpers(&c)
-        d.helpers(&c, op.reorders && !vectorGather)
+        d.helpers(&c)
         if op == .rmsnormReorderQuantize { rmsHelpers(&c, d) }
         if op == .siluMulQuantize {
             expFunction(&c, QuantDialect.scalar)
             if simd { expFunction(&c, d) }
         }
         rowInputs(&c)
-        yFunction(&c, QuantDialect.scalar)
-        if simd { yFunction(&c, d) }
-        quantizeGroup(&c, d)
-        quantizeOutliers(&c, d)
+        yFunction(&c, withLoads: !gathersToBuffer(d))
+        if simd {
+            divideFunction(&c, d)
+            if gathersToBuffer(d) { gatherFunction(&c) }
+            quantizeGroupVector(&c, d)
+            quantizeOutliersVector(&c, d)
+        } else {
+            quantizeGroupScalar(&c)
+            quantizeOutliersScalar(&c)
+        }
         kernel(&c, name: name)
         return KernelSource(name: name, isa: isa, code: c.description, symbols: ["kernel": name])
     }
@@ -81,7 +87,8 @@ struct AtomQuantizeTemplate {
             switch op {
             case .rmsnormReorderQuantize:
                 [
-                    "y[j] = x[perm[j]] * r * w[perm[j]] (in that order), r = 1 / sqrtf(ss / K + eps), where ss is the",
+                    "y[j] = x[perm[j]] * r * wp[j] (in that order), where wp = w[perm] is the norm weight in reordered",
+                    "order (permuted once, offline) and r = 1 / sqrtf(ss / K + eps), where ss is the",
                     "sum of x^2 over the row in a fixed order: 32 interleaved partial sums p[j % 32] += x[j] * x[j]",
                     "in index order, then halved until one is left, p[i] = p[i] + p[i + h] for h = 16, 8, 4, 2, 1.",
                 ]
@@ -110,7 +117,10 @@ struct AtomQuantizeTemplate {
             "Instructions: \(d.note).",
         ]
         if op.reorders {
-            lines.append(vectorGather ? "Reordered loads use the hardware gather." : "Reordered loads are one scalar load per element.")
+            lines.append(
+                vectorGather
+                    ? "Reordered loads use the hardware gather."
+                    : "Reordered loads are one scalar load per element\(d.lanes > 1 ? ", into a buffer the vector code reads" : "").")
         }
         lines += [
             "",
@@ -207,7 +217,7 @@ struct AtomQuantizeTemplate {
             switch op {
             case .rmsnormReorderQuantize:
                 c.line("const float *x;       /* the row, K values */")
-                c.line("const float *w;       /* norm weight [K] */")
+                c.line("const float *wp;      /* norm weight in reordered order, w[perm] [K] */")
                 c.line("const int32_t *perm;  /* source channel of each position [K] */")
                 c.line("float r;              /* 1 / sqrt(mean(x^2) + eps) */")
             case .reorderQuantize:
@@ -221,18 +231,154 @@ struct AtomQuantizeTemplate {
         c.line()
     }
 
-    private func yFunction(_ c: inout CSource, _ d: QuantDialect) {
-        let s = suffix(d)
-        let gather = (d.lanes > 1 && vectorGather) ? d.vectorGather! : d.scalarGather
-        c.comment(d.lanes == 1 ? "y[j]" : "y[j], ..., y[j + LANES - 1]")
-        c.function("static inline \(d.vec) y_\(s)(const row_inputs *in, int j)") { c in
-            switch op {
-            case .rmsnormReorderQuantize:
-                c.line("return \(d.mul(d.mul(gather("in->x", "in->perm", "j"), d.splat("in->r")), gather("in->w", "in->perm", "j")));")
-            case .reorderQuantize:
-                c.line("return \(gather("in->x", "in->perm", "j"));")
-            case .siluMulQuantize:
-                c.line("return silu_mul_\(s)(\(d.load("in->gate", "j")), \(d.load("in->up", "j")));")
+    /// The scalar y: the portable code's, and every target's tails.
+    private func yFunction(_ c: inout CSource, withLoads: Bool) {
+        if op.reorders {
+            c.comment("y[j] from x[perm[j]]")
+            c.function("static inline float y_from_x(const row_inputs *in, float x, int j)") { c in
+                if op == .rmsnormReorderQuantize {
+                    c.line("return x * in->r * in->wp[j];")
+                } else {
+                    c.line("(void)in;")
+                    c.line("(void)j;")
+                    c.line("return x;")
+                }
+            }
+            guard withLoads else { return }
+            c.comment("y[j]")
+            c.function("static inline float y_scalar(const row_inputs *in, int j)") { c in
+                c.line("return y_from_x(in, in->x[in->perm[j]], j);")
+            }
+        } else {
+            c.comment("y[j]")
+            c.function("static inline float y_scalar(const row_inputs *in, int j)") { c in
+                c.line("return silu_mul_scalar(in->gate[j], in->up[j]);")
+            }
+        }
+    }
+
+    /// Whether reordered elements are first gathered into a buffer by scalar loads (SIMD targets
+    /// without the hardware gather, or with it switched off).
+    private func gathersToBuffer(_ d: QuantDialect) -> Bool { op.reorders && d.lanes > 1 && !vectorGather }
+
+    private func gatherFunction(_ c: inout CSource) {
+        c.comment(lines: [
+            "dst[i] = x[perm[i]] for i < n, one scalar load each: on many x86 cores two loads a cycle beat",
+            "vgatherdps. Kept scalar (the vectorizer would turn it into the hardware gather).",
+        ])
+        c.function("static void gather_x(const float *x, const int32_t *perm, int n, float *dst)") { c in
+            c.line("#if defined(__clang__)")
+            c.line("#pragma clang loop vectorize(disable)")
+            c.line("#endif")
+            c.forLoop("int i = 0", "i < n", "i++") { c in c.line("dst[i] = x[perm[i]];") }
+        }
+    }
+
+    /// y[j], ..., y[j + LANES - 1] as a vector expression; `xs` holds x[perm[...]] gathered at `i`.
+    private func yVector(_ d: QuantDialect, j: String, gathered xs: String, at i: String) -> String {
+        switch op {
+        case .rmsnormReorderQuantize, .reorderQuantize:
+            let x = vectorGather ? d.vectorGather!("in->x", "in->perm", j) : d.load(xs, i)
+            return op == .reorderQuantize ? x : d.mul(d.mul(x, d.splat("in->r")), d.load("in->wp", j))
+        case .siluMulQuantize:
+            return "silu_mul_vector(\(d.load("in->gate", j)), \(d.load("in->up", j)))"
+        }
+    }
+
+    private func divideFunction(_ c: inout CSource, _ d: QuantDialect) {
+        c.comment(lines: [
+            "y / s, correctly rounded: through the reciprocal r = 1 / s when s >= 2^-100 (no overflow or",
+            "underflow on the way), otherwise by division.",
+        ])
+        c.function("static inline \(d.vec) divide(\(d.vec) y, \(d.vec) s, \(d.vec) r, int by_reciprocal)") { c in
+            c.ifBlock("by_reciprocal") { c in c.line("return \(d.reciprocalQuotient!("y", "s", "r"));") }
+            c.line("return \(d.div("y", "s"));")
+        }
+    }
+
+    /// Clamped codes of y[j ...] / s as int32 lanes.
+    private func codes(_ d: QuantDialect, _ buffer: String, _ j: String, _ lo: Int, _ hi: Int) -> String {
+        let q = "divide(\(d.load(buffer, j)), vs, vr, by_reciprocal)"
+        return d.imin(d.imax(d.roundToInt(q), d.isplat("\(lo)")), d.isplat("\(hi)"))
+    }
+
+    private func scaleSetup(_ c: inout CSource, _ d: QuantDialect) {
+        c.declare("const \(d.vec)", "vs", d.splat("s"))
+        c.declare("const \(d.vec)", "vr", d.splat("1.0f / s"))
+        c.declare("const int", "by_reciprocal", "s >= 0x1p-100f")
+    }
+
+    private func quantizeGroupVector(_ c: inout CSource, _ d: QuantDialect) {
+        let step = d.lanes * d.nibbleVectors
+        c.comment(lines: [
+            "One group of GROUP channels from j0: y staged in y[], s = absmax * CLIP / 7, the codes packed",
+            "straight from registers, and their sum.",
+        ])
+        c.function("static void quantize_group(const row_inputs *in, int j0, uint8_t *codes, float *scale, int32_t *sum)") { c in
+            c.declare("_Alignas(64) float", "y[GROUP]")
+            if gathersToBuffer(d) { c.line("gather_x(in->x, in->perm + j0, GROUP, y);") }
+            c.comment("four running maxima: the lanes' dependency chains overlap")
+            c.line("\(d.vec) \((0..<4).map { "a\($0) = \(d.zero)" }.joined(separator: ", "));")
+            c.forLoop("int j = 0", "j < GROUP", "j += 4 * LANES") { c in
+                for a in 0..<4 {
+                    let j = a == 0 ? "j" : "j + \(a) * LANES"
+                    c.declare("const \(d.vec)", "v\(a)", yVector(d, j: "j0 + \(j)", gathered: "y", at: j))
+                    if op != .reorderQuantize || vectorGather { c.line(d.store("y", j, "v\(a)")) }
+                    c.line("a\(a) = \(d.max("a\(a)", d.abs("v\(a)")));")
+                }
+            }
+            c.declare("const float", "s", "\(d.hmax(d.max(d.max("a0", "a1"), d.max("a2", "a3")))) * CLIP / 7.0f")
+            c.line("*scale = s;")
+            c.ifBlock("s == 0.0f") { c in
+                c.line("memset(codes, 0, GROUP / 2);")
+                c.line("*sum = 0;")
+                c.line("return;")
+            }
+            scaleSetup(&c, d)
+            c.declare(d.ivec, "total", d.izero)
+            c.forLoop("int j = 0", "j < GROUP", "j += \(step)") { c in
+                for v in 0..<d.nibbleVectors {
+                    let at = v == 0 ? "j" : "j + \(v * d.lanes)"
+                    c.declare("const \(d.ivec)", "c\(v)", codes(d, "y", at, -8, 7))
+                }
+                for v in 0..<d.nibbleVectors { c.line("total = \(d.iadd("total", "c\(v)"));") }
+                c.line("store_nibbles(codes + j / 2, \((0..<d.nibbleVectors).map { "c\($0)" }.joined(separator: ", ")));")
+            }
+            c.line("*sum = \(d.hsum("total"));")
+        }
+    }
+
+    private func quantizeOutliersVector(_ c: inout CSource, _ d: QuantDialect) {
+        let t = QuantDialect.scalar
+        let buffered = gathersToBuffer(d)
+        c.comment("The `count` outlier channels from j0: y staged in `stage`, s8 = absmax / 127, INT8 codes.")
+        c.function("static void quantize_outliers(const row_inputs *in, int j0, int count, int8_t *codes, float *scale, float *stage)") { c in
+            if buffered { c.line("gather_x(in->x, in->perm + j0, count, stage);") }
+            c.declare(d.vec, "amax", d.zero)
+            c.declare("int", "j", "0")
+            loop(&c, d, "", "count") { c in
+                c.declare("const \(d.vec)", "v", yVector(d, j: "j0 + j", gathered: "stage", at: "j"))
+                c.line(d.store("stage", "j", "v"))
+                c.line("amax = \(d.max("amax", d.abs("v")));")
+            }
+            c.declare("float", "absmax", d.hmax("amax"))
+            loop(&c, t, "", "count") { c in
+                c.declare("const float", "v", buffered ? "y_from_x(in, stage[j], j0 + j)" : "y_scalar(in, j0 + j)")
+                c.line("stage[j] = v;")
+                c.line("absmax = \(t.max("absmax", t.abs("v")));")
+            }
+            c.declare("const float", "s", "absmax / 127.0f")
+            c.line("*scale = s;")
+            c.ifBlock("s == 0.0f") { c in
+                c.line("memset(codes, 0, (size_t)count);")
+                c.line("return;")
+            }
+            scaleSetup(&c, d)
+            loop(&c, d, "j = 0", "count") { c in
+                c.line(d.storeCodes("codes", "j", codes(d, "stage", "j", -127, 127)))
+            }
+            loop(&c, t, "", "count") { c in
+                c.line(t.storeCodes("codes", "j", clamp(t, t.round(t.div("stage[j]", "s")), "-127.0f", "127.0f")))
             }
         }
     }
@@ -249,74 +395,59 @@ struct AtomQuantizeTemplate {
         d.min(d.max(v, d.splat(lo)), d.splat(hi))
     }
 
-    private func quantizeGroup(_ c: inout CSource, _ d: QuantDialect) {
-        let s = suffix(d)
+    // MARK: Portable (one element at a time)
+
+    private func quantizeGroupScalar(_ c: inout CSource) {
+        let d = QuantDialect.scalar
         c.comment(lines: [
             "One group of GROUP channels from j0: y staged in y[], s = absmax * CLIP / 7, the codes (one per",
             "byte in q[], then packed), and their sum.",
         ])
         c.function("static void quantize_group(const row_inputs *in, int j0, uint8_t *codes, float *scale, int32_t *sum)") { c in
-            c.declare("_Alignas(64) float", "y[GROUP]")
-            c.declare("_Alignas(64) int8_t", "q[GROUP]")
-            c.declare(d.vec, "amax", d.zero)
+            c.declare("float", "y[GROUP]")
+            c.declare("int8_t", "q[GROUP]")
+            c.declare("float", "amax", "0.0f")
             loop(&c, d, "int j = 0", "GROUP") { c in
-                c.declare("const \(d.vec)", "v", "y_\(s)(in, j0 + j)")
-                c.line(d.store("y", "j", "v"))
+                c.declare("const float", "v", "y_scalar(in, j0 + j)")
+                c.line("y[j] = v;")
                 c.line("amax = \(d.max("amax", d.abs("v")));")
             }
-            c.declare("const float", "s", "\(d.hmax("amax")) * CLIP / 7.0f")
+            c.declare("const float", "s", "amax * CLIP / 7.0f")
             c.line("*scale = s;")
             c.ifBlock("s == 0.0f") { c in
                 c.line("memset(codes, 0, GROUP / 2);")
                 c.line("*sum = 0;")
                 c.line("return;")
             }
-            c.declare("const \(d.vec)", "vs", d.splat("s"))
-            c.declare(d.ivec, "total", d.izero)
+            c.declare("int32_t", "total", "0")
             loop(&c, d, "int j = 0", "GROUP") { c in
-                c.declare("const \(d.ivec)", "code", d.toInt(clamp(d, d.round(d.div(d.load("y", "j"), "vs")), "-8.0f", "7.0f")))
-                c.line("total = \(d.iadd("total", "code"));")
-                c.line(d.storeCodes("q", "j", "code"))
+                c.declare("const int32_t", "code", d.toInt(clamp(d, d.round(d.div("y[j]", "s")), "-8.0f", "7.0f")))
+                c.line("total += code;")
+                c.line("q[j] = (int8_t)code;")
             }
-            c.line("*sum = \(d.hsum("total"));")
+            c.line("*sum = total;")
             c.line("pack_group(q, codes);")
         }
     }
 
-    private func quantizeOutliers(_ c: inout CSource, _ d: QuantDialect) {
-        let t = QuantDialect.scalar
-        let simd = d.lanes > 1
+    private func quantizeOutliersScalar(_ c: inout CSource) {
+        let d = QuantDialect.scalar
         c.comment("The `count` outlier channels from j0: y staged in `stage`, s8 = absmax / 127, INT8 codes.")
         c.function("static void quantize_outliers(const row_inputs *in, int j0, int count, int8_t *codes, float *scale, float *stage)") { c in
-            c.declare(d.vec, "amax", d.zero)
-            c.declare("int", "j", "0")
-            loop(&c, d, "", "count") { c in
-                c.declare("const \(d.vec)", "v", "y_\(suffix(d))(in, j0 + j)")
-                c.line(d.store("stage", "j", "v"))
+            c.declare("float", "amax", "0.0f")
+            loop(&c, d, "int j = 0", "count") { c in
+                c.declare("const float", "v", "y_scalar(in, j0 + j)")
+                c.line("stage[j] = v;")
                 c.line("amax = \(d.max("amax", d.abs("v")));")
             }
-            if simd {
-                c.declare("float", "absmax", d.hmax("amax"))
-                loop(&c, t, "", "count") { c in
-                    c.declare("const float", "v", "y_scalar(in, j0 + j)")
-                    c.line("stage[j] = v;")
-                    c.line("absmax = \(t.max("absmax", t.abs("v")));")
-                }
-            }
-            c.declare("const float", "s", "\(simd ? "absmax" : "amax") / 127.0f")
+            c.declare("const float", "s", "amax / 127.0f")
             c.line("*scale = s;")
             c.ifBlock("s == 0.0f") { c in
                 c.line("memset(codes, 0, (size_t)count);")
                 c.line("return;")
             }
-            c.declare("const \(d.vec)", "vs", d.splat("s"))
-            loop(&c, d, "j = 0", "count") { c in
-                c.line(d.storeCodes("codes", "j", d.toInt(clamp(d, d.round(d.div(d.load("stage", "j"), "vs")), "-127.0f", "127.0f"))))
-            }
-            if simd {
-                loop(&c, t, "", "count") { c in
-                    c.line(t.storeCodes("codes", "j", clamp(t, t.round(t.div("stage[j]", "s")), "-127.0f", "127.0f")))
-                }
+            loop(&c, d, "int j = 0", "count") { c in
+                c.line(d.storeCodes("codes", "j", clamp(d, d.round(d.div("stage[j]", "s")), "-127.0f", "127.0f")))
             }
         }
     }
@@ -328,8 +459,8 @@ struct AtomQuantizeTemplate {
         let rowInit: String
         switch op {
         case .rmsnormReorderQuantize:
-            inputs = "const float *x, const float *w, const int32_t *perm, float eps"
-            rowInit = "{.x = x + (size_t)m * k, .w = w, .perm = perm, .r = rms_scale(x + (size_t)m * k, k, eps)}"
+            inputs = "const float *x, const float *wp, const int32_t *perm, float eps"
+            rowInit = "{.x = x + (size_t)m * k, .wp = wp, .perm = perm, .r = rms_scale(x + (size_t)m * k, k, eps)}"
         case .reorderQuantize:
             inputs = "const float *x, const int32_t *perm"
             rowInit = "{.x = x + (size_t)m * k, .perm = perm}"

@@ -26,15 +26,24 @@ public struct AttentionDecode: KernelFamily {
 
     public let name = "attention-decode"
     public let summary = "decode attention over a paged int4/int8/fp32 KV cache: RoPE on dequantized K, GQA, online softmax, split-K merge"
-    public let templateVersion = 1
+    public let templateVersion = 2
     public let dimensions = ["b", "hq", "hkv", "d", "ctx"]
     public let shapeRules = [
         "positive: b, hq, hkv, d and ctx are at least 1",
         "gqa: hq is a multiple of hkv (query head h reads KV head h / (hq / hkv))",
         "even-dim: d is even (int4 packs two codes per byte; RoPE pairs the halves)",
         "size: the pool stays under 2^31 bytes",
+        "kvbits (optional): 4, 8 or 32 fixes the cache format (int4, int8, fp32) for tuning; absent or 0 leaves it to the configuration",
     ]
     public let targets: [ISATarget] = [.portable, .avx2, .avx512vnni, .neonDotprod]
+
+    /// The cache format is the runtime's choice, not the tuner's: a workload with `kvbits` fixes it.
+    public var optionalDimensions: [String] { ["kvbits"] }
+
+    public func workloadParameters(_ workload: Workload) -> [String: ParamValue] {
+        guard let format = KVCacheFormat(bits: workload["kvbits"]) else { return [:] }
+        return ["cache": .name(format.rawValue)]
+    }
 
     public var parameters: [ParameterSpec] {
         [
@@ -62,6 +71,10 @@ public struct AttentionDecode: KernelFamily {
             throw ConstraintViolation("gqa", "hq = \(workload["hq"]) is not a multiple of hkv = \(workload["hkv"])")
         }
         try AttentionShapes.checkEven(workload["d"])
+        let bits = workload["kvbits"]
+        guard bits == 0 || KVCacheFormat(bits: bits) != nil else {
+            throw ConstraintViolation("kvbits", "kvbits = \(bits); use 4 (int4), 8 (int8) or 32 (fp32), or leave it out")
+        }
         let pool = workload["b"] * (workload["ctx"] + 64) * workload["hkv"] * 2 * (4 * workload["d"] + 8)
         guard pool < Int(Int32.max) else { throw ConstraintViolation("size", "\(workload) needs a pool of about \(pool) bytes") }
     }
@@ -289,6 +302,8 @@ final class AttentionDecodeInstance: KernelInstance {
         threadCount = config.int("threads")
         ranges = balancedRanges(count: inputs.batch * hkv * split, parts: threadCount, unit: 1)
     }
+
+    var dataRegions: [UnsafeRawBufferPointer] { [q, pool, pageTable, lengths, cos, sin, partials, arrivals].map(\.region) }
 
     func prepare() throws {}
 

@@ -24,6 +24,11 @@ struct AttentionDialect: Sendable {
     /// i ..< i + LANES as floats (i a multiple of LANES), for int4 and int8 rows.
     var int4Codes: [String]
     var int8Codes: [String]
+    /// INT4 by table: `(table, body)`, where `table` builds the 16 dequantized values (c - z) * s of a
+    /// row from `zv` and `sv`, and `body` is the body of `static inline VEC dequant_int4(const unsigned
+    /// char *row, int i, VEC table)`, which looks elements i ..< i + LANES up in it. Nil: convert the
+    /// codes and scale them.
+    var int4Table: (table: String, body: [String])? = nil
 
     static func forTarget(_ isa: ISATarget) -> AttentionDialect? {
         switch isa {
@@ -92,7 +97,16 @@ struct AttentionDialect: Sendable {
         ],
         int8Codes: [
             "return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(row + i))));",
-        ])
+        ],
+        int4Table: (
+            table: "_mm512_mul_ps(_mm512_sub_ps(_mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), zv), sv)",
+            body: [
+                "/* 8 bytes hold elements i..i+15: duplicate each byte, widen, shift odd lanes by 4; vpermps reads the low 4 bits */",
+                "const __m128i bytes = _mm_loadl_epi64((const __m128i *)(row + i / 2));",
+                "const __m512i wide = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(bytes, bytes));",
+                "const __m512i shift = _mm512_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4);",
+                "return _mm512_permutexvar_ps(_mm512_srlv_epi32(wide, shift), table);",
+            ]))
 
     static let neon = AttentionDialect(
         lanes: 4, headers: ["arm_neon.h"], vector: "float32x4_t", note: "NEON, 4 fp32 lanes",

@@ -88,7 +88,12 @@ struct AttentionTemplate {
             c.function("static inline float hsum(\(d.vector) v)") { c in c.lines(d.hsum) }
         }
         guard format.isQuantized else { return }
-        if simd {
+        if simd, let table = usesTable(d) {
+            c.comment("Elements i .. i + LANES - 1 dequantized by looking their codes up in the row's table of (c - z) * s.")
+            c.function("static inline \(d.vector) dequant_int4(const unsigned char *row, int i, \(d.vector) table)") { c in
+                c.lines(table.body)
+            }
+        } else if simd {
             c.comment("The codes of elements i .. i + LANES - 1 as floats (i a multiple of LANES).")
             c.function("static inline \(d.vector) codes_to_float(const unsigned char *row, int i)") { c in
                 c.lines(format == .int4 ? d.int4Codes : d.int8Codes)
@@ -110,16 +115,24 @@ struct AttentionTemplate {
             if simd {
                 c.declare("const \(d.vector)", "sv", d.splat("s"))
                 c.declare("const \(d.vector)", "zv", d.splat("z"))
+                if let table = usesTable(d) { c.declare("const \(d.vector)", "table", table.table) }
             }
         } else {
             c.declare("const float *", "row", "(const float *)(block + (size_t)slot * row_bytes(d))")
         }
     }
 
+    /// The dialect's INT4 lookup table, when the cache is INT4 and the dialect has one.
+    private func usesTable(_ d: AttentionDialect) -> (table: String, body: [String])? {
+        format == .int4 ? d.int4Table : nil
+    }
+
     /// The dequantized element expression: vector (i a multiple of LANES) or scalar.
     private func element(_ d: AttentionDialect, _ index: String, vector: Bool) -> String {
         switch (format.isQuantized, vector) {
-        case (true, true): return d.mul(d.sub("codes_to_float(row, \(index))", "zv"), "sv")
+        case (true, true):
+            if usesTable(d) != nil { return "dequant_int4(row, \(index), table)" }
+            return d.mul(d.sub("codes_to_float(row, \(index))", "zv"), "sv")
         case (true, false): return "((float)code_at(row, \(index)) - z) * s"
         case (false, true): return d.load("row + \(index)")
         case (false, false): return "row[\(index)]"

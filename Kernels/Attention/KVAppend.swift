@@ -289,6 +289,8 @@ final class KVAppendInstance: KernelInstance {
         ranges = balancedRanges(count: rows, parts: threadCount, unit: 1)
     }
 
+    var dataRegions: [UnsafeRawBufferPointer] { [kBuffer, vBuffer, seqBuffer, posBuffer, tableBuffer].map(\.region) }
+
     func prepare() throws {}
 
     func bind(output: UnsafeMutableRawPointer, workspaces: [UnsafeMutableRawPointer]) { self.output = output }

@@ -29,6 +29,20 @@ public enum KVCacheFormat: String, CaseIterable, Sendable {
 
     public var isQuantized: Bool { self != .fp32 }
 
+    /// Bits per cached element: a workload's `kvbits`.
+    public var bits: Int {
+        switch self {
+        case .int4: 4
+        case .int8: 8
+        case .fp32: 32
+        }
+    }
+
+    public init?(bits: Int) {
+        guard let f = Self.allCases.first(where: { $0.bits == bits }) else { return nil }
+        self = f
+    }
+
     /// Bytes of one stored row of `d` elements.
     public func rowBytes(headDim d: Int) -> Int {
         switch self {

@@ -107,6 +107,8 @@ final class GemmW4A4Instance: KernelInstance {
         blocks = gemmThreadBlocks(m: m, n: n, config: config)
     }
 
+    var dataRegions: [UnsafeRawBufferPointer] { [aCodes, aScales, aSums, aOutliers, aOutlierScales, packed].map(\.region) }
+
     func prepare() throws {
         let w = self.w
         w.codes.withUnsafeBufferPointer { codes in

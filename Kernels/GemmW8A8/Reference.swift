@@ -80,6 +80,8 @@ final class GemmW8A8Instance: KernelInstance {
         blocks = gemmThreadBlocks(m: m, n: n, config: config)
     }
 
+    var dataRegions: [UnsafeRawBufferPointer] { [a, aScale, packed].map(\.region) }
+
     func prepare() throws {
         pack(w.pointer.assumingMemoryBound(to: Int8.self), wScale.pointer.assumingMemoryBound(to: Float.self), Int32(n), Int32(k), packed.pointer)
     }

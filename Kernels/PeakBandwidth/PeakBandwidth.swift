@@ -37,6 +37,9 @@ public struct PeakBandwidth: KernelFamily {
             ParameterSpec("op", .names(Operation.allCases.map(\.rawValue)), default: .name("read"), "what each pass does"),
             ParameterSpec("threads", .ints([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]), default: .int(1), "threads, each on its own slice"),
             ParameterSpec("placement", .names(ThreadPlacement.allCases.map(\.rawValue)), default: .name("scatter"), "which PUs the threads use"),
+            ParameterSpec(
+                "passes", .ints([0, 1, 2, 4, 8, 16, 64]), default: .int(0),
+                "sweeps per run; 0: enough to move 64 MiB (hot ceilings), 1: a single sweep (cold ceilings)"),
         ]
     }
 
@@ -77,14 +80,18 @@ public struct PeakBandwidth: KernelFamily {
         return c
     }
 
-    /// Passes per run: enough that one run moves at least 64 MiB.
-    static func passes(bytes: Int) -> Int { max(1, (64 << 20) / bytes) }
+    /// Passes per run: the `passes` parameter, or when it is 0 (automatic) enough that one run moves
+    /// at least 64 MiB.
+    static func passes(bytes: Int, _ config: Configuration) -> Int {
+        let fixed = config["passes"].flatMap { if case .int(let p) = $0 { p } else { nil } } ?? 0
+        return fixed > 0 ? fixed : max(1, (64 << 20) / bytes)
+    }
 
     /// Bytes moved per run: every array's slices, every pass.
     public func usefulOps(_ workload: Workload, _ config: Configuration) -> Double {
         let op = Operation(rawValue: config.name("op"))!
         let moved = Self.elementsPerThread(workload, config) * 4 * op.arrays * config.int("threads")
-        return Double(moved) * Double(Self.passes(bytes: workload["bytes"]))
+        return Double(moved) * Double(Self.passes(bytes: workload["bytes"], config))
     }
 
     public func render(_ config: Configuration) throws -> KernelSource {
@@ -145,7 +152,7 @@ public struct PeakBandwidth: KernelFamily {
         try checkSlices(workload, config)
         let op = Operation(rawValue: config.name("op"))!
         return BandwidthInstance(
-            op: op, elementsPerThread: Self.elementsPerThread(workload, config), passes: Self.passes(bytes: workload["bytes"]), threads: config.int("threads"),
+            op: op, elementsPerThread: Self.elementsPerThread(workload, config), passes: Self.passes(bytes: workload["bytes"], config), threads: config.int("threads"),
             kernel: try symbols.address(of: try render(config).symbols["kernel"]!), seed: seed)
     }
 }
@@ -185,6 +192,8 @@ final class BandwidthInstance: KernelInstance {
     var outputBytes: Int { op == .read ? threadCount * 64 : elementsPerThread * threadCount * 4 }
     var workspaceBytesPerThread: Int { 0 }
     var workingSetBytes: Int { elementsPerThread * threadCount * 4 * op.arrays }
+    var dataRegions: [UnsafeRawBufferPointer] { [xSource, y, z].map(\.region) }
+
     func prepare() throws {}
     func bind(output: UnsafeMutableRawPointer, workspaces: [UnsafeMutableRawPointer]) { self.output = output }
 

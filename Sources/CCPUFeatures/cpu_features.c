@@ -66,3 +66,22 @@ uint64_t lowbit_hwcap2_i8mm(void) { return 0; }
 uint64_t lowbit_hwcap2_bf16(void) { return 0; }
 
 #endif
+
+int lowbit_flush_cache_lines(const void *p, uint64_t bytes) {
+    const uintptr_t line = 64;  // flushing at 64-byte steps also covers machines with 128-byte lines
+    uintptr_t a = (uintptr_t)p & ~(line - 1);
+    const uintptr_t end = (uintptr_t)p + bytes;
+#if defined(__x86_64__) || defined(__i386__)
+    for (; a < end; a += line) __asm__ volatile("clflush (%0)" : : "r"(a) : "memory");
+    __asm__ volatile("mfence" : : : "memory");
+    return 1;
+#elif defined(__aarch64__)
+    for (; a < end; a += line) __asm__ volatile("dc civac, %0" : : "r"(a) : "memory");
+    __asm__ volatile("dsb ish" : : : "memory");
+    return 1;
+#else
+    (void)a;
+    (void)end;
+    return 0;
+#endif
+}

@@ -85,6 +85,14 @@ public protocol KernelInstance: AnyObject {
     func run(thread index: Int)
     /// Compares the bound output with the Swift reference.
     func verify() -> Verification
+    /// Every buffer the kernel reads (inputs, packed weights, caches, scratch it owns), for cold
+    /// timing: the harness flushes them, with the output and workspaces, before every sample.
+    var dataRegions: [UnsafeRawBufferPointer] { get }
+}
+
+extension KernelInstance {
+    /// None known: cold timing falls back to reading a buffer larger than the caches.
+    public var dataRegions: [UnsafeRawBufferPointer] { [] }
 }
 
 /// A kernel family: shape rules, typed parameters with constraints, a C renderer, a Swift reference.
@@ -115,10 +123,19 @@ public protocol KernelFamily: Sendable {
     /// Useful operations of one run (MEASURE.md: padding excluded), for GOPS.
     func usefulOps(_ workload: Workload, _ config: Configuration) -> Double
     func makeInstance(workload: Workload, config: Configuration, symbols: SymbolTable, seed: UInt64) throws -> KernelInstance
+    /// Dimensions a workload may leave out (read as 0), e.g. attention-decode's `kvbits`.
+    var optionalDimensions: [String] { get }
+    /// Parameters the workload decides rather than the tuner (e.g. the KV cache format an inference
+    /// runtime chose): held fixed by every search and checked by the runner.
+    func workloadParameters(_ workload: Workload) -> [String: ParamValue]
 }
 
 extension KernelFamily {
     public func parameter(_ name: String) -> ParameterSpec? { parameters.first { $0.name == name } }
+
+    public var optionalDimensions: [String] { [] }
+
+    public func workloadParameters(_ workload: Workload) -> [String: ParamValue] { [:] }
 
     /// The best target this machine runs (the last of `targets` that runs), or portable.
     public func bestTarget(on machine: MachineContext) -> ISATarget {

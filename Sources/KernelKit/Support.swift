@@ -28,6 +28,9 @@ public final class AlignedBuffer: @unchecked Sendable {
     }
 
     deinit { pointer.deallocate() }
+
+    /// The buffer's bytes, e.g. for `KernelInstance.dataRegions`.
+    public var region: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: pointer, count: byteCount) }
 }
 
 /// Each thread's block of a GEMM output: `tm` row ranges (multiples of `mr`) times threads / tm column

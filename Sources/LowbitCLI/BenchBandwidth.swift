@@ -15,6 +15,11 @@ struct BandwidthBenchmark {
 
     var context: MachineContext { MachineContext(machine) }
 
+    /// How the data stand in every row and its ceiling.
+    var dataNote: String {
+        runner.cold ? "data cold (caches evicted before every sample, ceilings too)" : "data hot (inputs reused by every sample, ceilings too)"
+    }
+
     /// The variants to compare: portable and the best target this machine runs, default configurations
     /// with one thread per core.
     func variants(_ f: any KernelFamily, fixed: [String: ParamValue]) -> [Configuration] {
@@ -34,6 +39,8 @@ struct BandwidthBenchmark {
         var c = family.defaultConfiguration(isa: family.bestTarget(on: context), machine: context)
         c["op"] = .name(op.rawValue)
         c["threads"] = .int(threads)
+        // Cold rows are held against one cold sweep; hot ones against repeated sweeps.
+        if runner.cold { c["passes"] = .int(1) }
         let rounded = max(4096 * 4, Int((bytes / 4096).rounded(.up)) * 4096)
         return runner.run(family, Workload(family: family.name, shape: ["bytes": rounded]), c, seed: seed).gops
     }
@@ -66,7 +73,7 @@ struct BandwidthBenchmark {
                 _ = row(f, w, c, bytes: f.bytesMoved(w, c), op: .copy, into: &t)
             }
         }
-        print("\(f.name) on \(machine.cpu.name): bytes = inputs read once + outputs written once; peak = peak-bandwidth copy at that size, same threads, measured in this run")
+        print("\(f.name) on \(machine.cpu.name): bytes = inputs read once + outputs written once; peak = peak-bandwidth copy at that size, same threads, measured in this run; \(dataNote)")
         print(t.render())
     }
 
@@ -86,7 +93,7 @@ struct BandwidthBenchmark {
                 }
             }
         }
-        print("attention-decode (Llama-7B heads: hq = hkv = 32, d = 128, b = \(batch)) on \(machine.cpu.name): bytes = the KV cache read once; peak = peak-bandwidth read at that size, same threads, measured in this run")
+        print("attention-decode (Llama-7B heads: hq = hkv = 32, d = 128, b = \(batch)) on \(machine.cpu.name): bytes = the KV cache read once; peak = peak-bandwidth read at that size, same threads, measured in this run; \(dataNote)")
         print(t.render())
         for ctx in ctxs {
             if let a = int4[ctx], let b = int8[ctx] { print(String(format: "ctx %d: INT4 KV is %.2fx faster than INT8 KV", ctx, b / a)) }

@@ -5,7 +5,6 @@ import Kernels
 import Machine
 import Pipeline
 import Tuner
-import Kernels
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -90,31 +89,71 @@ struct BenchCommand: ParsableCommand {
             print("  \(isa): \(peak.name("op")) with \(v.int("threads")) threads: \(r.gops.map { String(format: "%.1f GOP/s", $0) } ?? "\(r.status.rawValue): \(r.message ?? "")")")
         }
         print("")
-        var table = Table(["M", "variant", "min", "median", "samples", "GOP/s", "x portable", "% ceiling", "status"],
-                          alignments: [.right, .left, .right, .right, .right, .right, .right, .right, .left])
+        let cold = measure.cold
+        let bandwidth = BandwidthBenchmark(runner: runner, machine: machine, seed: measure.seed)
+        var headers = ["M", "variant", "min", "median", "samples", "GOP/s", "x portable", "% ceiling"]
+        if cold { headers += ["weights", "weight GB/s", "read GB/s", "% read"] }
+        var table = Table(headers + ["status"], alignments: [.right, .left] + Array(repeating: .right, count: headers.count - 2) + [.left])
+        var readCeilings: [String: Double] = [:]
         for m in ms {
             var shape = ["m": m, "n": n, "k": k]
             for d in f.dimensions where shape[d] == nil { shape[d] = extraDims[d] ?? (d == "outliers" ? AtomQuantization.defaultOutliers : 0) }
             let workload = Workload(family: f.name, shape: shape)
             var portableGops: Double?
-            for config in variants {
+            for base in variants {
+                let config = shapeConfiguration(f, workload, base, overrides: overrides, context: context)
                 let r = runner.run(f, workload, config, seed: measure.seed)
                 let isa = config["isa"]!.description
                 if isa == ISATarget.portable.rawValue { portableGops = r.gops }
                 let ratio = (r.gops.flatMap { g in portableGops.map { g / $0 } }).map { String(format: "%.2f", $0) } ?? "-"
-                table.add([
-                    "\(m)", isa, r.timing.map { TrialReport.ms($0.min) } ?? "-", r.timing.map { TrialReport.ms($0.median) } ?? "-",
-                    r.timing.map { "\($0.count)" } ?? "-", r.gops.map { String(format: "%.1f", $0) } ?? "-", ratio,
-                    (r.gops.flatMap { g in ceilings[isa].map { String(format: "%.0f%%", 100 * g / $0) } }) ?? "-",
-                    r.succeeded ? "ok" : "\(r.status.rawValue): \(r.message ?? "")",
-                ])
-                FileHandle.standardError.write(Data("  M=\(m) \(isa): \(r.gops.map { String(format: "%.1f GOP/s", $0) } ?? r.status.rawValue)\n".utf8))
+                let percent: String = (r.gops.flatMap { g in ceilings[isa].map { String(format: "%.0f%%", 100 * g / $0) } }) ?? "-"
+                var row: [String] = ["\(m)", isa]
+                row.append(r.timing.map { TrialReport.ms($0.min) } ?? "-")
+                row.append(r.timing.map { TrialReport.ms($0.median) } ?? "-")
+                row.append(r.timing.map { "\($0.count)" } ?? "-")
+                row += [r.gops.map { String(format: "%.1f", $0) } ?? "-", ratio, percent]
+                if cold {
+                    // Weight bytes per run against one cold sweep over as many bytes, same threads.
+                    let bytes = Self.weightBytes(f.name, workload)
+                    let key = "\(Int(bytes)) \(config.int("threads"))"
+                    if readCeilings[key] == nil { readCeilings[key] = bandwidth.ceiling(op: .read, bytes: bytes, threads: config.int("threads")) }
+                    let gbs: Double? = r.timing.map { bytes / $0.min / 1e9 }
+                    let peak: Double? = readCeilings[key]
+                    row.append(Format.bytes(UInt64(bytes)))
+                    row.append(gbs.map { String(format: "%.1f", $0) } ?? "-")
+                    row.append(peak.map { String(format: "%.1f", $0) } ?? "-")
+                    if let gbs, let peak { row.append(String(format: "%.0f%%", 100 * gbs / peak)) } else { row.append("-") }
+                }
+                table.add(row + [r.succeeded ? "ok" : "\(r.status.rawValue): \(r.message ?? "")"])
+                FileHandle.standardError.write(Data("  M=\(m) \(isa) [\(config)]: \(r.gops.map { String(format: "%.1f GOP/s", $0) } ?? r.status.rawValue)\n".utf8))
             }
         }
         print(table.render())
         print("")
-        print("GOP/s counts 2*M*N*K useful operations (outlier channels included) at the minimum time; data are hot (inputs reused across samples).")
+        if cold {
+            print("GOP/s counts 2*M*N*K useful operations (outlier channels included) at the minimum time; data are cold (the caches are evicted before every sample).")
+            print("weight GB/s: the packed weights (codes and scales) per run over the minimum time; read GB/s: memory bandwidth, one cold peak-bandwidth sweep reading as many bytes, same threads, this run.")
+        } else {
+            print("GOP/s counts 2*M*N*K useful operations (outlier channels included) at the minimum time; data are hot (inputs reused across samples).")
+        }
         print("% ceiling: against the peak of the variant's own instruction set and accumulation (see above), same threads.")
+    }
+
+    /// The configuration a row runs: for the machine's best instruction set the family's analytical
+    /// choice for this shape (with the user's --param values on top), otherwise the hand-picked default.
+    func shapeConfiguration(
+        _ f: any KernelFamily, _ workload: Workload, _ base: Configuration, overrides: [String: String], context: MachineContext
+    ) -> Configuration {
+        guard base.name("isa") == f.bestTarget(on: context).rawValue else { return base }
+        var tuned = f.analyticalConfiguration(for: workload, machine: context)
+        for name in overrides.keys { if let v = base[name] { tuned[name] = v } }
+        return (try? f.check(tuned, machine: context)) != nil ? tuned : base
+    }
+
+    /// Bytes of a GEMM's prepacked weights: what a small-M run must stream from memory.
+    static func weightBytes(_ family: String, _ workload: Workload) -> Double {
+        if family == GemmW4A4().name { return GemmW4A4.weightBytes(workload) }
+        return Double(workload["n"]) * (Double(workload["k"]) + 4)  // INT8 codes and one fp32 scale per row
     }
 
     static func parseList(_ text: String) throws -> [Int] {

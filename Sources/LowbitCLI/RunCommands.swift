@@ -30,8 +30,9 @@ struct ShapeOptions: ParsableArguments {
         guard missing.isEmpty else {
             throw ValidationError("\(family.name) needs \(family.dimensions.map { "--\($0)" }.joined(separator: " ")); missing: \(missing.joined(separator: ", "))")
         }
-        if let unknown = shape.keys.first(where: { !family.dimensions.contains($0) }) {
-            throw ValidationError("\(family.name) has no dimension '\(unknown)'; its dimensions are \(family.dimensions.joined(separator: ", "))")
+        let known = family.dimensions + family.optionalDimensions
+        if let unknown = shape.keys.first(where: { !known.contains($0) }) {
+            throw ValidationError("\(family.name) has no dimension '\(unknown)'; its dimensions are \(known.joined(separator: ", "))")
         }
         return Workload(family: family.name, shape: shape)
     }
@@ -45,15 +46,19 @@ struct MeasureOptions: ParsableArguments {
     @Option(help: "Directory of the compiled-artifact cache (default: $LOWBIT_CACHE_DIR or ~/.cache/lowbit/kernels).")
     var cacheDir: String?
     @Option(help: "C compiler to use (default: $LOWBIT_CC, the Swift toolchain's clang, cc, gcc).") var cc: String?
+    @Flag(help: "Cold data: evict the caches before every timed run (default: hot, inputs reused by every sample).")
+    var cold = false
 
     func runner(machine: MachineDescription, logger: Logger) throws -> KernelRunner {
         var policy = TimingPolicy()
         policy.budget = .milliseconds(Int((budget ?? 2) * 1000))
         let compiler = try CompilerDiscovery.discover(explicit: cc)
         let cache = ArtifactCache(directory: cacheDir.map { URL(fileURLWithPath: $0) })
-        return try KernelRunner(
+        let runner = try KernelRunner(
             machine: machine, workerExecutable: KernelRunner.currentExecutable, compiler: compiler, cache: cache,
             policy: policy, logger: logger)
+        runner.cold = cold
+        return runner
     }
 }
 

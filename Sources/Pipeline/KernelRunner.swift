@@ -17,6 +17,9 @@ public final class KernelRunner {
     public var timeLimit: TimeLimit
     /// Read counters on every thread around the timed region.
     public var countEvents = true
+    /// Time with cold caches: every sample starts after the worker threads read a buffer twice the
+    /// size of the caches, so inputs and outputs come from memory (see `CacheEvictor`).
+    public var cold = false
     private let worker: WorkerProcess
     private let logger: Logger
     /// Fastest time per run seen so far per workload, for time limits.
@@ -56,6 +59,9 @@ public final class KernelRunner {
             try family.check(config, machine: nil)
         } catch {
             return failed(result, .rejected, "check", "\(error)")
+        }
+        for (name, value) in family.workloadParameters(workload).sorted(by: { $0.key < $1.key }) where config[name] != value {
+            return failed(result, .rejected, "check", "workload-parameters: \(workload) fixes \(name)=\(value), the configuration has \(name)=\(config[name].map { "\($0)" } ?? "nothing")")
         }
         // An ISA this machine cannot execute is "unsupported", not merely rejected.
         if let isaName = config["isa"]?.description, let isa = ISATarget(rawValue: isaName) {
@@ -101,7 +107,7 @@ public final class KernelRunner {
         let request = WorkerTrialRequest(
             family: family.name, workload: workload, configuration: config, library: artifact.path.path, seed: seed,
             policy: policy, pus: placement.pus(count: threads, topology: machine.topology), count: countEvents,
-            verifyOnly: verifyOnly)
+            verifyOnly: verifyOnly, cold: cold)
         let payload: Data
         do {
             payload = try JSONEncoder().encode(request)
@@ -149,7 +155,9 @@ public final class KernelRunner {
         let referenceSeconds = family.usefulOps(workload, config) / 0.2e9
         let perRun = timeLimit.limit(bestSeen: bestSeen[workload].map { Duration.seconds($0) })
         let runs = Double(policy.warmup + policy.minSamples + 1)
-        return .seconds(referenceSeconds) + policy.budget + perRun * runs
+        // A cold sample first reads the eviction buffer (a few hundred MiB at worst, at >= 1 GB/s).
+        let eviction: Duration = cold ? .seconds(Double(policy.minSamples + 1) * 0.3) : .zero
+        return .seconds(referenceSeconds) + policy.budget + perRun * runs + eviction
     }
 
     private func failed(_ base: TrialResult, _ status: TrialResult.Status, _ stage: String, _ message: String) -> TrialResult {

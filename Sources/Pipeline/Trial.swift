@@ -74,6 +74,8 @@ struct WorkerTrialRequest: Codable {
     /// Read counters on every thread around the timed region.
     var count: Bool
     var verifyOnly: Bool
+    /// Evict the caches before every timed run (cold data) instead of reusing them (hot data).
+    var cold: Bool = false
 }
 
 /// The worker's answer.

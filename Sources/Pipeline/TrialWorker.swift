@@ -12,6 +12,8 @@ public final class TrialWorker {
     private let availability: CounterAvailability
     private var libraries: [String: LoadedLibrary] = [:]
     private var pools: [[Int]: PinnedThreadPool] = [:]
+    /// Made on the first cold request and kept: its pages are touched once.
+    private var evictor: CacheEvictor?
 
     public init() throws {
         topology = try HwlocTopology()
@@ -103,13 +105,33 @@ public final class TrialWorker {
         // Counters start on every pool thread before the timed region and stop after it, so they
         // cover warm-up and samples without adding anything inside either.
         WorkerStage.enter("time")
+        var evict: (() -> Void)?
+        var coldHow = ""
+        if request.cold {
+            let regions = instance.dataRegions + [UnsafeRawBufferPointer(start: output.pointer, count: instance.outputBytes)]
+                + workspaces.map(\.region)
+            let bytes = regions.reduce(0) { $0 + $1.count }
+            if !instance.dataRegions.isEmpty, CacheControl.flush(regions[0]) {
+                // Every line of the kernel's data is written back and invalidated: it comes from memory.
+                evict = { for r in regions { CacheControl.flush(r) } }
+                coldHow = "cold: every line of the kernel's \(Format.mib(bytes)) (inputs, output, scratch) flushed from the caches before every sample"
+            } else {
+                // Reading a buffer twice the caches' size; caches with scan-resistant replacement may
+                // keep some of the kernel's lines.
+                let evictor = self.evictor ?? CacheEvictor(byteCount: CacheEvictor.size(forCacheBytes: cacheBytes))
+                self.evictor = evictor
+                let threads = pool.threadCount
+                evict = { pool.run { evictor.evict(part: $0, of: threads) } }
+                coldHow = "cold (approximate): before every sample the threads read \(evictor.byteCount >> 20) MiB; caches with scan-resistant replacement may keep some of the kernel's \(Format.mib(bytes))"
+            }
+        }
         let counters = request.count ? startCounters(on: pool) : nil
-        let timing = Stopwatch.time(request.policy) { pool.run { instance.run(thread: $0) } }
+        let timing = Stopwatch.time(request.policy, beforeSample: evict) { pool.run { instance.run(thread: $0) } }
         reply.timing = timing
         if let counters {
             reply.counters = stopCounters(counters, on: pool, runs: request.policy.warmup + timing.count)
         }
-        reply.dataState = dataState(instance)
+        reply.dataState = request.cold ? coldHow : dataState(instance)
         guard output.canariesIntact() else {
             return fail(.verifyFailed, "time", "the variant wrote before the start of its output buffer while timed")
         }
@@ -124,10 +146,14 @@ public final class TrialWorker {
         return pool
     }
 
+    /// Bytes of every data cache: the last level once, the private levels per instance.
+    private var cacheBytes: UInt64 {
+        topology.snapshot().caches.filter { $0.kind != .instruction }.reduce(0) { $0 + $1.sizeBytes }
+    }
+
     /// What is hot in the timed region: every sample reuses the same inputs.
     private func dataState(_ instance: KernelInstance) -> String {
-        let mib = Double(instance.workingSetBytes) / 1_048_576
-        let working = String(format: "%.2f MiB", mib)
+        let working = Format.mib(instance.workingSetBytes)
         guard let llc = topology.snapshot().lastLevelCache else { return "hot: inputs reused by every sample; working set \(working)" }
         let fits = UInt64(instance.workingSetBytes) <= llc.sizeBytes
         return "hot: inputs reused by every sample; working set \(working) \(fits ? "fits in" : "exceeds") the \(llc.sizeBytes >> 20) MiB \(llc.name)"
@@ -161,6 +187,10 @@ public final class TrialWorker {
         }
         return CounterValue.sum(slots.values.compactMap { $0 }, dividedBy: runs)
     }
+}
+
+enum Format {
+    static func mib(_ bytes: Int) -> String { String(format: "%.2f MiB", Double(bytes) / 1_048_576) }
 }
 
 /// Per-thread counters and results; each pool thread touches only its own index.

@@ -21,7 +21,8 @@ public struct SearchSpace: Sendable {
         self.family = family
         self.workload = workload
         self.machine = machine
-        self.fixed = fixed
+        // What the workload decides is never searched.
+        self.fixed = fixed.merging(family.workloadParameters(workload)) { _, workloads in workloads }
         self.restricted = restricted
     }
 

@@ -52,7 +52,13 @@ public struct Suite: Sendable {
             s.workloads += [("rmsnorm-reorder-quantize", 4096), ("reorder-quantize", 4096), ("silu-mul-quantize", 11008)].flatMap { family, k in
                 [1, 16, 64, 256].map { Workload(family: family, shape: ["m": $0, "k": k, "outliers": 128]) }
             }
-            s.summary += ", and the fused quantize kernels that feed them"
+            // Decode attention over Llama-7B's heads (32 query and KV heads of 128) on INT4 and INT8
+            // caches; batch x context kept to what one pool holds.
+            let attention: [(b: Int, ctx: Int)] = [(1, 4096), (1, 8192), (4, 1024), (4, 4096), (16, 1024)]
+            s.workloads += [4, 8].flatMap { bits in
+                attention.map { Workload(family: "attention-decode", shape: ["b": $0.b, "hq": 32, "hkv": 32, "d": 128, "ctx": $0.ctx, "kvbits": bits]) }
+            }
+            s.summary += ", the fused quantize kernels that feed them, and decode attention over INT4 and INT8 KV caches"
             return s
         }(),
     ]

@@ -38,7 +38,12 @@ struct AtomQuantizeTemplateTests {
         #expect(source.code.hasPrefix("/*\n * rmsnorm-reorder-quantize, template version \(family.templateVersion)"))
         #expect(source.code.contains("Parameters: isa=avx2 gather=vector"))
         #expect(source.code.contains("_mm256_i32gather_ps"))
-        #expect(!source.code.contains("_mm256_fmadd_ps"), "no FMA: the reference multiplies and adds separately")
+        // FMA only inside the exact quotient (Markstein's correction); y itself is multiplied and added
+        // separately, as the reference does.
+        let quotient = try #require(source.code.range(of: "static inline __m256 quotient("))
+        let afterQuotient = source.code[quotient.upperBound...].drop { $0 != "}" }
+        #expect(source.code.components(separatedBy: "_mm256_fmadd_ps").count == 2)
+        #expect(!afterQuotient.contains("_mm256_fmadd_ps"), "no FMA outside the quotient")
         var two = config
         two["threads"] = .int(2)
         #expect(try family.render(two) == source, "threads do not change the code")

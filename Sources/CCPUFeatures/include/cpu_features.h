@@ -30,6 +30,11 @@ uint64_t lowbit_hwcap_sve(void);
 uint64_t lowbit_hwcap2_i8mm(void);
 uint64_t lowbit_hwcap2_bf16(void);
 
+// Writes back and invalidates every cache line of [p, p + bytes) in the whole coherence domain
+// (x86 clflush, aarch64 dc civac), then waits for completion. Returns 1, or 0 where the
+// architecture has no such instruction (nothing is flushed then).
+int lowbit_flush_cache_lines(const void *p, uint64_t bytes);
+
 #ifdef __cplusplus
 }
 #endif
