@@ -138,9 +138,13 @@ struct ChartFrame {
             g.line(from: Point(plot.minX, plot.minY), to: Point(plot.minX, plot.maxY), stroke: Stroke(theme.axis))
             let style = TextStyle(size: theme.tickLabelSize, color: theme.mutedText, anchor: .end, baselineShift: 0.35)
             var widest = 0.0
-            for tick in yTicks {
-                guard let py = y.pixel(tick.value) else { continue }
+            let placed = yTicks.compactMap { t in y.pixel(t.value).map { (t, $0) } }
+            // Label every k-th tick when labels would be closer than a line of text.
+            let gaps = zip(placed, placed.dropFirst()).map { abs($1.1 - $0.1) }
+            let every = max(1, Int(((theme.tickLabelSize + 4) / max(gaps.min() ?? .infinity, 1)).rounded(.up)))
+            for (index, (tick, py)) in placed.enumerated() {
                 g.line(from: Point(plot.minX - 5, py), to: Point(plot.minX, py), stroke: Stroke(theme.axis))
+                guard index % every == 0 else { continue }
                 g.text(tick.label, at: Point(plot.minX - 8, py), style: style)
                 widest = max(widest, TextMetrics.width(tick.label, fontSize: theme.tickLabelSize))
             }
@@ -153,8 +157,8 @@ struct ChartFrame {
             // Long titles shrink a little, then are cut; the SVG's <title> keeps the full text.
             let room = canvas.width - plot.minX - 12
             var size = theme.titleSize
-            while size > 12 && TextMetrics.width(title, fontSize: size) * 1.05 > room { size -= 0.5 }
-            let fitted = TextMetrics.truncate(title, toWidth: room / 1.05, fontSize: size)
+            while size > 12 && TextMetrics.width(title, fontSize: size, bold: true) > room { size -= 0.5 }
+            let fitted = TextMetrics.truncate(title, toWidth: room, fontSize: size, bold: true)
             canvas.text(fitted, at: Point(plot.minX, theme.titleSize + 8),
                         style: TextStyle(size: size, color: theme.text, bold: true))
         }

@@ -64,8 +64,8 @@ public struct Rect: Sendable, Equatable {
 /// Rough text extents for layout, without font access: average glyph advances of common
 /// sans-serif faces, per character class. Good to about 10%, which is what label placement needs.
 public enum TextMetrics {
-    /// Estimated advance width of `text` at `fontSize`.
-    public static func width(_ text: String, fontSize: Double) -> Double {
+    /// Estimated advance width of `text` at `fontSize` (bold faces run about 10% wider).
+    public static func width(_ text: String, fontSize: Double, bold: Bool = false) -> Double {
         var em = 0.0
         for character in text {
             switch character {
@@ -78,14 +78,14 @@ public enum TextMetrics {
             }
         }
         // Calibrated against DejaVu Sans, the widest common fallback for `sans-serif` on Linux.
-        return em * fontSize * 1.08
+        return em * fontSize * 1.08 * (bold ? 1.1 : 1)
     }
 
     /// `text` cut to fit `maxWidth` at `fontSize`, ending in an ellipsis when cut.
-    public static func truncate(_ text: String, toWidth maxWidth: Double, fontSize: Double) -> String {
-        guard width(text, fontSize: fontSize) > maxWidth else { return text }
+    public static func truncate(_ text: String, toWidth maxWidth: Double, fontSize: Double, bold: Bool = false) -> String {
+        guard width(text, fontSize: fontSize, bold: bold) > maxWidth else { return text }
         var kept = text
-        while !kept.isEmpty && width(kept + "\u{2026}", fontSize: fontSize) > maxWidth { kept.removeLast() }
+        while !kept.isEmpty && width(kept + "\u{2026}", fontSize: fontSize, bold: bold) > maxWidth { kept.removeLast() }
         return kept.trimmingCharacters(in: .whitespaces) + "\u{2026}"
     }
 

@@ -34,7 +34,7 @@ extension HTMLReport {
       overflow-x: auto; font: 12.5px/1.45 ui-monospace, "SFMono-Regular", "DejaVu Sans Mono", Menlo, Consolas, monospace;
     }
     figure { margin: 20px 0 28px; }
-    figure svg { display: block; max-width: 100%; height: auto; margin: 0 auto; }
+    figure svg { display: block; width: 100%; max-width: 100%; height: auto; margin: 0 auto; }
     figcaption { color: var(--muted); font-size: 0.9rem; margin-top: 6px; text-align: center; }
     .label { font-weight: 600; color: var(--text); }
     .table-wrap { overflow-x: auto; margin: 12px 0 24px; }

@@ -87,7 +87,7 @@ struct LabelPlacer {
             }
             if best == nil || score < best?.score ?? .infinity { best = (score, position, anchor, box) }
         }
-        guard let chosen = best, chosen.score < chosen.box.width * chosen.box.height * 0.35 else { return nil }
+        guard let chosen = best, chosen.score < chosen.box.width * chosen.box.height * 0.08 else { return nil }
         occupied.append(chosen.box)
         return (chosen.position, chosen.anchor)
     }

@@ -68,8 +68,9 @@ extension RooflineChart {
         }
     }
 
-    /// Where a label goes along the segment `start`-`end` (pixels): just above the line, ending
-    /// a little before the segment's upper end, rotated to the line's angle. Reserves small boxes
+    /// Where a label goes along the segment `start`-`end` (pixels): just above the line, rotated to
+    /// its angle, preferably ending a little before the segment's upper end (near the ridge), else
+    /// further down the line where it covers no marker or earlier label. Reserves small boxes
     /// along the text so point labels keep clear of it.
     private func alongLine(_ text: String, from start: Point, to end: Point,
                            _ placer: inout LabelPlacer) -> (Point, Double, TextAnchor)? {
@@ -81,25 +82,32 @@ extension RooflineChart {
         let nx = uy, ny = -ux
         let size = theme.annotationSize
         let textWidth = TextMetrics.width(text, fontSize: size)
-        let margin = min(28, length * 0.1)
         let offset = 4.0
-        var anchorDistance = length - margin
-        var anchor = TextAnchor.end
-        if textWidth > anchorDistance {
-            anchorDistance = min(6, length)
-            anchor = .start
+        let latest = length - min(28, length * 0.1) - textWidth
+        var starts: [Double] = []
+        var t = latest
+        while t >= 6 {
+            starts.append(t)
+            t -= max(length * 0.12, 12)
         }
-        let at = Point(start.x + ux * anchorDistance + nx * offset, start.y + uy * anchorDistance + ny * offset)
-        let textStart = anchor == .end ? anchorDistance - textWidth : anchorDistance
-        var t = max(textStart, 0)
-        while t < textStart + textWidth {
-            let cx = start.x + ux * (t + size / 2) + nx * (offset + size / 2)
-            let cy = start.y + uy * (t + size / 2) + ny * (offset + size / 2)
-            placer.reserve(Rect(x: cx - size / 2, y: cy - size / 2, width: size, height: size))
-            t += size
+        if starts.isEmpty { starts = [min(6, length)] }
+        // Square boxes of the font size along the text, standing in for its rotated outline.
+        func boxes(from textStart: Double) -> [Rect] {
+            stride(from: textStart, to: textStart + textWidth, by: size).map { along in
+                let cx = start.x + ux * (along + size / 2) + nx * (offset + size / 2)
+                let cy = start.y + uy * (along + size / 2) + ny * (offset + size / 2)
+                return Rect(x: cx - size / 2, y: cy - size / 2, width: size, height: size)
+            }
         }
-        let angle = atan2(dy, dx) * 180 / Double.pi
-        return (at, angle, anchor)
+        let scored = starts.map { textStart in
+            (textStart, boxes(from: textStart).reduce(0.0) { sum, box in
+                sum + placer.occupied.reduce(0) { $0 + box.overlapArea($1) }
+            })
+        }
+        let chosen = scored.first { $0.1 == 0 }?.0 ?? scored.min { $0.1 < $1.1 }?.0 ?? starts[0]
+        for box in boxes(from: chosen) { placer.reserve(box) }
+        let at = Point(start.x + ux * chosen + nx * offset, start.y + uy * chosen + ny * offset)
+        return (at, atan2(dy, dx) * 180 / Double.pi, .start)
     }
 
     /// Reserves the area of every kernel marker, so ceiling and point labels keep clear of them.

@@ -62,8 +62,27 @@ public struct LinearScale: AxisScale {
         return pixelStart + t * (pixelEnd - pixelStart)
     }
 
-    /// The tick spacing: `span / targetTickCount` rounded to 1, 2 or 5 times a power of ten.
-    public var step: Double { Self.niceStep((domain.upperBound - domain.lowerBound) / Double(targetTickCount)) }
+    /// The tick spacing: 1, 2 or 5 times a power of ten near `span / targetTickCount`. A nearby
+    /// spacing that puts ticks on both ends of the domain is preferred (0...160 gets 20, not 50).
+    public var step: Double {
+        let span = domain.upperBound - domain.lowerBound
+        let raw = span / Double(targetTickCount)
+        let nearest = Self.niceStep(raw)
+        guard raw.isFinite, raw > 0 else { return nearest }
+        let exponent = floor(log10(raw))
+        var candidates: [Double] = []
+        for e in [exponent - 1, exponent, exponent + 1] {
+            for m in [1.0, 2, 5] { candidates.append(m * pow(10, e)) }
+        }
+        func onGrid(_ value: Double, _ step: Double) -> Bool {
+            abs(value / step - (value / step).rounded()) < 1e-6
+        }
+        let aligned = candidates
+            .filter { span / $0 >= 3 - 1e-9 && span / $0 <= 8 + 1e-9 }
+            .filter { onGrid(domain.lowerBound, $0) && onGrid(domain.upperBound, $0) }
+            .sorted { abs(log($0 / raw)) < abs(log($1 / raw)) }
+        return aligned.first ?? nearest
+    }
 
     public func ticks(format: TickFormat = .compact) -> [Tick] {
         tickValues().map { Tick(value: $0, label: format.label($0, step: step)) }
@@ -174,7 +193,7 @@ public struct LogScale: AxisScale {
     }
 
     /// Labelled positions: powers of the base (every k-th when there are too many); on a base-10
-    /// axis shorter than a decade or two, also 2 and 5 times the powers, then 1-9 times them.
+    /// axis holding at most two powers, also 2 and 5 times the powers, then 1-9 times them.
     public func majorTickValues() -> [Double] {
         let exponents = powerExponents()
         let powers = exponents.map { pow(base.value, Double($0)) }
@@ -183,7 +202,8 @@ public struct LogScale: AxisScale {
             let every = Int((Double(powers.count) / Double(maximumLabelledTicks)).rounded(.up))
             return exponents.filter { $0 % every == 0 }.map { pow(base.value, Double($0)) }
         }
-        guard base == .ten, powers.count < 2 else { return powers }
+        // Two decades or less: label 2 and 5 times the powers too.
+        guard base == .ten, powers.count <= 2 else { return powers }
         for mantissas in [[1.0, 2, 5], [1.0, 2, 3, 4, 5, 6, 7, 8, 9]] {
             let values = multiples(of: mantissas)
             if values.count >= 3 || mantissas.count == 9 && values.count >= 2 { return values }

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import Report
@@ -132,6 +133,18 @@ struct RooflineChartTests {
         #expect(y.contains(0.2) && y.contains(2400))
         #expect(roofline.attainable(atIntensity: 1) == 1200)
         #expect(roofline.attainable(atIntensity: 100) == 2400)
+    }
+
+    @Test func crowdedPointsKeepEveryMarkerAndTooltip() {
+        var generator = SplitMix(seed: 3)
+        let points = (0..<30).map { i -> RooflineChart.KernelPoint in
+            let x = 20 * pow(3, generator.unit())
+            return .init("cfg-\(i)", series: "family-\(i % 3)", intensity: x, gigaOpsPerSecond: min(x * 30, 800) * (0.3 + 0.6 * generator.unit()))
+        }
+        let parsed = checkedChart(chart(points: points))
+        #expect(parsed.elements(withClass: "point").count == 30)
+        #expect(parsed.elements(withClass: "series").count == 3)
+        for i in 0..<30 { #expect(parsed.allText.contains("cfg-\(i) [family-\(i % 3)]"), "tooltip of cfg-\(i)") }
     }
 
     @Test func edgeCases() {

@@ -14,6 +14,12 @@ struct ScaleTests {
         #expect(LinearScale(domain: 0...1910, from: 0, to: 1).ticks().map(\.label) == ["0", "500", "1k", "1.5k"])
     }
 
+    @Test func stepsPreferTicksOnBothEnds() {
+        #expect(LinearScale(domain: 0...160, from: 0, to: 1).step == 20)
+        #expect(LinearScale(domain: 0...120, from: 0, to: 1).tickValues() == [0, 20, 40, 60, 80, 100, 120])
+        #expect(LinearScale(domain: 0...2000, from: 0, to: 1).step == 500)
+    }
+
     @Test func niceStepsAre125() {
         #expect(LinearScale.niceStep(19.4) == 20)
         #expect(LinearScale.niceStep(0.031) == 0.02)
