@@ -164,11 +164,20 @@ struct ChartFrame {
         }
     }
 
-    /// Draws the legend to the right of the plot, top-aligned.
+    /// Draws the legend to the right of the plot, top-aligned (series groups keep their full names
+    /// in their tooltips when a legend label is cut).
     func drawLegend(_ canvas: inout SVGCanvas, _ entries: [LegendEntry]) {
         guard !entries.isEmpty else { return }
         let theme = self.theme
         let rowHeight = theme.legendSize + 8
+        // More entries than rows beside the plot: the last row says how many are left out.
+        let capacity = max(1, Int((plot.height - 10) / rowHeight))
+        var entries = entries
+        if entries.count > capacity {
+            let hidden = entries.count - capacity + 1
+            entries = Array(entries.prefix(capacity - 1))
+                + [LegendEntry(label: "+ " + String(hidden) + " more", color: theme.mutedText, marker: nil, showsLine: false)]
+        }
         let box = Rect(x: plot.maxX + 18, y: plot.minY, width: Self.legendWidth(entries, theme: theme),
                        height: Double(entries.count) * rowHeight + 10)
         canvas.group(cssClass: "legend") { g in

@@ -16,8 +16,10 @@ public struct HTMLReport: Sendable {
     /// A table: header cells, rows of cells, optional caption and highlighted rows. Columns whose
     /// cells all read as numbers (`12.5`, `-3`, `62%`, `1.5k`, `19.2 GB/s`) are right-aligned.
     public struct Table: Sendable {
+        /// Shown above the table as "Table N. caption" (uncaptioned tables are not numbered).
         public var caption: String?
         public var header: [String]
+        /// Rows shorter than the header are padded with empty cells.
         public var rows: [[String]]
         /// Indices into `rows` to emphasise (the best configuration, say).
         public var highlightedRows: Set<Int>
@@ -39,14 +41,17 @@ public struct HTMLReport: Sendable {
             let width = max(header.count, rows.map(\.count).max() ?? 0)
             return Set((0..<width).filter { column in
                 let cells = rows.compactMap { column < $0.count ? $0[column] : nil }
-                    .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty && $0 != "-" && $0 != "\u{2014}" }
+                    .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !Self.placeholders.contains($0) }
                 return !cells.isEmpty && cells.allSatisfy(Self.looksNumeric)
             })
         }
 
-        /// Whether a cell starts with a number (optionally signed), e.g. `-1.5`, `62%`, `19.2 GB/s`, `x4`.
+        /// Cells that say "no value" and do not decide whether a column is numeric.
+        static let placeholders: Set<String> = ["", "-", "\u{2014}", "\u{2013}", "n/a", "N/A", "NaN", "nan", "?"]
+
+        /// Whether a cell starts with a number (optionally signed), e.g. `-1.5`, `62%`, `19.2 GB/s`.
         static func looksNumeric(_ cell: String) -> Bool {
-            var scalars = Substring(cell).unicodeScalars.drop { $0 == "+" || $0 == "-" || $0 == "\u{2212}" || $0 == "~" || $0 == "x" || $0 == "\u{00D7}" }
+            var scalars = Substring(cell).unicodeScalars.drop { $0 == "+" || $0 == "-" || $0 == "\u{2212}" || $0 == "~" }
             if scalars.first == "." { scalars = scalars.dropFirst() }
             guard let first = scalars.first, ("0"..."9").contains(first) else { return false }
             // A number followed by at most a short unit: reject prose that merely starts with a digit.
@@ -56,7 +61,9 @@ public struct HTMLReport: Sendable {
 
     /// An SVG figure with a caption.
     public struct Figure: Sendable {
+        /// The drawing, inlined without the SVG namespace (HTML5 needs none).
         public var svg: SVGCanvas
+        /// Shown under the figure as "Figure N. caption" (uncaptioned figures are not numbered).
         public var caption: String?
 
         public init(_ svg: SVGCanvas, caption: String? = nil) {
@@ -118,12 +125,15 @@ public struct HTMLReport: Sendable {
         }
     }
 
+    /// The `<h1>` and the page's `<title>`.
     public var title: String
     /// A line under the title (machine, fingerprint, ...).
     public var subtitle: String?
+    /// Shown in UTC in the generated-at line.
     public var generatedAt: Date
     /// Who or what wrote the report, shown in the generated-at line ("lowbit 0.6").
     public var generator: String
+    /// The body, in order; each becomes a `<section>` with an id made from its heading.
     public var sections: [Section]
     /// Show a table of contents when there are at least this many sections.
     public var contentsThreshold = 3

@@ -53,7 +53,9 @@ public struct ReferenceLine: Sendable {
 public struct LineChart: Chart {
     /// One line.
     public struct Series: Sendable {
+        /// Legend text, and the `data-name` of the series group in the SVG.
         public var name: String
+        /// The data, drawn in this order (not sorted).
         public var points: [DataPoint]
         /// Draw as a step function (hold each value until the next x); `nil` uses the chart's setting.
         public var step: Bool?
@@ -77,17 +79,24 @@ public struct LineChart: Chart {
         }
     }
 
+    /// Shown above the plot, and the SVG's accessible name.
     public var title: String
+    /// The horizontal axis: kind, title, label format, optional fixed domain.
     public var xAxis: AxisSpec
+    /// The vertical axis.
     public var yAxis: AxisSpec
+    /// The lines, in legend order; colours and markers follow the theme's order.
     public var series: [Series]
+    /// Dashed vertical or horizontal lines with labels; their values are kept inside the axes.
     public var referenceLines: [ReferenceLine]
     /// Default for series that do not say: draw lines as steps.
     public var step: Bool
     /// On a linear y axis, start the automatic range at zero (throughputs, bandwidths).
     public var yIncludesZero: Bool
+    /// Size of the SVG in user units (it scales to the page in the HTML report).
     public var width: Double
     public var height: Double
+    /// Colours, font sizes and marker shapes.
     public var theme: ChartTheme
 
     public init(title: String, xAxis: AxisSpec, yAxis: AxisSpec, series: [Series] = [],

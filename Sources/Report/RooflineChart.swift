@@ -53,16 +53,23 @@ public struct RooflineChart: Chart {
         }
     }
 
+    /// Shown above the plot, and the SVG's accessible name.
     public var title: String
+    /// Diagonal ceilings; the fastest is drawn solid as part of the roof, the others dashed.
     public var bandwidthCeilings: [BandwidthCeiling]
+    /// Horizontal ceilings; the highest is drawn solid as part of the roof, the others dashed.
     public var computeCeilings: [ComputeCeiling]
+    /// The measured kernels; series appear in the legend in order of first appearance.
     public var points: [KernelPoint]
+    /// Axis titles.
     public var xTitle = "Operational intensity (ops/byte)"
     public var yTitle = "Performance (GOP/s)"
     /// Write each kernel's label next to its marker (the tooltip has it regardless).
     public var labelsPoints = true
+    /// Size of the SVG in user units (it scales to the page in the HTML report).
     public var width: Double
     public var height: Double
+    /// Colours, font sizes and marker shapes.
     public var theme: ChartTheme
 
     public init(title: String, bandwidthCeilings: [BandwidthCeiling], computeCeilings: [ComputeCeiling],

@@ -88,6 +88,15 @@ struct LineChartTests {
         #expect(parsed.elements(withClass: "legend").isEmpty)
     }
 
+    @Test func manySeriesKeepTheLegendInsideTheChart() {
+        let series = (0..<40).map { LineChart.Series("series \($0)", points: [DataPoint(1, Double($0)), DataPoint(2, Double($0) + 1)]) }
+        let parsed = checkedChart(LineChart(title: "Many", xAxis: AxisSpec("x"), yAxis: AxisSpec("y"), series: series))
+        #expect(parsed.elements(withClass: "series").count == 40)
+        #expect(parsed.allText.contains(" more"))
+        let legendRects = parsed.elements(named: "rect").compactMap { Double($0.attributes["height"] ?? "") }
+        #expect(legendRects.allSatisfy { $0 <= 460 })
+    }
+
     @Test func hostileLabelsStayWellFormed() {
         let chart = LineChart(title: "<b>&amp;</b>", xAxis: AxisSpec("x \"in\" <units>"), yAxis: AxisSpec("y & 'z'"),
                               series: [.init("a<&>\"'b", points: [DataPoint(1, 1), DataPoint(2, 3)])],

@@ -63,7 +63,9 @@ struct HTMLReportTests {
         let table = HTMLReport.Table(header: ["name", "value", "unit", "mixed", "size"],
                                      rows: [["a", "1.5", "GB/s", "12", "32 KiB"], ["b", "-3", "GB/s", "n/a", "1.5 MiB"],
                                             ["c", "", "GB/s", "4", "-"]])
-        #expect(table.rightAlignedColumns == [1, 4])
+        #expect(table.rightAlignedColumns == [1, 3, 4], "placeholders such as n/a do not decide")
+        let words = HTMLReport.Table(header: ["fingerprint", "shape"], rows: [["x86_64-intel", "6x32"], ["x86_64-amd", "4x48"]])
+        #expect(words.rightAlignedColumns == [1])
         let forced = HTMLReport.Table(header: ["a"], rows: [["x"]], numericColumns: [0])
         #expect(forced.rightAlignedColumns == [0])
     }
