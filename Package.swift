@@ -92,6 +92,8 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "lowbit", dependencies: ["LowbitCLI"]),
+        // SVG charts (roofline, line charts) and the self-contained HTML report; Foundation only.
+        .target(name: "Report", path: "Sources/Report"),
 
         .testTarget(name: "MachineTests", dependencies: ["Machine"]),
         .testTarget(name: "KernelsTests", dependencies: ["KernelKit", "Kernels", "Toolchain"]),
@@ -101,5 +103,6 @@ let package = Package(
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Kernels", "KernelKit", "Toolchain", "Measure", "Machine", "lowbit"]),
         .testTarget(name: "TunerTests", dependencies: ["Tuner", "KernelKit", "Kernels", "Pipeline", "TuningStore", "Machine"]),
         .testTarget(name: "EndToEndTests", dependencies: ["Machine", "TuningStore", "lowbit"]),
+        .testTarget(name: "ReportTests", dependencies: ["Report"]),
     ]
 )
