@@ -85,7 +85,7 @@ let package = Package(
         .target(
             name: "LowbitCLI",
             dependencies: [
-                "Tuner", "TuningStore",
+                "Tuner", "TuningStore", "Roofline", "Report",
                 "Machine", "KernelKit", "Kernels", "Toolchain", "Measure", "Pipeline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -94,6 +94,8 @@ let package = Package(
         .executableTarget(name: "lowbit", dependencies: ["LowbitCLI"]),
         // SVG charts (roofline, line charts) and the self-contained HTML report; Foundation only.
         .target(name: "Report", path: "Sources/Report"),
+        // Measured ceilings, plateaus, each family's intensity model and attainment.
+        .target(name: "Roofline", dependencies: ["KernelKit", "Kernels", "Machine"]),
 
         .testTarget(name: "MachineTests", dependencies: ["Machine"]),
         .testTarget(name: "KernelsTests", dependencies: ["KernelKit", "Kernels", "Toolchain"]),
@@ -104,5 +106,6 @@ let package = Package(
         .testTarget(name: "TunerTests", dependencies: ["Tuner", "KernelKit", "Kernels", "Pipeline", "TuningStore", "Machine"]),
         .testTarget(name: "EndToEndTests", dependencies: ["Machine", "TuningStore", "lowbit"]),
         .testTarget(name: "ReportTests", dependencies: ["Report"]),
+        .testTarget(name: "RooflineTests", dependencies: ["Roofline", "KernelKit", "Kernels", "Machine"]),
     ]
 )

@@ -19,6 +19,9 @@ public struct PeakCompute: KernelFamily {
         case int8I16 = "int8-i16"
         /// int8 dot products with int32 accumulation in one instruction (vpdpbusd, sdot).
         case int8Dot = "int8-dot"
+        /// 4-bit unpack (mask the low nibbles) then the target's best byte dot product: vpdpbusd or
+        /// sdot into int32 where the target has one, vpmaddubsw + vpaddw into int16 on AVX2.
+        case int4Dot = "int4-dot"
     }
 
     public let name = "peak-compute"
@@ -27,7 +30,7 @@ public struct PeakCompute: KernelFamily {
     public let dimensions = ["iterations"]
     public let shapeRules = ["range: 1 <= iterations <= 2^20 (keeps fp32 sums exact)"]
     public let targets: [ISATarget] = [.avx2, .avxvnni, .avx512vnni, .neonDotprod]
-    public let constraints = ["op-isa: the operation exists on the target (int8-dot needs avx-vnni, avx512-vnni or neon-dotprod; int8-i32 and int8-i16 need x86)"]
+    public let constraints = ["op-isa: the operation exists on the target (int8-dot needs avx-vnni, avx512-vnni or neon-dotprod; int8-i32 and int8-i16 need x86; int4-dot runs everywhere)"]
 
     public var parameters: [ParameterSpec] {
         [

@@ -60,7 +60,16 @@ struct PeakDialect: Sendable {
         case (.avxvnni, .int8Dot):
             return int8(type: "__m256i", lanes: 8, bits: 256, constraint: "x", op: op, setupPrefix: "_mm256",
                         update: { acc, p, q in "_mm256_dpbusd_avx_epi32(\(acc), a\(p), b\(q)" })
-        case (.neonDotprod, .int8Dot):
+        case (.avx2, .int4Dot):
+            return int8(type: "__m256i", lanes: 16, bits: 256, constraint: "x", op: op, setupPrefix: "_mm256", int16: true,
+                        update: { acc, p, q in "_mm256_add_epi16(\(acc), _mm256_maddubs_epi16(_mm256_and_si256(a\(p), low4), b\(q))" })
+        case (.avxvnni, .int4Dot):
+            return int8(type: "__m256i", lanes: 8, bits: 256, constraint: "x", op: op, setupPrefix: "_mm256",
+                        update: { acc, p, q in "_mm256_dpbusd_avx_epi32(\(acc), _mm256_and_si256(a\(p), low4), b\(q)" })
+        case (.avx512vnni, .int4Dot):
+            return int8(type: "__m512i", lanes: 16, bits: 512, constraint: "v", op: op, setupPrefix: "_mm512",
+                        update: { acc, p, q in "_mm512_dpbusd_epi32(\(acc), _mm512_and_si512(a\(p), low4), b\(q)" })
+        case (.neonDotprod, .int8Dot), (.neonDotprod, .int4Dot):
             var d = int8(type: "int32x4_t", lanes: 4, bits: 128, constraint: "w", op: op, setupPrefix: "",
                          update: { acc, p, q in "vdotq_s32(\(acc), a\(p), b\(q)" })
             // sdot is signed x signed: the same products as the x86 forms (a_p > 0, b_q < 0).
@@ -68,6 +77,11 @@ struct PeakDialect: Sendable {
             d.setup = []
             for p in 0..<4 { d.setup.append("int8x16_t a\(p) = vdupq_n_s8(\(p + 1));") }
             for q in 0..<2 { d.setup.append("int8x16_t b\(q) = vdupq_n_s8(-\(q + 1));") }
+            if op == .int4Dot {
+                d.setup.append("const int8x16_t low4 = vdupq_n_s8(0x0F);")
+                d.update = { acc, j in "vdotq_s32(\(acc), vandq_s8(a\(j % 4), low4), b\(j / 4)" }
+                d.note = "masking the low nibbles, then sdot: 16 byte pairs into int32 lanes"
+            }
             d.zero = "vdupq_n_s32(0)"
             d.store = { p, acc in "vst1q_s32(\(p), \(acc));" }
             return d
@@ -93,20 +107,24 @@ struct PeakDialect: Sendable {
 
     private static func int8(
         type: String, lanes: Int, bits: Int, constraint: String, op: PeakCompute.Operation, setupPrefix: String,
-        update: @escaping @Sendable (String, Int, Int) -> String
+        int16: Bool = false, update: @escaping @Sendable (String, Int, Int) -> String
     ) -> PeakDialect {
         let bytes = bits / 8
-        let i16 = op == .int8I16
+        let i16 = op == .int8I16 || int16
         // Useful operations per update: 2 per byte pair.
         let ops = 2 * bytes
         var setup: [String] = []
         for p in 0..<4 { setup.append("\(type) a\(p) = \(setupPrefix)_set1_epi8(\(p + 1));") }
         for q in 0..<2 { setup.append("\(type) b\(q) = \(setupPrefix)_set1_epi8(-\(q + 1));") }
         if op == .int8I32 { setup.append("const \(type) ones = \(setupPrefix)_set1_epi16(1);") }
+        // The operands (1..4) are their own low nibbles: masking changes no product, only the work.
+        if op == .int4Dot { setup.append("const \(type) low4 = \(setupPrefix)_set1_epi8(0x0F);") }
         let note: String
         switch op {
         case .int8I32: note = "vpmaddubsw then vpmaddwd with ones then vpaddd, \(bytes) byte pairs"
         case .int8I16: note = "vpmaddubsw then vpaddw, \(bytes) byte pairs into int16 lanes"
+        case .int4Dot where i16: note = "masking the low nibbles, then vpmaddubsw and vpaddw, \(bytes) byte pairs into int16 lanes"
+        case .int4Dot: note = "masking the low nibbles, then one dot-product instruction, \(bytes) byte pairs into int32 lanes"
         default: note = "one dot-product instruction, \(bytes) byte pairs into int32 lanes"
         }
         let storeName = bits == 512 ? "_mm512_storeu_si512((void *)" : "_mm256_storeu_si256((__m256i *)"

@@ -1,0 +1,195 @@
+import Foundation
+import KernelKit
+import Kernels
+import Machine
+import Report
+import Roofline
+import TuningStore
+
+/// Assembles `lowbit report`: the machine, its measured ceilings, the tuned results held against the
+/// roofline, and the figures, all from one tuning database. Nothing here measures: every number comes
+/// from the database, where `roofline measure`, `tune` and `bench` put what they measured.
+struct ReportBuilder {
+    let machine: MachineRecord
+    let ceilings: Ceilings
+    let bests: [BestRecord]
+    let trials: [TrialRecord]
+
+    init(store: TuningStore, machine: MachineRecord) throws {
+        self.machine = machine
+        ceilings = Ceilings(flat: machine.ceilings ?? [:])
+        bests = try store.bests(machine: machine.fingerprint)
+        trials = try store.trials(machine: machine.fingerprint)
+    }
+
+    var topology: Topology { machine.description.topology }
+    var maxThreads: Int { ceilings.plateaus.map(\.threads).max() ?? max(1, topology.cores.count) }
+
+    /// One best result against the roofline.
+    struct Row {
+        var best: BestRecord
+        var attainment: Attainment?
+        var cold: Bool { best.dataState?.hasPrefix("cold") ?? false }
+    }
+
+    var rows: [Row] {
+        bests.sorted { ($0.family, $0.workload.description) < ($1.family, $1.workload.description) }.map { b in
+            let ops = (try? KernelRegistry.family(named: b.family)).map { $0.usefulOps(b.workload, b.configuration) }
+            let a = ops.flatMap {
+                Attainment.of(
+                    family: b.family, workload: b.workload, config: b.configuration, achieved: b.gops, usefulOps: $0,
+                    ceilings: ceilings, topology: topology, cold: b.dataState?.hasPrefix("cold") ?? false)
+            }
+            return Row(best: b, attainment: a)
+        }
+    }
+
+    // MARK: Figures
+
+    /// Log-log roofline: the read plateaus of every level at the most threads measured, the compute
+    /// ceilings of the best ISA, and every tuned best that has an intensity model.
+    func rooflineChart() -> RooflineChart {
+        let threads = maxThreads
+        let bandwidth = ceilings.plateaus.filter { $0.op == "read" && $0.threads == threads }
+            .map { RooflineChart.BandwidthCeiling("\($0.level) read", gigabytesPerSecond: $0.gbps) }
+        let isas = Set(bests.compactMap { $0.configuration["isa"]?.description })
+        let compute = ceilings.compute.filter { $0.threads == threads && (isas.isEmpty || isas.contains($0.isa)) }
+            .map { RooflineChart.ComputeCeiling("\($0.op) \($0.isa)", gigaOpsPerSecond: $0.gops) }
+        let points = rows.compactMap { r -> RooflineChart.KernelPoint? in
+            guard let a = r.attainment else { return nil }
+            return RooflineChart.KernelPoint(
+                Self.shortName(r.best.workload), series: r.best.family, intensity: a.intensity, gigaOpsPerSecond: r.best.gops,
+                attainment: a.fraction)
+        }
+        return RooflineChart(
+            title: "Roofline of \(machine.description.cpu.name), \(threads) thread\(threads == 1 ? "" : "s")",
+            bandwidthCeilings: bandwidth, computeCeilings: compute, points: points)
+    }
+
+    /// Bandwidth against working-set size, one line per operation at the most threads, with the cache
+    /// capacities marked.
+    func bandwidthChart() -> LineChart {
+        let threads = maxThreads
+        let series = ["read", "write", "copy", "triad"].compactMap { op -> LineChart.Series? in
+            let points = ceilings.sweep.filter { $0.op == op && $0.threads == threads }.map { DataPoint(Double($0.bytes), $0.gbps) }
+            return points.isEmpty ? nil : LineChart.Series(op, points: points)
+        }
+        let marks = PlateauDetector(topology: topology, threads: threads).levels.map {
+            ReferenceLine.vertical(at: $0.bytes, label: $0.name)
+        }
+        return LineChart(
+            title: "Bandwidth against working set (\(threads) thread\(threads == 1 ? "" : "s"))",
+            xAxis: AxisSpec("Working set", kind: .log2, format: .bytes), yAxis: AxisSpec("GB/s", kind: .log10),
+            series: series, referenceLines: marks, yIncludesZero: false)
+    }
+
+    /// Best-so-far GOP/s against trial number for the workload with the most trials, one line per
+    /// strategy (trials in the order they were stored).
+    func convergenceChart() -> LineChart? {
+        let byWorkload = Dictionary(grouping: trials.filter { $0.strategy != nil }, by: \.workload)
+        guard let (workload, list) = byWorkload.max(by: { $0.value.count < $1.value.count }), list.count >= 3 else { return nil }
+        let strategies = Dictionary(grouping: list, by: { $0.strategy ?? "?" })
+        let series = strategies.keys.sorted().map { name -> LineChart.Series in
+            var best = 0.0
+            let points = strategies[name]!.sorted { ($0.createdAt, $0.id ?? 0) < ($1.createdAt, $1.id ?? 0) }.enumerated().map { i, t in
+                best = max(best, t.gops ?? 0)
+                return DataPoint(Double(i + 1), best)
+            }
+            return LineChart.Series(name, points: points, step: true)
+        }
+        return LineChart(
+            title: "Tuning convergence: \(workload.description)", xAxis: AxisSpec("Trial", kind: .linear),
+            yAxis: AxisSpec("Best GOP/s so far", kind: .linear), series: series, step: true)
+    }
+
+    /// Tuned throughput against batch size (M) per GEMM family and layer shape: Atom's kernel figure.
+    func batchChart() -> LineChart? {
+        let gemms = bests.filter { $0.workload.shape["m"] != nil && $0.workload.shape["n"] != nil }
+        guard !gemms.isEmpty else { return nil }
+        let groups = Dictionary(grouping: gemms) { "\($0.family) \($0.workload["n"])x\($0.workload["k"])" }
+        let series = groups.keys.sorted().map { key in
+            LineChart.Series(key, points: groups[key]!.sorted { $0.workload["m"] < $1.workload["m"] }.map { DataPoint(Double($0.workload["m"]), $0.gops) })
+        }
+        return LineChart(
+            title: "Tuned GEMM throughput against batch size", xAxis: AxisSpec("Batch (M)", kind: .log2),
+            yAxis: AxisSpec("GOP/s", kind: .linear), series: series)
+    }
+
+    // MARK: Page
+
+    func html(generator: String) -> HTMLReport {
+        let d = machine.description
+        var report = HTMLReport(
+            title: "lowbit report: \(d.cpu.name)", subtitle: "machine \(machine.fingerprint)", generator: generator)
+
+        var m = HTMLReport.Section("Machine")
+        let caches = d.topology.cacheLevels.map { "\($0.name) \(Format.bytes($0.sizeBytes)) x\($0.instances)" }.joined(separator: ", ")
+        m.definitions([
+            .init("CPU", d.cpu.name),
+            .init("Cores / PUs", "\(d.topology.cores.count) / \(d.topology.pus.count)"),
+            .init("Caches", caches),
+            .init("ISA", d.isa.usable.map(\.rawValue).sorted().joined(separator: " ")),
+            .init("Fingerprint", machine.fingerprint),
+        ])
+        report.sections.append(m)
+
+        var c = HTMLReport.Section("Ceilings")
+        if ceilings.isEmpty {
+            c.note("No ceilings stored for this machine: run `lowbit roofline measure` and write the report again.")
+        } else {
+            c.table(HTMLReport.Table(
+                caption: "Compute ceilings (peak-compute)", header: ["operation", "isa", "threads", "GOP/s"],
+                rows: ceilings.compute.sorted { ($0.isa, $0.op, $0.threads) < ($1.isa, $1.op, $1.threads) }
+                    .map { [$0.op, $0.isa, "\($0.threads)", String(format: "%.1f", $0.gops)] }))
+            let levels = ["L1", "L2", "L3", "DRAM"].filter { l in ceilings.plateaus.contains { $0.level == l } }
+            let keys = Set(ceilings.plateaus.map { "\($0.op)|\($0.threads)" }).sorted()
+            c.table(HTMLReport.Table(
+                caption: "Bandwidth plateaus in GB/s (peak-bandwidth), by the level holding the working set",
+                header: ["operation", "threads"] + levels,
+                rows: keys.map { key in
+                    let p = key.split(separator: "|").map(String.init)
+                    return [p[0], p[1]] + levels.map { l in
+                        ceilings.plateaus.first { $0.op == p[0] && "\($0.threads)" == p[1] && $0.level == l }.map { String(format: "%.1f", $0.gbps) } ?? "-"
+                    }
+                }))
+            c.figure(bandwidthChart(), caption: "Measured bandwidth against working-set size; dashed lines mark the cache capacities the threads see.")
+        }
+        report.sections.append(c)
+
+        var r = HTMLReport.Section("Tuned results against the roofline")
+        let list = rows
+        if list.isEmpty {
+            r.note("No tuned results for this machine yet: run `lowbit tune --suite default`.")
+        } else {
+            if !ceilings.isEmpty { r.figure(rooflineChart(), caption: "Each tuned best at its operational intensity (useful operations per byte of the fewest bytes moved).") }
+            r.table(HTMLReport.Table(
+                caption: "Best configuration per workload: attainment = achieved / min(compute ceiling, bandwidth ceiling x intensity)",
+                header: ["workload", "GOP/s", "ops/byte", "bound GOP/s", "attainment", "binding ceiling", "data", "configuration"],
+                rows: list.map { row in
+                    let a = row.attainment
+                    return [
+                        row.best.workload.description, String(format: "%.1f", row.best.gops), a.map { String(format: "%.2f", $0.intensity) } ?? "-",
+                        a.map { String(format: "%.1f", $0.bound) } ?? "-", a.map { String(format: "%.0f%%", 100 * $0.fraction) } ?? "-",
+                        a?.binding ?? "-", row.cold ? "cold" : "hot", row.best.configuration.description,
+                    ]
+                }))
+        }
+        report.sections.append(r)
+
+        var f = HTMLReport.Section("Tuning")
+        if let chart = batchChart() { f.figure(chart, caption: "Best tuned GOP/s of each GEMM family and layer shape against the batch size.") }
+        if let chart = convergenceChart() { f.figure(chart, caption: "Best GOP/s found so far against the trial number, one line per search strategy.") }
+        if f.blocks.isEmpty { f.note("No tuning trials stored yet.") }
+        report.sections.append(f)
+        return report
+    }
+
+    /// "w4a4 m=16 4096x4096" and the like, for point labels.
+    static func shortName(_ w: Workload) -> String {
+        let family = w.family.replacingOccurrences(of: "gemm-", with: "")
+        if w.shape["n"] != nil { return "\(family) m=\(w["m"]) \(w["n"])x\(w["k"])" }
+        if w.family == "attention-decode" { return "attn b=\(w["b"]) ctx=\(w["ctx"])\(w["kvbits"] > 0 ? " kv\(w["kvbits"])" : "")" }
+        if w.shape["m"] != nil { return "\(family) m=\(w["m"])" }
+        return w.description
+    }
+}

@@ -1,0 +1,145 @@
+import ArgumentParser
+import Foundation
+import KernelKit
+import Kernels
+import Machine
+import Pipeline
+import Roofline
+import TuningStore
+
+struct RooflineCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "roofline",
+        abstract: "Measure the machine's roofline ceilings into the tuning database, or show them.",
+        subcommands: [Measure.self, Show.self]
+    )
+
+    struct Measure: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Measure compute ceilings (per ISA and operation) and the bandwidth sweep (read, write, copy, triad over working sets from L1 to past the last-level cache), find the plateaus and store them.",
+            discussion: """
+                The microbenchmarks are the peak-compute and peak-bandwidth families, generated, compiled,
+                verified and timed like every kernel. Thread counts default to 1 and one per core.
+                """)
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var database: DatabaseOptions
+        @OptionGroup var measure: MeasureOptions
+        @Option(help: "Comma-separated thread counts (default: 1 and the number of cores).") var threadsList: String?
+
+        func run() throws {
+            let logger = global.logger("lowbit.roofline")
+            let machine = try MachineModel(logger: logger).description
+            var options = measure
+            if options.budgetWasDefault { options.budget = 0.25 }
+            let runner = try options.runner(machine: machine, logger: logger)
+            let cores = max(1, machine.topology.cores.count)
+            let threads = try threadsList.map(BenchCommand.parseList) ?? Array(Set([1, cores])).sorted()
+            let ceilings = RooflineMeasurement(runner: runner, machine: machine, seed: options.seed, threads: threads).measure { line in
+                FileHandle.standardError.write(Data("  \(line)\n".utf8))
+            }
+            let store = try database.open(logger: logger)
+            try store.record(machine: machine, ceilings: ceilings.flat)
+            print(RooflineTables.render(ceilings, machine: machine))
+            print("")
+            print("stored for \(machine.fingerprint.id) in \(database.path)")
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The ceilings stored for this machine (or --machine).")
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var database: DatabaseOptions
+        @Option(help: "Machine fingerprint (default: this machine).") var machine: String?
+
+        func run() throws {
+            let logger = global.logger("lowbit.roofline")
+            let store = try database.open(logger: logger)
+            let fingerprint = try machine ?? MachineModel(logger: logger).description.fingerprint.id
+            guard let record = try store.machine(fingerprint) else {
+                throw ValidationError("no machine \(fingerprint) in \(database.path); run `lowbit roofline measure` first")
+            }
+            let ceilings = Ceilings(flat: record.ceilings ?? [:])
+            guard !ceilings.isEmpty else {
+                throw ValidationError("no ceilings stored for \(fingerprint) in \(database.path); run `lowbit roofline measure` first")
+            }
+            print(RooflineTables.render(ceilings, machine: record.description))
+        }
+    }
+}
+
+/// Runs the ceiling microbenchmarks through the kernel pipeline.
+struct RooflineMeasurement {
+    let runner: KernelRunner
+    let machine: MachineDescription
+    let seed: UInt64
+    let threads: [Int]
+
+    var context: MachineContext { MachineContext(machine) }
+
+    func measure(progress: (String) -> Void) -> Ceilings {
+        var ceilings = Ceilings()
+        let compute = PeakCompute()
+        for isa in compute.targets where isa.runs(on: machine.isa) {
+            for op in PeakCompute.Operation.allCases {
+                for t in threads {
+                    let config = Configuration([
+                        "isa": .name(isa.rawValue), "op": .name(op.rawValue), "threads": .int(t), "placement": .name("scatter"),
+                    ])
+                    guard (try? compute.check(config, machine: context)) != nil else { continue }
+                    let r = runner.run(compute, Workload(family: compute.name, shape: ["iterations": 1 << 20]), config, seed: seed)
+                    if let g = r.gops { ceilings.compute.append(.init(op: op.rawValue, isa: isa.rawValue, threads: t, gops: g)) }
+                    progress("compute \(op.rawValue) \(isa.rawValue) x\(t): \(r.gops.map { String(format: "%.1f GOP/s", $0) } ?? "\(r.status.rawValue) \(r.message ?? "")")")
+                }
+            }
+        }
+        let bandwidth = PeakBandwidth()
+        let isa = bandwidth.bestTarget(on: context)
+        for t in threads {
+            let detector = PlateauDetector(topology: machine.topology, threads: t)
+            for op in PeakBandwidth.Operation.allCases {
+                var points: [Ceilings.SweepPoint] = []
+                for bytes in detector.sizes() where bytes % 3 == 0 || bytes & (bytes - 1) == 0 {
+                    var config = bandwidth.defaultConfiguration(isa: isa, machine: context)
+                    config["op"] = .name(op.rawValue)
+                    config["threads"] = .int(t)
+                    let rounded = max(16384, (bytes + 4095) / 4096 * 4096)
+                    let r = runner.run(bandwidth, Workload(family: bandwidth.name, shape: ["bytes": rounded]), config, seed: seed)
+                    if let g = r.gops { points.append(.init(op: op.rawValue, threads: t, bytes: rounded, gbps: g)) }
+                }
+                ceilings.sweep += points
+                let plateaus = detector.plateaus(of: points)
+                ceilings.plateaus += plateaus
+                progress("bandwidth \(op.rawValue) x\(t): " + plateaus.map { String(format: "%@ %.1f GB/s", $0.level, $0.gbps) }.joined(separator: ", "))
+            }
+        }
+        return ceilings
+    }
+}
+
+/// Tables of a roofline for the terminal.
+enum RooflineTables {
+    static func render(_ c: Ceilings, machine: MachineDescription) -> String {
+        var out = "Roofline of \(machine.cpu.name) (\(machine.fingerprint.id))\n\ncompute ceilings (peak-compute, GOP/s):\n"
+        var t = Table(["operation", "isa", "threads", "GOP/s"], alignments: [.left, .left, .right, .right])
+        for x in c.compute.sorted(by: { ($0.isa, $0.op, $0.threads) < ($1.isa, $1.op, $1.threads) }) {
+            t.add([x.op, x.isa, "\(x.threads)", String(format: "%.1f", x.gops)])
+        }
+        out += t.render() + "\n\nbandwidth plateaus (peak-bandwidth, GB/s; level = where the working set lives):\n"
+        let levels = ["L1", "L2", "L3", "L4", "DRAM"].filter { l in c.plateaus.contains { $0.level == l } }
+        var p = Table(["operation", "threads"] + levels, alignments: [.left, .right] + levels.map { _ in .right })
+        let keys = Set(c.plateaus.map { "\($0.op)|\($0.threads)" }).sorted()
+        for key in keys {
+            let parts = key.split(separator: "|").map(String.init)
+            p.add([parts[0], parts[1]] + levels.map { l in
+                c.plateaus.first { $0.op == parts[0] && "\($0.threads)" == parts[1] && $0.level == l }.map { String(format: "%.1f", $0.gbps) } ?? "-"
+            })
+        }
+        out += p.render()
+        if let triad = c.plateaus.first(where: { $0.op == "triad" && $0.level == "DRAM" && $0.threads == c.plateaus.map(\.threads).max() }),
+            let read = c.plateaus.first(where: { $0.op == "read" && $0.level == "DRAM" && $0.threads == triad.threads })
+        {
+            out += String(format: "\n\nDRAM with %d threads: read %.1f GB/s, STREAM-style triad %.1f GB/s (ratio %.2f)", triad.threads, read.gbps, triad.gbps, read.gbps / triad.gbps)
+        }
+        return out
+    }
+}
