@@ -33,8 +33,7 @@ struct ModelCommand: ParsableCommand {
                 throw ValidationError("--dtype must be f32, f16 or bf16, not \(dtype)")
             }
             let config = try LlamaConfig.preset(named: preset, layers: layers)
-            var options = SynthOptions(dtype: type, seed: seed, outlierChannels: outlierChannels)
-            options.outlierChannels = outlierChannels
+            let options = SynthOptions(dtype: type, seed: seed, outlierChannels: outlierChannels)
             let start = Date()
             let plan = try ModelSynth.write(config: config, options: options, to: URL(fileURLWithPath: out))
             let seconds = Date().timeIntervalSince(start)

@@ -5,39 +5,41 @@
 /// half (65504, or halfway to the next power of two) become infinity; subnormals are produced and
 /// read exactly; NaN stays NaN (quiet, with the top payload bits kept); signs (and -0) are kept.
 public enum HalfFloat {
-    /// fp16 bits of `value`, rounded to nearest even.
+    /// fp16 bits of `value`, rounded to nearest even. Branch-free (every case is computed, then
+    /// selected), so that loops over it vectorize.
     @inlinable
     public static func fp16Bits(_ value: Float) -> UInt16 {
         let bits = value.bitPattern
-        let sign = UInt16(truncatingIfNeeded: (bits >> 16) & 0x8000)
+        let sign = (bits >> 16) & 0x8000
         let magnitude = bits & 0x7fff_ffff
-        if magnitude > 0x7f80_0000 {                         // NaN: quiet bit plus payload top bits
-            return sign | 0x7e00 | UInt16(truncatingIfNeeded: (magnitude >> 13) & 0x3ff)
-        }
-        if magnitude >= 0x477f_f000 { return sign | 0x7c00 }  // >= 65520 rounds to infinity
-        if magnitude < 0x3880_0000 {                         // below 2^-14: subnormal half (or zero)
-            // In units of 2^-24 the value is below 1024; scaling by a power of two is exact, and
-            // rounding to an integer is the half's rounding. 1024 is the smallest normal's encoding.
-            let units = (Float(bitPattern: magnitude) * 16_777_216).rounded(.toNearestOrEven)
-            return sign | UInt16(units)
-        }
-        let rebiased = magnitude &- 0x3800_0000             // exponent bias 127 -> 15
-        let lsb = (rebiased >> 13) & 1
-        return sign | UInt16(truncatingIfNeeded: (rebiased &+ 0xfff &+ lsb) >> 13)
+        // Normal halves: rebias the exponent (127 -> 15) and round the 13 dropped bits to nearest even;
+        // a carry out of the mantissa correctly bumps the exponent.
+        let rebiased = magnitude &- 0x3800_0000
+        let normal = (rebiased &+ 0xfff &+ ((rebiased >> 13) & 1)) >> 13
+        // Below 2^-14 the half is subnormal: in units of 2^-24 the value is below 1024, and adding 2^23
+        // makes the float unit 1, so the addition itself rounds to the nearest even integer. 1024 is the
+        // smallest normal's encoding, so rounding up out of the subnormals is right too.
+        let subnormal = (Float(bitPattern: magnitude) * 0x1p24 + 0x1p23).bitPattern &- 0x4b00_0000
+        // NaN: quiet bit plus the top payload bits. Values >= 65520 round to infinity.
+        let nan = 0x7e00 | ((magnitude >> 13) & 0x3ff)
+        var result = magnitude < 0x3880_0000 ? subnormal : normal
+        result = magnitude >= 0x477f_f000 ? 0x7c00 : result
+        result = magnitude > 0x7f80_0000 ? nan : result
+        return UInt16(truncatingIfNeeded: sign | result)
     }
 
-    /// The Float an fp16 bit pattern stands for (exact).
+    /// The Float an fp16 bit pattern stands for (exact). Branch-free, like `fp16Bits`.
     @inlinable
     public static func float(fp16 bits: UInt16) -> Float {
         let sign = UInt32(bits & 0x8000) << 16
         let exponent = UInt32(bits >> 10) & 0x1f
         let mantissa = UInt32(bits & 0x3ff)
-        if exponent == 0x1f { return Float(bitPattern: sign | 0x7f80_0000 | (mantissa << 13)) }
-        if exponent == 0 {
-            let magnitude = Float(mantissa) * 0x1p-24
-            return Float(bitPattern: sign | magnitude.bitPattern)
-        }
-        return Float(bitPattern: sign | ((exponent + 112) << 23) | (mantissa << 13))
+        let normal = ((exponent &+ 112) << 23) | (mantissa << 13)
+        let special = 0x7f80_0000 | (mantissa << 13)                              // infinity, NaN
+        let subnormal = (Float(Int32(bitPattern: mantissa)) * 0x1p-24).bitPattern // exact: < 2^10 units
+        var magnitude = exponent == 0 ? subnormal : normal
+        magnitude = exponent == 0x1f ? special : magnitude
+        return Float(bitPattern: sign | magnitude)
     }
 
     /// bfloat16 bits of `value`, rounded to nearest even.

@@ -110,7 +110,7 @@ public struct LlamaConfig: Sendable, Equatable, Codable {
     public static func load(from url: URL) throws -> LlamaConfig {
         var isDirectory: ObjCBool = false
         let exists = FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory)
-        let file = isDirectory.boolValue ? url.appendingPathComponent("config.json") : url
+        let file = exists && !isDirectory.boolValue ? url : url.appendingPathComponent("config.json")
         guard exists, let data = FileManager.default.contents(atPath: file.path) else {
             throw ModelError.invalidConfig("\(file.path): missing or unreadable; a model directory needs a Hugging Face config.json")
         }

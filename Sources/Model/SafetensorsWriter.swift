@@ -77,7 +77,7 @@ public enum SafetensorsWriter {
         }
         let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).partial")
         guard FileManager.default.createFile(atPath: temporary.path, contents: nil) else {
-            throw ModelError.unreadableFile(file: temporary.path, detail: "cannot create the file")
+            throw ModelError.writeFailed("\(temporary.path): cannot create the file; check that the directory exists and is writable")
         }
         do {
             let handle = try FileHandle(forWritingTo: temporary)
@@ -96,7 +96,7 @@ public enum SafetensorsWriter {
         } catch {
             try? FileManager.default.removeItem(at: temporary)
             if let e = error as? ModelError { throw e }
-            throw ModelError.unreadableFile(file: url.path, detail: "writing failed: \(error.localizedDescription)")
+            throw ModelError.writeFailed("\(url.path): writing failed (\(error.localizedDescription)); check free space and permissions")
         }
     }
 

@@ -16,6 +16,8 @@ struct SynthRecipe: Sendable {
     let kind: Kind
     var rowScale: [Float]?
     var colScale: [Float]?
+    /// Values that replace the random ones (before scaling): row -> (column, value).
+    var overrides: [Int: [(col: Int, value: Float)]] = [:]
     /// A 1-D tensor ([cols]) rather than a matrix.
     var vector = false
 
@@ -63,6 +65,9 @@ struct SynthRecipe: Sendable {
             }
         case .vector:
             break
+        }
+        for r in 0..<n {
+            for (c, value) in overrides[firstRow + r] ?? [] { b[r * cols + c] = value }
         }
         if let colScale {
             colScale.withUnsafeBufferPointer { s in

@@ -68,11 +68,11 @@ struct SynthTests {
             }
             let residual = capture.statistics(layer: layer, at: .residual)
             for channel in plan.outlierChannels {
-                #expect(residual.maxMagnitudes[channel] >= 3 * median(residual.maxMagnitudes), "massive residual channel \(channel)")
+                #expect(residual.maxMagnitudes[channel] >= 5 * median(residual.maxMagnitudes), "massive residual channel \(channel)")
             }
             let down = capture.statistics(layer: layer, at: .down)
             for row in plan.upRows[layer] {
-                #expect(down.maxMagnitudes[row.row] >= 4 * median(down.maxMagnitudes), "down_proj input channel \(row.row)")
+                #expect(down.maxMagnitudes[row.row] >= 10 * median(down.maxMagnitudes), "down_proj input channel \(row.row)")
             }
             let o = capture.statistics(layer: layer, at: .o)
             let d = model.config.headDim, group = model.config.groupSize
