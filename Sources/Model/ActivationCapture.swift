@@ -89,8 +89,9 @@ public struct ActivationCapture: Sendable {
         return Matrix(rows: values.count / max(width, 1), cols: width, values: values)
     }
 
-    /// Records one token's row at `point` of `layer`.
-    mutating func record(layer: Int, _ point: CapturePoint, _ row: [Float]) {
+    /// Records one token's row at `point` of `layer` (the reference forward calls this; another
+    /// engine can too, to compare its activations with the reference's).
+    public mutating func record(layer: Int, _ point: CapturePoint, _ row: [Float]) {
         let i = Self.index(point)
         stats[layer][i].add(row)
         if keepsRows { kept[layer][i].append(contentsOf: row) }
@@ -108,8 +109,10 @@ public struct KVCache: Sendable {
     public let rowWidth: Int
     /// Positions cached so far (the position of the next token).
     public private(set) var length = 0
-    var keys: [[Float]]
-    var values: [[Float]]
+    /// Per layer: the keys (after RoPE), `length` rows of `rowWidth`.
+    public private(set) var keys: [[Float]]
+    /// Per layer: the values, `length` rows of `rowWidth`.
+    public private(set) var values: [[Float]]
 
     /// An empty cache for a model with `config`.
     public init(config: LlamaConfig) {

@@ -7,7 +7,8 @@ import Foundation
 ///
 /// Distributions: linear weights are approximately N(0, 1/in) (standard deviation 1/sqrt(in)), so each
 /// projection keeps its input's scale and activations stay finite through any number of layers;
-/// the embedding is N(0, 1) plus the outlier channels; norm gains are uniform in 0.8...1.2 except on
+/// the embedding is N(0, 1) plus the outlier channels (`SynthPlan` says how outliers are made, and
+/// how the weights around them keep activations in range); norm gains are uniform in 0.8...1.2 except on
 /// outlier channels (`outlierGain` in the layers' norms); the final norm's are 2...3, and 1 / the
 /// massive value on outlier channels.
 public enum ModelSynth {
@@ -151,9 +152,9 @@ public enum ModelSynth {
     }
 
     /// Gives the gate rows of the scaled up_proj rows a positive bias, carried by the massive channels
-    /// (which are nearly constant over tokens, so they act as biases, as in real checkpoints): silu of
-    /// the gate is then about 2 for most tokens and the scaled rows are outliers of down_proj's input
-    /// for every token, not only those whose gate happens to be positive.
+    /// (which are nearly constant over tokens, so they act as biases, as in real checkpoints): the gate
+    /// is then about +2 (silu about 1.8) for most tokens, and the scaled rows are outliers of
+    /// down_proj's input for every token, not only for those whose gate happens to be positive.
     static func gateWithBias(_ recipe: SynthRecipe, _ plan: SynthPlan, _ layer: Int) -> SynthRecipe {
         guard !plan.outlierChannels.isEmpty else { return recipe }
         let h = Float(plan.config.hiddenSize)
