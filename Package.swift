@@ -82,10 +82,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Llama models: safetensors, config, weights, the synthesizer and the FP32 reference forward.
+        .target(name: "Model", path: "Sources/Model"),
         .target(
             name: "LowbitCLI",
             dependencies: [
-                "Tuner", "TuningStore", "Roofline", "Report",
+                "Tuner", "TuningStore", "Roofline", "Report", "Model",
                 "Machine", "KernelKit", "Kernels", "Toolchain", "Measure", "Pipeline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -98,6 +100,7 @@ let package = Package(
         .target(name: "Roofline", dependencies: ["KernelKit", "Kernels", "Machine"]),
 
         .testTarget(name: "MachineTests", dependencies: ["Machine"]),
+        .testTarget(name: "ModelTests", dependencies: ["Model"]),
         .testTarget(name: "KernelsTests", dependencies: ["KernelKit", "Kernels", "Toolchain"]),
         .testTarget(name: "ToolchainTests", dependencies: ["Toolchain"]),
         .testTarget(name: "MeasureTests", dependencies: ["Measure", "Machine"]),

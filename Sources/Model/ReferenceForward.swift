@@ -1,0 +1,175 @@
+/// The plain FP32 Llama decoder, for testing faster and quantized engines against.
+///
+/// Per layer: `h += o_proj(attention(rope(q_proj(n)), rope(k_proj(n)), v_proj(n)))` with
+/// `n = rmsnorm(h) * input_layernorm`, then `h += down_proj(silu(gate_proj(m)) * up_proj(m))` with
+/// `m = rmsnorm(h) * post_attention_layernorm`; logits are `lm_head(rmsnorm(h) * norm)`. Attention is
+/// causal and grouped (query head j reads KV head j / (heads / kv_heads)), scaled by 1/sqrt(head_dim);
+/// RoPE uses Hugging Face's rotate-half pairs (i, i + d/2). Activations are Float; every reduction is
+/// accumulated in Double (`LlamaMath`).
+///
+/// One code path serves both uses: `forward(tokens:)` runs a fresh sequence, `prefill`/`decode` extend a
+/// `KVCache`, so any split of a sequence into prefill and decode steps gives the full forward's logits.
+/// Positions past `max_position_embeddings` are not refused (RoPE is defined there); single-threaded
+/// and unblocked on purpose: llama-7b runs at about 0.3 s per token per 2 layers.
+///
+/// ```swift
+/// let model = try LlamaReference(weights: LlamaWeights.load(from: dir))
+/// let logits = try model.forward(tokens: [1, 2, 3])            // [3, vocab]
+/// var cache = model.makeCache()
+/// _ = try model.prefill(tokens: [1, 2], cache: &cache)
+/// let last = try model.decode(token: 3, cache: &cache)          // == logits.row(2)
+/// ```
+public struct LlamaReference: Sendable {
+    public let weights: LlamaWeights
+    public var config: LlamaConfig { weights.config }
+    private let inverseFrequencies: [Double]
+
+    /// Checks the weights' shapes against their config.
+    public init(weights: LlamaWeights) throws {
+        try weights.validate()
+        self.weights = weights
+        inverseFrequencies = LlamaMath.inverseFrequencies(headDim: weights.config.headDim, theta: weights.config.ropeTheta)
+    }
+
+    /// Logits [tokens, vocab] for every position of a new sequence.
+    public func forward(tokens: [Int]) throws -> Matrix {
+        var cache = makeCache()
+        var capture: ActivationCapture?
+        return try run(tokens, &cache, &capture)
+    }
+
+    /// Logits for every position, recording activations into `capture`.
+    public func forward(tokens: [Int], capture: inout ActivationCapture) throws -> Matrix {
+        var cache = makeCache()
+        return try prefill(tokens: tokens, cache: &cache, capture: &capture)
+    }
+
+    /// An empty KV cache for one sequence of this model.
+    public func makeCache() -> KVCache { KVCache(config: config) }
+
+    /// Runs `tokens` at positions `cache.length...`, appending their keys and values to `cache`;
+    /// returns their logits [tokens, vocab].
+    public func prefill(tokens: [Int], cache: inout KVCache) throws -> Matrix {
+        var capture: ActivationCapture?
+        return try run(tokens, &cache, &capture)
+    }
+
+    /// `prefill`, recording activations into `capture`.
+    public func prefill(tokens: [Int], cache: inout KVCache, capture: inout ActivationCapture) throws -> Matrix {
+        var optional: ActivationCapture? = capture
+        let logits = try run(tokens, &cache, &optional)
+        if let optional { capture = optional }
+        return logits
+    }
+
+    /// Runs one token at position `cache.length`; returns its logits [vocab].
+    public func decode(token: Int, cache: inout KVCache) throws -> [Float] {
+        try prefill(tokens: [token], cache: &cache).values
+    }
+
+    /// Greedy decoding: runs `prompt`, then appends the most likely token (lowest id on ties) `steps`
+    /// times. Returns the generated tokens only.
+    public func generate(prompt: [Int], steps: Int) throws -> [Int] {
+        guard steps >= 0 else { throw ModelError.invalidInput("steps must be 0 or more, got \(steps)") }
+        var cache = makeCache()
+        var logits = try prefill(tokens: prompt, cache: &cache)
+        var last = logits.row(logits.rows - 1)
+        var out: [Int] = []
+        for step in 0..<steps {
+            let next = Self.argmax(last)
+            out.append(next)
+            if step + 1 < steps {
+                logits = try prefill(tokens: [next], cache: &cache)
+                last = logits.values
+            }
+        }
+        return out
+    }
+
+    /// Index of the largest value (the first one on ties; NaN never wins).
+    public static func argmax(_ x: [Float]) -> Int {
+        var best = 0
+        for i in x.indices where x[i] > x[best] || (x[best].isNaN && !x[i].isNaN) { best = i }
+        return best
+    }
+
+    // MARK: the decoder
+
+    private func run(_ tokens: [Int], _ cache: inout KVCache, _ capture: inout ActivationCapture?) throws -> Matrix {
+        let c = config
+        guard !tokens.isEmpty else { throw ModelError.invalidInput("no tokens to run") }
+        if let bad = tokens.first(where: { !(0..<c.vocabSize).contains($0) }) {
+            throw ModelError.invalidInput("token \(bad) is outside the vocabulary 0..<\(c.vocabSize)")
+        }
+        guard cache.layers == c.numHiddenLayers, cache.rowWidth == c.keyValueWidth else {
+            throw ModelError.invalidInput("the KV cache was made for another model (\(cache.layers) layers, rows of \(cache.rowWidth))")
+        }
+        if let capture, capture.config.numHiddenLayers != c.numHiddenLayers || capture.config.hiddenSize != c.hiddenSize {
+            throw ModelError.invalidInput("the activation capture was made for another model")
+        }
+        let start = cache.length
+        var hidden = tokens.map { weights.embedding.row($0) }
+        for (l, w) in weights.layers.enumerated() {
+            try attentionBlock(l, w, start: start, &hidden, &cache, &capture)
+            mlpBlock(l, w, &hidden, &capture)
+        }
+        for _ in tokens { cache.advance() }
+        var logits = Matrix(rows: tokens.count, cols: c.vocabSize)
+        for (t, h) in hidden.enumerated() {
+            let row = LlamaMath.linear(LlamaMath.rmsNorm(h, weight: weights.finalNorm, eps: c.rmsNormEps), weights.lmHead)
+            logits.values.replaceSubrange((t * c.vocabSize)..<((t + 1) * c.vocabSize), with: row)
+        }
+        return logits
+    }
+
+    /// `h += o_proj(attention(...))` for every token; appends the tokens' K and V to the cache.
+    private func attentionBlock(_ l: Int, _ w: LlamaLayerWeights, start: Int, _ hidden: inout [[Float]],
+                                _ cache: inout KVCache, _ capture: inout ActivationCapture?) throws {
+        let c = config, d = c.headDim
+        var queries: [[Float]] = []
+        for (t, h) in hidden.enumerated() {
+            capture?.record(layer: l, .residual, h)
+            let n = LlamaMath.rmsNorm(h, weight: w.inputNorm, eps: c.rmsNormEps)
+            capture?.record(layer: l, .qkv, n)
+            var q = LlamaMath.linear(n, w.q)[...], k = LlamaMath.linear(n, w.k)[...]
+            for head in 0..<c.numAttentionHeads { rotate(&q, head: head, position: start + t) }
+            for head in 0..<c.numKeyValueHeads { rotate(&k, head: head, position: start + t) }
+            cache.append(layer: l, key: Array(k), value: LlamaMath.linear(n, w.v))
+            queries.append(Array(q))
+        }
+        for t in hidden.indices {
+            var attention = [Float]()
+            attention.reserveCapacity(c.queryWidth)
+            for head in 0..<c.numAttentionHeads {
+                let kvHead = head / c.groupSize
+                attention += LlamaMath.attend(query: queries[t][(head * d)..<((head + 1) * d)], keys: cache.keys[l],
+                                              values: cache.values[l], count: start + t + 1,
+                                              rowWidth: c.keyValueWidth, offset: kvHead * d)
+            }
+            capture?.record(layer: l, .o, attention)
+            Self.addInPlace(&hidden[t], LlamaMath.linear(attention, w.o))
+        }
+    }
+
+    /// `h += down_proj(silu(gate_proj(m)) * up_proj(m))` for every token.
+    private func mlpBlock(_ l: Int, _ w: LlamaLayerWeights, _ hidden: inout [[Float]], _ capture: inout ActivationCapture?) {
+        for t in hidden.indices {
+            let m = LlamaMath.rmsNorm(hidden[t], weight: w.postAttentionNorm, eps: config.rmsNormEps)
+            capture?.record(layer: l, .gateUp, m)
+            let a = LlamaMath.swiglu(gate: LlamaMath.linear(m, w.gate), up: LlamaMath.linear(m, w.up))
+            capture?.record(layer: l, .down, a)
+            Self.addInPlace(&hidden[t], LlamaMath.linear(a, w.down))
+        }
+    }
+
+    private func rotate(_ x: inout ArraySlice<Float>, head: Int, position: Int) {
+        let d = config.headDim
+        var part = x[(head * d)..<((head + 1) * d)]
+        LlamaMath.rope(&part, position: position, inverseFrequencies: inverseFrequencies)
+        x[(head * d)..<((head + 1) * d)] = part
+    }
+
+    private static func addInPlace(_ x: inout [Float], _ y: [Float]) {
+        for i in x.indices { x[i] += y[i] }
+    }
+}
