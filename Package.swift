@@ -87,7 +87,7 @@ let package = Package(
         .target(
             name: "LowbitCLI",
             dependencies: [
-                "Tuner", "TuningStore", "Roofline", "Report", "Model",
+                "Tuner", "TuningStore", "Roofline", "Report", "Model", "Inference",
                 "Machine", "KernelKit", "Kernels", "Toolchain", "Measure", "Pipeline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -96,6 +96,21 @@ let package = Package(
         .executableTarget(name: "lowbit", dependencies: ["LowbitCLI"]),
         // SVG charts (roofline, line charts) and the self-contained HTML report; Foundation only.
         .target(name: "Report", path: "Sources/Report"),
+        // OpenBLAS (Debian libopenblas-dev) through pkg-config: the FP32 baseline's sgemm.
+        .systemLibrary(
+            name: "COpenBLAS",
+            path: "Sources/COpenBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+        // The inference path: Atom quantization of a model, the engine on the tuned kernels, baselines.
+        .target(
+            name: "Inference",
+            dependencies: [
+                "Model", "Kernels", "KernelKit", "Toolchain", "TuningStore", "Machine", "Measure", "COpenBLAS",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Measured ceilings, plateaus, each family's intensity model and attainment.
         .target(name: "Roofline", dependencies: ["KernelKit", "Kernels", "Machine"]),
 
@@ -107,8 +122,9 @@ let package = Package(
         .testTarget(name: "TuningStoreTests", dependencies: ["TuningStore", "KernelKit", "Machine", "Measure"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Kernels", "KernelKit", "Toolchain", "Measure", "Machine", "lowbit"]),
         .testTarget(name: "TunerTests", dependencies: ["Tuner", "KernelKit", "Kernels", "Pipeline", "TuningStore", "Machine"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["Machine", "TuningStore", "lowbit"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["Machine", "TuningStore", "Roofline", "lowbit"]),
         .testTarget(name: "ReportTests", dependencies: ["Report"]),
+        .testTarget(name: "InferenceTests", dependencies: ["Inference", "Model", "Kernels", "KernelKit", "Toolchain", "TuningStore", "Machine"]),
         .testTarget(name: "RooflineTests", dependencies: ["Roofline", "KernelKit", "Kernels", "Machine"]),
     ]
 )

@@ -17,7 +17,7 @@ public struct Lowbit: ParsableCommand {
         subcommands: [
             MachineCommand.self, CountersCommand.self, KernelsCommand.self, GenCommand.self, RunCommand.self,
             BenchCommand.self, TuneCommand.self, DbCommand.self, ExportCommand.self, ImportCommand.self,
-            LookupCommand.self, AccuracyCommand.self, RooflineCommand.self, ReportCommand.self, ModelCommand.self,
+            LookupCommand.self, AccuracyCommand.self, RooflineCommand.self, CompareCommand.self, ReportCommand.self, ModelCommand.self,
             WorkerCommand.self,
         ]
     )

@@ -25,6 +25,7 @@ struct RooflineCommand: ParsableCommand {
         @OptionGroup var database: DatabaseOptions
         @OptionGroup var measure: MeasureOptions
         @Option(help: "Comma-separated thread counts (default: 1 and the number of cores).") var threadsList: String?
+        @Flag(help: "Sweep working sets at 1.5x steps as well as powers of two (twice the runs).") var fine = false
 
         func run() throws {
             let logger = global.logger("lowbit.roofline")
@@ -34,7 +35,7 @@ struct RooflineCommand: ParsableCommand {
             let runner = try options.runner(machine: machine, logger: logger)
             let cores = max(1, machine.topology.cores.count)
             let threads = try threadsList.map(BenchCommand.parseList) ?? Array(Set([1, cores])).sorted()
-            let ceilings = RooflineMeasurement(runner: runner, machine: machine, seed: options.seed, threads: threads).measure { line in
+            let ceilings = RooflineMeasurement(runner: runner, machine: machine, seed: options.seed, threads: threads, fine: fine).measure { line in
                 FileHandle.standardError.write(Data("  \(line)\n".utf8))
             }
             let store = try database.open(logger: logger)
@@ -73,6 +74,8 @@ struct RooflineMeasurement {
     let machine: MachineDescription
     let seed: UInt64
     let threads: [Int]
+    /// Sweep at 1.5 x steps as well as powers of two.
+    var fine = false
 
     var context: MachineContext { MachineContext(machine) }
 
@@ -98,7 +101,7 @@ struct RooflineMeasurement {
             let detector = PlateauDetector(topology: machine.topology, threads: t)
             for op in PeakBandwidth.Operation.allCases {
                 var points: [Ceilings.SweepPoint] = []
-                for bytes in detector.sizes() where bytes % 3 == 0 || bytes & (bytes - 1) == 0 {
+                for bytes in detector.sizes(fine: fine) {
                     var config = bandwidth.defaultConfiguration(isa: isa, machine: context)
                     config["op"] = .name(op.rawValue)
                     config["threads"] = .int(t)

@@ -40,7 +40,9 @@ public enum IntensityModel {
         case "gemm-w8a8":
             return isa == ISATarget.avx2.rawValue ? "int8-i32" : "int8-dot"
         case "gemm-w4a4":
-            return "int4-dot"
+            // The dot products without the unpack: the kernel unpacks a weight vector once for MR rows,
+            // so int4-dot (one unpack per dot) is no upper bound for it.
+            return isa == ISATarget.avx2.rawValue ? "int8-i16" : "int8-dot"
         case "attention-decode":
             return "fp32-fma"
         default:

@@ -42,17 +42,17 @@ public struct PlateauDetector: Sendable {
         return result
     }
 
-    /// Working-set sizes for a sweep: powers of two (and the midpoints 1.5 x) from 4 KiB to 4 x the
-    /// largest level, at least 64 MiB past it.
-    public func sizes() -> [Int] {
-        let top = max((levels.last?.bytes ?? (32 << 20)) * 4, 64 * 1_048_576)
+    /// Working-set sizes for a sweep: powers of two (with `fine`, also the midpoints 1.5 x) from
+    /// 4 KiB to 4 x the largest level, and at least to 64 MiB.
+    public func sizes(fine: Bool = false) -> [Int] {
+        let top = max((levels.last?.bytes ?? Double(32 << 20)) * 4, Double(64 << 20))
         var sizes: [Int] = []
         var s = 4096
         while Double(s) <= top {
             sizes.append(s)
-            sizes.append(s + s / 2)
+            if fine, Double(s + s / 2) <= top { sizes.append(s + s / 2) }
             s *= 2
         }
-        return sizes.filter { Double($0) <= top }
+        return sizes
     }
 }

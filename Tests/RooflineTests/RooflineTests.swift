@@ -23,43 +23,52 @@ struct RooflineModelTests {
 
     @Test func plateausAreLabelledByTheLevelHoldingTheWorkingSet() {
         // L1 32 KiB, L2 1 MiB, L3 16 MiB; bandwidth steps down at each.
-        let detector = PlateauDetector(levels: [("L1", 32 << 10), ("L2", 1 << 20), ("L3", 16 << 20)])
+        let levels: [(name: String, bytes: Double)] = [("L1", 32 * 1024), ("L2", 1_048_576), ("L3", 16 * 1_048_576)]
+        let detector = PlateauDetector(levels: levels)
         func gbps(_ bytes: Int) -> Double { bytes <= 32 << 10 ? 200 : bytes <= 1 << 20 ? 100 : bytes <= 16 << 20 ? 40 : 10 }
         let points = detector.sizes().map { Ceilings.SweepPoint(op: "read", threads: 1, bytes: $0, gbps: gbps($0)) }
         let plateaus = detector.plateaus(of: points)
-        #expect(plateaus.map(\.level) == ["L1", "L2", "L3", "DRAM"])
-        #expect(plateaus.map(\.gbps) == [200, 100, 40, 10])
-        #expect(detector.level(holding: 16 << 10) == "L1")
-        #expect(detector.level(holding: 8 << 20) == "L3")
-        #expect(detector.level(holding: 1 << 30) == "DRAM")
+        let names: [String] = plateaus.map { $0.level }
+        let values: [Double] = plateaus.map { $0.gbps }
+        #expect(names == ["L1", "L2", "L3", "DRAM"])
+        #expect(values == [200, 100, 40, 10])
+        #expect(detector.level(holding: 16 * 1024) == "L1")
+        #expect(detector.level(holding: 8 * 1_048_576) == "L3")
+        #expect(detector.level(holding: 1_073_741_824) == "DRAM")
         #expect(detector.sizes().first == 4096 && Double(detector.sizes().last!) >= 64 * 1_048_576)
     }
 
     @Test func privateCachesAddUpOverTheThreads() {
         let two = Topology.sample(pus: 2)
         let one = PlateauDetector(topology: two, threads: 1), both = PlateauDetector(topology: two, threads: 2)
-        #expect(one.levels.map(\.name) == ["L1", "L2", "L3"])
-        #expect(both.levels[0].bytes == 2 * one.levels[0].bytes, "L1 is per core")
-        #expect(both.levels[2].bytes == one.levels[2].bytes, "L3 is shared")
+        #expect(one.levels.map { $0.name } == ["L1", "L2", "L3"])
+        let oneBytes: [Double] = one.levels.map { $0.bytes }
+        let bothBytes: [Double] = both.levels.map { $0.bytes }
+        #expect(bothBytes[0] == 2 * oneBytes[0], "L1 is per core")
+        #expect(bothBytes[2] == oneBytes[2], "L3 is shared")
     }
 
     @Test func intensityModelsMatchHandCountedBytes() throws {
         // gemm-w8a8 M=64 N=K=4096: A 64*(4096+4), W 4096*(4096+4), Y 64*4096*4.
         let w8 = Workload(family: "gemm-w8a8", shape: ["m": 64, "n": 4096, "k": 4096])
-        #expect(IntensityModel.bytes(family: "gemm-w8a8", workload: w8, config: Configuration([:])) == 64 * 4100 + 4096 * 4100 + 64 * 4096 * 4)
+        let w8Bytes: Double = 64 * 4100 + 4096 * 4100 + 64 * 4096 * 4
+        #expect(IntensityModel.bytes(family: "gemm-w8a8", workload: w8, config: Configuration([:])) == w8Bytes)
         // gemm-w4a4 M=1 N=K=4096, 128 outliers: K' = 3968 = 31 groups.
         let w4 = Workload(family: "gemm-w4a4", shape: ["m": 1, "n": 4096, "k": 4096, "outliers": 128])
-        let a = 3968.0 / 2 + 31 * 8 + 128 + 4
-        let weights = 4096 * (3968.0 / 2 + 31 * 4 + 128 + 4)
+        let a: Double = 1984 + 248 + 128 + 4
+        let weights: Double = 4096 * (1984 + 124 + 128 + 4)
         #expect(IntensityModel.bytes(family: "gemm-w4a4", workload: w4, config: Configuration([:])) == a + weights + 4096 * 4)
         // reorder-quantize M=16 K=4096 O=128: x and perm in; codes, scales, sums, outliers, scale out.
         let q = Workload(family: "reorder-quantize", shape: ["m": 16, "k": 4096, "outliers": 128])
-        let qBytes = 16 * 4096 * 4.0 + 4096 * 4 + 16 * (3968 / 2 + 31 * 8 + 128 + 4)
+        let qOut: Double = 16 * (1984 + 248 + 128 + 4)
+        let qBytes: Double = 16 * 4096 * 4 + 4096 * 4 + qOut
         #expect(IntensityModel.bytes(family: "reorder-quantize", workload: q, config: Configuration([:])) == qBytes)
         // attention-decode, int4, b=1 hq=hkv=2 d=8 ctx=16: K and V rows of 4 code bytes + 8 parameter bytes.
         let att = Workload(family: "attention-decode", shape: ["b": 1, "hq": 2, "hkv": 2, "d": 8, "ctx": 16])
         let cfg = Configuration(["cache": .name("int4")])
-        #expect(IntensityModel.bytes(family: "attention-decode", workload: att, config: cfg) == 16 * 2 * 2 * (4 + 8) + 2 * 2 * 8 * 4)
+        let kv: Double = 16 * 2 * 2 * (4 + 8)
+        let qo: Double = 2 * 2 * 8 * 4
+        #expect(IntensityModel.bytes(family: "attention-decode", workload: att, config: cfg) == kv + qo)
         #expect(IntensityModel.bytes(family: "peak-compute", workload: att, config: cfg) == nil)
     }
 

@@ -1,0 +1,93 @@
+import Foundation
+import Testing
+import TuningStore
+
+@testable import Roofline
+
+/// `lowbit roofline measure`, `roofline show`, `compare` and `report` against one scratch database.
+@Suite("roofline and report commands", .serialized)
+struct RooflineReportTests {
+    static let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lowbit-roofline-\(UUID().uuidString)")
+    static var db: String { directory.appendingPathComponent("lowbit.sqlite").path }
+
+    /// Measures once (one thread, short budgets) and returns what was stored.
+    static let measured: Result<Ceilings, Error> = Result {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let run = try LowbitBinary().run(["roofline", "measure", "--db", db, "--threads-list", "1", "--budget", "0.05"])
+        guard run.status == 0 else { throw MeasureFailed(stderr: run.stderr) }
+        let store = try TuningStore(path: db)
+        let machine = try #require(try store.machines().first)
+        return Ceilings(flat: machine.ceilings ?? [:])
+    }
+
+    struct MeasureFailed: Error { var stderr: String }
+
+    @Test func bandwidthFallsPastEachCacheLevel() throws {
+        let c = try Self.measured.get()
+        for op in ["read", "write", "copy", "triad"] {
+            func at(_ level: String) -> Double? { c.bandwidth(op: op, threads: 1, level: level) }
+            let l1 = try #require(at("L1"), "\(op) has an L1 plateau")
+            let dram = try #require(at("DRAM"), "\(op) has a DRAM plateau")
+            #expect(l1 > 1.5 * dram, "\(op): L1 \(l1) GB/s should be well above DRAM \(dram) GB/s")
+            if let l3 = at("L3") {
+                #expect(l1 > 1.2 * l3, "\(op): L1 \(l1) vs L3 \(l3)")
+                #expect(l3 > 1.2 * dram, "\(op): L3 \(l3) vs DRAM \(dram)")
+            }
+            let sweep = c.sweep.filter { $0.op == op && $0.threads == 1 }
+            #expect(sweep.count >= 10, "the sweep covers L1 to past the last level")
+        }
+    }
+
+    @Test func computeCeilingsArePositiveAndOrderedAsTheISAImplies() throws {
+        let c = try Self.measured.get()
+        #expect(!c.compute.isEmpty)
+        for x in c.compute { #expect(x.gops > 0, "\(x.op) \(x.isa)") }
+        func g(_ op: String, _ isa: String) -> Double? { c.compute(op: op, isa: isa, threads: 1) }
+        if let i16 = g("int8-i16", "avx2"), let i32 = g("int8-i32", "avx2") {
+            #expect(i16 > 1.1 * i32, "int16 accumulation skips vpmaddwd: \(i16) vs \(i32)")
+        }
+        if let dot = g("int8-dot", "avx512-vnni"), let i32 = g("int8-i32", "avx512-vnni") {
+            #expect(dot > 1.1 * i32, "vpdpbusd does in one instruction what takes three: \(dot) vs \(i32)")
+        }
+        if let wide = g("fp32-fma", "avx512-vnni"), let narrow = g("fp32-fma", "avx2") {
+            #expect(wide > 1.2 * narrow, "512-bit FMA over 256-bit: \(wide) vs \(narrow)")
+        }
+        if let int4 = g("int4-dot", "avx512-vnni"), let int8 = g("int8-dot", "avx512-vnni") {
+            #expect(int4 <= 1.1 * int8, "unpacking costs: \(int4) vs \(int8)")
+        }
+    }
+
+    @Test func showCompareAndReport() throws {
+        _ = try Self.measured.get()
+        let bin = try LowbitBinary()
+        let show = try bin.run(["roofline", "show", "--db", Self.db])
+        #expect(show.status == 0, "\(show.stderr)")
+        #expect(show.stdout.contains("bandwidth plateaus") && show.stdout.contains("DRAM"))
+
+        let compare = try bin.run(["compare", "gemm-w8a8", "--m", "4", "--n", "64", "--k", "128", "--db", Self.db, "--budget", "0.05"])
+        #expect(compare.status == 0, "\(compare.stderr)")
+        #expect(compare.stdout.contains("% roofline") && compare.stdout.contains("analytical") && compare.stdout.contains("portable"))
+
+        let tune = try bin.run(["tune", "gemm-w8a8", "--m", "4", "--n", "64", "--k", "128", "--trials", "3", "--db", Self.db, "--budget", "0.05"])
+        #expect(tune.status == 0, "\(tune.stderr)")
+        let out = Self.directory.appendingPathComponent("plots")
+        let report = try bin.run(["report", "--db", Self.db, "--out", out.path])
+        #expect(report.status == 0, "\(report.stderr)")
+        let html = try String(contentsOf: out.appendingPathComponent("report.html"), encoding: .utf8)
+        for external in ["http://", "https://", "src=", "<script", "@import", "url("] {
+            #expect(!html.contains(external), "the report references an external resource: \(external)")
+        }
+        #expect(html.components(separatedBy: "<svg").count - 1 >= 3, "inline roofline, bandwidth and batch figures")
+        #expect(html.contains("attainment") && html.contains("gemm-w8a8 k=128 m=4 n=64"))
+        for figure in ["roofline.svg", "bandwidth.svg", "throughput-vs-batch.svg"] {
+            #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent(figure).path), "\(figure)")
+        }
+    }
+
+    @Test func showWithoutCeilingsSaysWhatToRun() throws {
+        let empty = FileManager.default.temporaryDirectory.appendingPathComponent("lowbit-empty-\(UUID().uuidString).sqlite").path
+        let show = try LowbitBinary().run(["roofline", "show", "--db", empty])
+        #expect(show.status != 0)
+        #expect(show.stderr.contains("lowbit roofline measure"))
+    }
+}

@@ -1,0 +1,8 @@
+import Testing
+
+@testable import Inference
+
+@Suite("Inference")
+struct InferenceSmokeTests {
+    @Test func moduleLinks() { _ = Inference.self }
+}
