@@ -78,7 +78,7 @@ let package = Package(
         .target(
             name: "Tuner",
             dependencies: [
-                "KernelKit", "Kernels", "Pipeline", "TuningStore", "Machine",
+                "KernelKit", "Kernels", "Pipeline", "TuningStore", "Machine", "Roofline",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

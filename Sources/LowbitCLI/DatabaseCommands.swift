@@ -54,9 +54,15 @@ struct DbCommand: ParsableCommand {
 
         func run() throws {
             let store = try database.open(logger: global.logger("lowbit.db"))
-            var t = Table(["machine", "workload", "GOP/s", "min", "samples", "configuration"], alignments: [.left, .left, .right, .right, .right, .left])
+            var t = Table(
+                ["machine", "workload", "GOP/s", "min", "samples", "roofline", "binding ceiling", "configuration"],
+                alignments: [.left, .left, .right, .right, .right, .right, .left, .left])
             for b in try store.bests(machine: machine, family: family) {
-                t.add([b.machine, b.workload.description, String(format: "%.1f", b.gops), b.minSeconds.map(TrialReport.ms) ?? "-", b.samples.map(String.init) ?? "-", b.configuration.description])
+                t.add([
+                    b.machine, b.workload.description, String(format: "%.1f", b.gops), b.minSeconds.map(TrialReport.ms) ?? "-",
+                    b.samples.map(String.init) ?? "-", b.attainment.map { String(format: "%.0f%%", 100 * $0) } ?? "-", b.binding ?? "-",
+                    b.configuration.description,
+                ])
             }
             print(t.rows.isEmpty ? "no verified trials yet; run `lowbit tune`" : t.render())
         }
@@ -80,10 +86,15 @@ struct DbCommand: ParsableCommand {
 
         func run() throws {
             let store = try database.open(logger: global.logger("lowbit.db"))
-            var t = Table(["id", "workload", "status", "GOP/s", "strategy", "configuration / message"], alignments: [.right, .left, .left, .right, .left, .left])
+            var t = Table(
+                ["id", "workload", "status", "GOP/s", "roofline", "strategy", "configuration / message"],
+                alignments: [.right, .left, .left, .right, .right, .left, .left])
             for r in try store.trials(family: family, status: status, limit: limit) {
-                t.add([r.id.map(String.init) ?? "-", r.workload.description, r.status, r.gops.map { String(format: "%.1f", $0) } ?? "-",
-                       r.strategy ?? "-", r.succeeded ? r.configuration.description : "\(r.configuration) -- \(r.stage): \(r.message ?? "")"])
+                t.add([
+                    r.id.map(String.init) ?? "-", r.workload.description, r.status, r.gops.map { String(format: "%.1f", $0) } ?? "-",
+                    r.attainment.map { String(format: "%.0f%%", 100 * $0) } ?? "-", r.strategy ?? "-",
+                    r.succeeded ? r.configuration.description : "\(r.configuration) -- \(r.stage): \(r.message ?? "")",
+                ])
             }
             print(t.rows.isEmpty ? "no trials" : t.render())
         }

@@ -1,6 +1,7 @@
 import Foundation
 import KernelKit
 import Logging
+import Roofline
 import Machine
 import Pipeline
 import Toolchain
@@ -75,6 +76,11 @@ public final class Tuner {
     /// Asked between trials; the default is the process's Ctrl-C flag.
     public var shouldStop: @Sendable () -> Bool = { Interrupt.requested }
     private let logger: Logger
+    /// The machine's roofline, read from the store once: each stored trial gets its attainment.
+    private lazy var ceilings: Ceilings = {
+        guard let store, let record = try? store.machine(fingerprint) else { return Ceilings() }
+        return Ceilings(flat: record.ceilings ?? [:])
+    }()
 
     public init(executor: TrialExecutor, store: TuningStore?, machine: MachineContext, fingerprint: String, logger: Logger = Logger(label: "lowbit.tuner")) {
         self.executor = executor
@@ -123,7 +129,7 @@ public final class Tuner {
             }
             curve.append(best?.gops ?? 0)
             if let store {
-                _ = try store.insert(record(result, strategy: strategy.name))
+                _ = try store.insert(record(result, strategy: strategy.name, family: family))
             }
             progress?(
                 TuneProgress(
@@ -144,13 +150,20 @@ public final class Tuner {
             .map { Observation(configuration: $0.configuration, gops: $0.succeeded ? $0.gops : nil, counters: Self.counterValues($0.counters)) }
     }
 
-    func record(_ r: TrialResult, strategy: String) -> TrialRecord {
-        TrialRecord(
+    func record(_ r: TrialResult, strategy: String, family: any KernelFamily) -> TrialRecord {
+        let attainment = r.gops.flatMap { gops in
+            Attainment.of(
+                family: r.family, workload: r.workload, config: r.configuration, achieved: gops,
+                usefulOps: family.usefulOps(r.workload, r.configuration), ceilings: ceilings, topology: machine.topology,
+                cold: r.dataState?.hasPrefix("cold") ?? false)
+        }
+        return TrialRecord(
             machine: fingerprint, family: r.family, workload: r.workload, configuration: r.configuration,
             templateVersion: r.templateVersion, variant: r.variant, compiler: executor.compilerIdentity, flags: r.flags,
             status: r.status.rawValue, stage: r.stage, message: r.message, timing: r.timing, gops: r.gops,
             counters: r.counters, bindingsHonoured: r.bindings.isEmpty ? nil : r.bindings.allSatisfy(\.honoured),
-            dataState: r.dataState, strategy: strategy, session: session)
+            dataState: r.dataState, strategy: strategy, session: session, attainment: attainment?.fraction,
+            binding: attainment?.binding)
     }
 
     static func counterValues(_ r: TrialResult) -> [String: Double] { counterValues(r.counters) }

@@ -40,13 +40,19 @@ public struct TrialRecord: Codable, Sendable, Equatable {
     /// The tuning run that measured it.
     public var session: String?
     public var createdAt: Date
+    /// Achieved GOP/s over the roofline bound min(compute ceiling, bandwidth ceiling x intensity),
+    /// when the machine's ceilings were known at the time (schema v2).
+    public var attainment: Double?
+    /// The ceiling that binds, e.g. "compute: int8-dot avx512-vnni" or "bandwidth: L2 read".
+    public var binding: String?
 
     public init(
         id: Int64? = nil, machine: String, family: String? = nil, workload: Workload, configuration: Configuration,
         templateVersion: Int, variant: String? = nil, compiler: String, flags: [String] = [], status: String,
         stage: String, message: String? = nil, timing: TimingSummary? = nil, gops: Double? = nil,
         counters: [CounterValue] = [], bindingsHonoured: Bool? = nil, dataState: String? = nil,
-        strategy: String? = nil, session: String? = nil, createdAt: Date = Date()
+        strategy: String? = nil, session: String? = nil, createdAt: Date = Date(), attainment: Double? = nil,
+        binding: String? = nil
     ) {
         self.id = id
         self.machine = machine
@@ -68,6 +74,8 @@ public struct TrialRecord: Codable, Sendable, Equatable {
         self.strategy = strategy
         self.session = session
         self.createdAt = createdAt
+        self.attainment = attainment
+        self.binding = binding
     }
 
     /// True for a trial that verified and was timed.
@@ -120,6 +128,9 @@ public struct BestRecord: Codable, Sendable, Equatable {
     public var flags: [String]
     public var dataState: String?
     public var strategy: String?
+    /// The trial's roofline attainment and binding ceiling, when stored (schema v2).
+    public var attainment: Double? = nil
+    public var binding: String? = nil
     /// When the trial was measured (`TrialRecord.createdAt`).
     public var measuredAt: Date
 }

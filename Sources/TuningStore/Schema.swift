@@ -13,7 +13,7 @@ enum Schema {
     static let applicationID: Int32 = 0x6C6F_7762
     /// The schema version this build writes and understands (the `schema_version` row of
     /// `lowbit_meta`; one per migration).
-    static let version = 1
+    static let version = 2
     static let sqliteMagic = Array("SQLite format 3\0".utf8)
 
     /// Versioned migrations. Never edit a registered migration: add a new one, and bump `version`.
@@ -87,6 +87,12 @@ enum Schema {
                 sql: "INSERT INTO lowbit_meta (key, value) VALUES ('application', 'lowbit'), "
                     + "('schema_version', ?), ('created_at', ?)",
                 arguments: ["1", ISO8601DateFormatter().string(from: Date())])
+        }
+        migrator.registerMigration("v2") { db in
+            // Roofline attainment per trial (issue 6), filled when the machine's ceilings are known.
+            try db.execute(sql: "ALTER TABLE trials ADD COLUMN attainment REAL")
+            try db.execute(sql: "ALTER TABLE trials ADD COLUMN binding TEXT")
+            try db.execute(sql: "UPDATE lowbit_meta SET value = '2' WHERE key = 'schema_version'")
         }
         return migrator
     }

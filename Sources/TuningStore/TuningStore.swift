@@ -221,15 +221,15 @@ public final class TuningStore: Sendable {
                     point_key, machine, workload_id, workload_key, family, configuration, configuration_key,
                     template_version, variant, compiler, flags, status, stage, message, timing, min_seconds,
                     median_seconds, samples, gops, counters, bindings_honoured, data_state, strategy, session,
-                    created_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    created_at, attainment, binding)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
             arguments: [
                 row.pointKey, trial.machine, workloadID, trial.workload.description, trial.family,
                 row.configuration, trial.configuration.description, trial.templateVersion, trial.variant,
                 trial.compiler, row.flags, trial.status, trial.stage, trial.message, row.timing, trial.timing?.min,
                 trial.timing?.median, trial.timing?.count, trial.gops, row.counters, trial.bindingsHonoured,
-                trial.dataState, trial.strategy, trial.session, trial.createdAt,
+                trial.dataState, trial.strategy, trial.session, trial.createdAt, trial.attainment, trial.binding,
             ])
         let id = db.lastInsertedRowID
         if trial.status == "ok", let gops = trial.gops, gops.isFinite, gops > 0 {
@@ -306,7 +306,7 @@ public final class TuningStore: Sendable {
             timing: try (row["timing"] as String?).map { try JSONText.decode(TimingSummary.self, $0) },
             gops: row["gops"], counters: try JSONText.decode([CounterValue].self, row["counters"]),
             bindingsHonoured: row["bindings_honoured"], dataState: row["data_state"], strategy: row["strategy"],
-            session: row["session"], createdAt: row["created_at"])
+            session: row["session"], createdAt: row["created_at"], attainment: row["attainment"], binding: row["binding"])
     }
 
     /// Rebuilds a workload from the row's `shape` column when selected, else by parsing its key.
@@ -340,7 +340,7 @@ public final class TuningStore: Sendable {
             t.template_version AS template_version, t.variant AS variant, t.timing AS timing,
             t.min_seconds AS min_seconds, t.median_seconds AS median_seconds, t.samples AS samples,
             t.compiler AS compiler, t.flags AS flags, t.data_state AS data_state, t.strategy AS strategy,
-            t.created_at AS created_at
+            t.created_at AS created_at, t.attainment AS attainment, t.binding AS binding
         FROM best b JOIN trials t ON t.id = b.trial_id JOIN workloads w ON w.id = b.workload_id
         """
 
@@ -354,7 +354,8 @@ public final class TuningStore: Sendable {
             minSeconds: row["min_seconds"], medianSeconds: row["median_seconds"], samples: row["samples"],
             timing: try (row["timing"] as String?).map { try JSONText.decode(TimingSummary.self, $0) },
             compiler: row["compiler"], flags: try JSONText.decode([String].self, row["flags"]),
-            dataState: row["data_state"], strategy: row["strategy"], measuredAt: row["created_at"])
+            dataState: row["data_state"], strategy: row["strategy"], attainment: row["attainment"], binding: row["binding"],
+            measuredAt: row["created_at"])
     }
 
     /// The best trial for (machine, workload), if any trial of it succeeded.

@@ -98,7 +98,7 @@ struct RefusalTests {
         let path = try lowbitDatabase(dir)
         try sqlite(path, "PRAGMA journal_mode = DELETE; UPDATE lowbit_meta SET value = '7' WHERE key = 'schema_version';")
         expectRefusal(path) {
-            if case .tooNew(_, let found, let supported) = $0 { found == "7" && supported == 1 } else { false }
+            if case .tooNew(_, let found, let supported) = $0 { found == "7" && supported == TuningStore.schemaVersion } else { false }
         }
         // An unknown migration (same schema_version) is refused as well.
         let other = TempDir()

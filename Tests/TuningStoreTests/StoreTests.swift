@@ -27,7 +27,7 @@ struct StoreTests {
                 #expect(tables.contains(table))
             }
             #expect(try sqlite(path, "PRAGMA journal_mode;") == "wal")
-            #expect(try sqlite(path, "SELECT value FROM lowbit_meta WHERE key = 'schema_version';") == "1")
+            #expect(try sqlite(path, "SELECT value FROM lowbit_meta WHERE key = 'schema_version';") == "\(TuningStore.schemaVersion)")
         }
     }
 
