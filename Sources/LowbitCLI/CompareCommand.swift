@@ -51,8 +51,8 @@ struct CompareCommand: ParsableCommand {
         print("\(workload) on \(machine.cpu.name) (\(machine.fingerprint.id)), \(measure.cold ? "cold" : "hot") data")
         if ceilings.isEmpty { print("no ceilings stored for this machine: run `lowbit roofline measure` for the roofline columns") }
         var t = Table(
-            ["variant", "min", "median", "GOP/s", "ops/byte", "bound GOP/s", "% roofline", "binding ceiling", "status"],
-            alignments: [.left, .right, .right, .right, .right, .right, .right, .left, .left])
+            ["variant", "min", "median", "GOP/s", "ops/byte", "bound GOP/s", "% roofline", "binding ceiling", "model bytes", "LLC-miss bytes", "status"],
+            alignments: [.left, .right, .right, .right, .right, .right, .right, .left, .right, .right, .left])
         for v in variants {
             let r = runner.run(f, workload, v.config, seed: measure.seed)
             let a = r.gops.flatMap {
@@ -64,11 +64,22 @@ struct CompareCommand: ParsableCommand {
                 v.name, r.timing.map { TrialReport.ms($0.min) } ?? "-", r.timing.map { TrialReport.ms($0.median) } ?? "-",
                 r.gops.map { String(format: "%.1f", $0) } ?? "-", a.map { String(format: "%.2f", $0.intensity) } ?? "-",
                 a.map { String(format: "%.1f", $0.bound) } ?? "-", a.map { String(format: "%.0f%%", 100 * $0.fraction) } ?? "-",
-                a?.binding ?? "-", r.succeeded ? "ok" : "\(r.status.rawValue): \(r.message ?? "")",
+                a?.binding ?? "-",
+                IntensityModel.bytes(family: f.name, workload: workload, config: v.config).map { Format.bytes(UInt64($0)) } ?? "-",
+                Self.measuredTraffic(r.counters, lineSize: machine.topology.lastLevelCache?.lineSize ?? 64),
+                r.succeeded ? "ok" : "\(r.status.rawValue): \(r.message ?? "")",
             ])
             FileHandle.standardError.write(Data("  \(v.name) [\(v.config)]: \(r.gops.map { String(format: "%.1f GOP/s", $0) } ?? r.status.rawValue)\n".utf8))
         }
         print(t.render())
         for v in variants { print("  \(v.name): \(v.config)") }
+        print("model bytes: the fewest bytes a run moves (the intensity model); LLC-miss bytes: last-level misses x line size per run, where hardware counters exist")
+    }
+
+    /// Last-level misses per run times the line size, or why not.
+    static func measuredTraffic(_ counters: [CounterValue], lineSize: Int) -> String {
+        guard let llc = counters.first(where: { $0.event == "llc-misses" }) else { return "-" }
+        guard let misses = llc.value else { return "n/a (no counter)" }
+        return Format.bytes(UInt64(max(0, misses)) * UInt64(lineSize))
     }
 }
