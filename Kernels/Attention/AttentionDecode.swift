@@ -26,7 +26,7 @@ public struct AttentionDecode: KernelFamily {
 
     public let name = "attention-decode"
     public let summary = "decode attention over a paged int4/int8/fp32 KV cache: RoPE on dequantized K, GQA, online softmax, split-K merge"
-    public let templateVersion = 2
+    public let templateVersion = 3
     public let dimensions = ["b", "hq", "hkv", "d", "ctx"]
     public let shapeRules = [
         "positive: b, hq, hkv, d and ctx are at least 1",
@@ -53,6 +53,7 @@ public struct AttentionDecode: KernelFamily {
             ParameterSpec("tb", .ints([4, 8, 16, 32, 64]), default: .int(16), "tokens per block (dequantized together, one softmax rescale per block)"),
             ParameterSpec("split", .ints([1, 2, 4, 8, 16]), default: .int(1), "splits of each sequence's tokens, merged by log-sum-exp"),
             ParameterSpec("unroll", .ints([1, 2, 4, 8]), default: .int(2), "tokens whose scores are computed together"),
+            ParameterSpec("prefetch", .ints([0, 1]), default: .int(1), "software-prefetch the next block's K and V rows"),
             ParameterSpec("threads", .ints([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]), default: .int(1), "worker threads (each takes a range of (sequence, KV head, split) units)"),
             ParameterSpec("placement", .names(ThreadPlacement.allCases.map(\.rawValue)), default: .name("scatter"), "which PUs the threads use"),
         ]

@@ -19,12 +19,15 @@ struct AttentionTemplate {
     var tb: Int { config.int("tb") }
     var split: Int { config.int("split") }
     var unroll: Int { config.int("unroll") }
+    /// Prefetch the next block's K and V rows (pages are far apart, so the hardware prefetcher
+    /// restarts at every page).
+    var prefetch: Bool { (config["prefetch"].flatMap { if case .int(let p) = $0 { p } else { nil } } ?? 0) != 0 }
 
-    static let codeParameters = ["isa", "cache", "page", "tb", "split", "unroll"]
+    static let codeParameters = ["isa", "cache", "page", "tb", "split", "unroll", "prefetch"]
 
     var variantName: String {
         let isaPart = isa.rawValue.replacingOccurrences(of: "-", with: "")
-        return "attention_decode__\(isaPart)_\(format.rawValue)_p\(page)_tb\(tb)_s\(split)_u\(unroll)"
+        return "attention_decode__\(isaPart)_\(format.rawValue)_p\(page)_tb\(tb)_s\(split)_u\(unroll)\(prefetch ? "_pf" : "")"
     }
 
     func render() -> KernelSource {
@@ -69,6 +72,7 @@ struct AttentionTemplate {
         renderVectorHelpers(&c, d)
         renderLoadK(&c, d)
         if format.isQuantized { renderLoadV(&c, d) }
+        if prefetch { renderPrefetch(&c) }
         renderScores(&c, d)
         renderAccumulate(&c, d)
         if split > 1 { renderMerge(&c) }
@@ -169,6 +173,31 @@ struct AttentionTemplate {
                 c.declare("const float", "hi", element(d, "i + half", vector: false))
                 c.line("out[i] = lo * cos_t[i] - hi * sin_t[i];")
                 c.line("out[i + half] = hi * cos_t[i] + lo * sin_t[i];")
+            }
+        }
+    }
+
+    private func renderPrefetch(_ c: inout CSource) {
+        c.comment(lines: [
+            "Asks for the K and V rows (and their parameters) of tokens [t, t + n) while the current block",
+            "is computed: consecutive pages are far apart in the pool, so the hardware prefetcher stops at",
+            "every page boundary.",
+        ])
+        c.function("static void prefetch_rows(const void *pool, const int32_t *pages, size_t page_size, size_t block, int kvh, int t, int n, int d)") { c in
+            c.forLoop("int j = 0", "j < n", "j++") { c in
+                c.declare("const int", "slot", "(t + j) % PAGE")
+                c.declare("const unsigned char *", "k_block", "(const unsigned char *)pool + (size_t)pages[(t + j) / PAGE] * page_size + (size_t)(2 * kvh) * block")
+                c.forLoop("size_t b = 0", "b < row_bytes(d)", "b += 64") { c in
+                    c.line("__builtin_prefetch(k_block + (size_t)slot * row_bytes(d) + b, 0, 3);")
+                    c.line("__builtin_prefetch(k_block + block + (size_t)slot * row_bytes(d) + b, 0, 3);")
+                }
+                if format.isQuantized {
+                    c.ifBlock("slot % 8 == 0") { c in
+                        c.comment("8 tokens' (scale, zero) pairs share a line")
+                        c.line("__builtin_prefetch(k_block + params_offset(d) + (size_t)slot * 8, 0, 3);")
+                        c.line("__builtin_prefetch(k_block + block + params_offset(d) + (size_t)slot * 8, 0, 3);")
+                    }
+                }
             }
         }
     }
@@ -329,6 +358,11 @@ struct AttentionTemplate {
                 }
                 c.forLoop("int t_block = t0", "t_block < t1", "t_block += TB") { c in
                     c.declare("const int", "n", "min_int(TB, t1 - t_block)")
+                    if prefetch {
+                        c.ifBlock("t_block + TB < t1") { c in
+                            c.line("prefetch_rows(pool, page_table + (size_t)seq * max_pages, page_size, block, kvh, t_block + TB, min_int(TB, t1 - t_block - TB), d);")
+                        }
+                    }
                     c.forLoop("int j = 0", "j < n", "j++") { c in
                         c.declare("const int", "t", "t_block + j")
                         c.declare("const int32_t", "page", "page_table[(size_t)seq * max_pages + t / PAGE]")
