@@ -315,7 +315,12 @@ struct AttentionRuleTests {
     @Test func variantNamesAndHeaders() throws {
         let config = try family.configuration(overrides: ["isa": "avx2", "cache": "int8", "split": "4"], machine: nil)
         let source = try family.render(config)
-        #expect(source.name == "attention_decode__avx2_int8_p16_tb16_s4_u2")
+        #expect(source.name == "attention_decode__avx2_int8_p16_tb16_s4_u2_pf")
+        #expect(source.code.contains("__builtin_prefetch"))
+        var plain = config
+        plain["prefetch"] = .int(0)
+        let noPrefetch = try family.render(plain)
+        #expect(noPrefetch.name == "attention_decode__avx2_int8_p16_tb16_s4_u2" && !noPrefetch.code.contains("__builtin_prefetch"))
         #expect(source.code.hasPrefix("/*\n * attention-decode, template version \(family.templateVersion)"))
         #expect(source.code.contains("cache=int8") && source.code.contains("expf("))
         var threaded = config
