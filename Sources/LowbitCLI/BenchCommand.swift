@@ -18,7 +18,7 @@ struct BenchCommand: ParsableCommand {
     )
 
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "gemm-w8a8, gemm-w4a4, rmsnorm-reorder-quantize, reorder-quantize, silu-mul-quantize, attention-decode, or tuner.") var family: String
+    @Argument(help: "gemm-w8a8, gemm-w4a4, rmsnorm-reorder-quantize, reorder-quantize, silu-mul-quantize, quantize (all three), attention-decode, or tuner.") var family: String
     static let defaultMList = "1,8,16,32,64,128,256"
     @Option(help: "Comma-separated M values (GEMMs: 1,8,...,256; quantize kernels: 1,16,64,256).") var mList: String = defaultMList
     @Option(help: "attention-decode: comma-separated context lengths.") var ctxList: String = "1024,4096"
@@ -37,6 +37,16 @@ struct BenchCommand: ParsableCommand {
             var m = measure
             if m.budgetWasDefault { m.budget = 0.25 }
             try TunerBenchmark().run(runner: try m.runner(machine: machine, logger: logger), machine: machine)
+            return
+        }
+        if family == "quantize" {
+            // The three fused quantize kernels, one table each.
+            let machine = try MachineModel(logger: logger).description
+            let bench = BandwidthBenchmark(runner: try measure.runner(machine: machine, logger: logger), machine: machine, seed: measure.seed)
+            for q in AtomQuantize.families {
+                bench.quantize(q, ms: try Self.parseList(mList == Self.defaultMList ? "1,16,64,256" : mList))
+                print("")
+            }
             return
         }
         let f = try KernelRegistry.family(named: family)
