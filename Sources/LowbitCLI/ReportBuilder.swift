@@ -14,12 +14,17 @@ struct ReportBuilder {
     let ceilings: Ceilings
     let bests: [BestRecord]
     let trials: [TrialRecord]
+    /// The latest serve-bench run of this machine.
+    let serving: [ServingRecord]
 
     init(store: TuningStore, machine: MachineRecord) throws {
         self.machine = machine
         ceilings = Ceilings(flat: machine.ceilings ?? [:])
         bests = try store.bests(machine: machine.fingerprint)
         trials = try store.trials(machine: machine.fingerprint)
+        let all = try store.serving(machine: machine.fingerprint)
+        let latest = all.last?.session
+        serving = all.filter { $0.session == latest }
     }
 
     var topology: Topology { machine.description.topology }
@@ -115,6 +120,29 @@ struct ReportBuilder {
             yAxis: AxisSpec("GOP/s", kind: .linear), series: series)
     }
 
+    /// Decode throughput against batch size, one line per engine mode (the latest serve-bench run).
+    func servingChart() -> LineChart? {
+        guard let first = serving.first else { return nil }
+        let modes = ["fp32", "w8a8", "w4a4"].filter { m in serving.contains { $0.mode == m } }
+        let series = modes.map { mode in
+            LineChart.Series(
+                Self.modeName(mode),
+                points: serving.filter { $0.mode == mode }.sorted { $0.batch < $1.batch }.map { DataPoint(Double($0.batch), $0.tokensPerSecond) })
+        }
+        return LineChart(
+            title: "Decode throughput: \(first.model), context \(first.context)", xAxis: AxisSpec("Batch", kind: .log2),
+            yAxis: AxisSpec("Tokens per second", kind: .log10), series: series, yIncludesZero: false)
+    }
+
+    static func modeName(_ mode: String) -> String {
+        switch mode {
+        case "fp32": "FP32 (OpenBLAS, FP32 KV)"
+        case "w8a8": "W8A8 + INT8 KV"
+        case "w4a4": "W4A4 Atom + INT4 KV"
+        default: mode
+        }
+    }
+
     // MARK: Page
 
     func html(generator: String) -> HTMLReport {
@@ -181,6 +209,26 @@ struct ReportBuilder {
         if let chart = convergenceChart() { f.figure(chart, caption: "Best GOP/s found so far against the trial number, one line per search strategy.") }
         if f.blocks.isEmpty { f.note("No tuning trials stored yet.") }
         report.sections.append(f)
+
+        if let chart = servingChart() {
+            var sv = HTMLReport.Section("Serving")
+            sv.figure(chart, caption: "Tokens per second of batched decode, the three engine modes measured interleaved in one serve-bench run.")
+            let batches = Set(serving.map(\.batch)).sorted()
+            func tps(_ mode: String, _ b: Int) -> Double? { serving.first { $0.mode == mode && $0.batch == b }?.tokensPerSecond }
+            sv.table(HTMLReport.Table(
+                caption: "Tokens per second and ratios (same run)",
+                header: ["batch", "FP32", "W8A8", "W4A4", "W4A4 / FP32", "W4A4 / W8A8"],
+                rows: batches.map { b in
+                    let f = tps("fp32", b), e = tps("w8a8", b), a = tps("w4a4", b)
+                    return [
+                        "\(b)", f.map { String(format: "%.1f", $0) } ?? "-", e.map { String(format: "%.1f", $0) } ?? "-",
+                        a.map { String(format: "%.1f", $0) } ?? "-",
+                        (a.flatMap { x in f.map { String(format: "%.2fx", x / $0) } }) ?? "-",
+                        (a.flatMap { x in e.map { String(format: "%.2fx", x / $0) } }) ?? "-",
+                    ]
+                }))
+            report.sections.append(sv)
+        }
         return report
     }
 

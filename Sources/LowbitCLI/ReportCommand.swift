@@ -33,6 +33,7 @@ struct ReportCommand: ParsableCommand {
         }
         if let c = builder.batchChart() { try svg("throughput-vs-batch.svg", c.render()) }
         if let c = builder.convergenceChart() { try svg("convergence.svg", c.render()) }
+        if let c = builder.servingChart() { try svg("serving.svg", c.render()) }
         let page = dir.appendingPathComponent("report.html")
         try builder.html(generator: "lowbit \(Lowbit.configuration.version)").write(to: page)
         print("report: \(page.path)")

@@ -13,7 +13,7 @@ enum Schema {
     static let applicationID: Int32 = 0x6C6F_7762
     /// The schema version this build writes and understands (the `schema_version` row of
     /// `lowbit_meta`; one per migration).
-    static let version = 2
+    static let version = 3
     static let sqliteMagic = Array("SQLite format 3\0".utf8)
 
     /// Versioned migrations. Never edit a registered migration: add a new one, and bump `version`.
@@ -93,6 +93,26 @@ enum Schema {
             try db.execute(sql: "ALTER TABLE trials ADD COLUMN attainment REAL")
             try db.execute(sql: "ALTER TABLE trials ADD COLUMN binding TEXT")
             try db.execute(sql: "UPDATE lowbit_meta SET value = '2' WHERE key = 'schema_version'")
+        }
+        migrator.registerMigration("v3") { db in
+            // Decode throughput of the inference engine (issue 7), one row per (run, mode, batch).
+            try db.execute(
+                sql: """
+                    CREATE TABLE serving (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        machine TEXT NOT NULL,
+                        model TEXT NOT NULL,
+                        mode TEXT NOT NULL,               -- fp32, w8a8, w4a4
+                        batch INTEGER NOT NULL,
+                        context INTEGER NOT NULL,
+                        tokens_per_second REAL NOT NULL,
+                        ms_per_token REAL NOT NULL,
+                        session TEXT NOT NULL,
+                        measured_at TEXT NOT NULL
+                    );
+                    CREATE INDEX serving_machine ON serving(machine, measured_at);
+                    """)
+            try db.execute(sql: "UPDATE lowbit_meta SET value = '3' WHERE key = 'schema_version'")
         }
         return migrator
     }

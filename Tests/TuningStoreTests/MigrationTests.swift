@@ -18,13 +18,14 @@ struct MigrationTests {
             PRAGMA journal_mode = DELETE;
             ALTER TABLE trials DROP COLUMN attainment;
             ALTER TABLE trials DROP COLUMN binding;
-            DELETE FROM grdb_migrations WHERE identifier = 'v2';
+            DROP TABLE serving;
+            DELETE FROM grdb_migrations WHERE identifier IN ('v2', 'v3');
             UPDATE lowbit_meta SET value = '1' WHERE key = 'schema_version';
             """)
         #expect(try sqlite(path, "SELECT value FROM lowbit_meta WHERE key = 'schema_version';") == "1")
 
         let store = try TuningStore(path: path)
-        #expect(try sqlite(path, "SELECT value FROM lowbit_meta WHERE key = 'schema_version';") == "2")
+        #expect(try sqlite(path, "SELECT value FROM lowbit_meta WHERE key = 'schema_version';") == "\(TuningStore.schemaVersion)")
         let old = try store.trials()
         #expect(old.count == 1 && old[0].gops == 100 && old[0].attainment == nil)
 
@@ -36,5 +37,23 @@ struct MigrationTests {
         #expect(back.attainment == 0.42 && back.binding == "compute: int8-dot avx512-vnni")
         let best = try #require(try store.best(machine: "test-machine", workload: gemm(16)))
         #expect(best.attainment == 0.42)
+    }
+
+    @Test func servingPointsRoundTrip() throws {
+        let dir = TempDir()
+        let store = try TuningStore(path: dir.file("lowbit.sqlite"))
+        let points = [1, 8].flatMap { b in
+            ["fp32", "w4a4"].map { mode in
+                ServingRecord(
+                    machine: "m", model: "tiny 2 layers", mode: mode, batch: b, context: 64, tokensPerSecond: Double(b) * (mode == "fp32" ? 10 : 40),
+                    millisecondsPerToken: 1000 / (mode == "fp32" ? 10 : 40), session: "s")
+            }
+        }
+        try store.record(serving: points)
+        let back = try store.serving(machine: "m")
+        #expect(back.count == 4)
+        #expect(back.map(\.mode) == points.map(\.mode) && back.map(\.batch) == points.map(\.batch))
+        #expect(back.last?.tokensPerSecond == 320)
+        #expect(try store.serving(machine: "other").isEmpty)
     }
 }
