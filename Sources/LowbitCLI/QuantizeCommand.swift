@@ -52,10 +52,10 @@ struct QuantizeCommand: ParsableCommand {
             commandName: "write",
             abstract: "Calibrate, reorder and quantize a model; write config.json and model.safetensors (the default subcommand).",
             discussion: """
-                w4a4 (Atom): calibration sorts each linear input's channels by sum of squares over the calibration
-                tokens; the permutations are folded into the weights (q/k/v and gate/up input columns, o_proj and
-                down_proj input columns, gate/up output rows by down_proj's order, norm gains permuted); weights are
-                INT4 group-128 (clip 0.85) with INT8 outlier channels last. w8a8: INT8 per output channel, no
+                w4a4 (Atom): calibration sorts each linear input's channels by sum of squares over the calibration \
+                tokens; the permutations are folded into the weights (q/k/v and gate/up input columns, o_proj and \
+                down_proj input columns, gate/up output rows by down_proj's order, norm gains permuted); weights are \
+                INT4 group-128 (clip 0.85) with INT8 outlier channels last. w8a8: INT8 per output channel, no \
                 reordering. Embedding, norms and lm_head stay FP32. Read back with QuantizedModel.load(from:).
                 """
         )
@@ -96,11 +96,11 @@ struct QuantizeCommand: ParsableCommand {
             commandName: "accuracy",
             abstract: "Logit error and top-1 agreement against FP32 of Atom's ablation steps and W8A8, on the same random tokens.",
             discussion: """
-                The FP32 reference (LlamaReference) and each scheme's simulated-quantization forward (the kernels'
-                integer arithmetic in Swift: activations quantized per token as the fused quantize kernels do, INT4
-                group-128 clip 0.9 plus INT8 outliers; KV cache INT4/INT8 asymmetric per token and head) run the same
-                uniform random token sequences (--seed; calibration uses --calibration-seed). Relative error is
-                ||L_q - L|| / ||L|| over all logits; top-1 agreement is the share of positions whose greedy next token
+                The FP32 reference (LlamaReference) and each scheme's simulated-quantization forward (the kernels' \
+                integer arithmetic in Swift: activations quantized per token as the fused quantize kernels do, INT4 \
+                group-128 clip 0.9 plus INT8 outliers; KV cache INT4/INT8 asymmetric per token and head) run the same \
+                uniform random token sequences (--seed; calibration uses --calibration-seed). Relative error is \
+                ||L_q - L|| / ||L|| over all logits; top-1 agreement is the share of positions whose greedy next token \
                 matches FP32's. --quantized adds rows for saved quantized models (with their method's KV cache).
                 """
         )

@@ -57,7 +57,7 @@ public struct SimulationScheme: Sendable, Equatable {
         return [
             SimulationScheme(name: "W4A4 round-to-nearest (per channel / token)", weights: int4(nil, 1), activations: int4(nil, 1),
                              outliers: nil, reorders: false, kvCache: .fp32),
-            SimulationScheme(name: "+ reorder, \(outliers) outliers in INT8", weights: int4(nil, 1), activations: int4(nil, 1),
+            SimulationScheme(name: "+ reorder, INT8 outliers (\(outliers) asked)", weights: int4(nil, 1), activations: int4(nil, 1),
                              outliers: outliers, reorders: true, kvCache: .fp32),
             SimulationScheme(name: "+ group-\(g) scales", weights: int4(g, 1), activations: int4(g, 1),
                              outliers: outliers, reorders: true, kvCache: .fp32),
