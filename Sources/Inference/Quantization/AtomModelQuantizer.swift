@@ -1,0 +1,52 @@
+import Kernels
+import Model
+
+/// Quantizes a whole FP32 Llama model (issue 7):
+///
+/// - **W4A4 (Atom)**: calibrate (`AtomCalibrator`), fold the permutations into the weights
+///   (`ReorderedWeights`), then quantize every linear weight with `AtomQuantization.quantize` (INT4
+///   group-128, clip 0.85, on the first K - O input channels; INT8 per output row on the last O, where
+///   O follows `OutlierRule` for the layer's input width).
+/// - **W8A8**: no calibration or reordering (identity permutations); INT8 per output channel.
+///
+/// Embedding, norms (permuted) and lm_head stay FP32.
+public enum AtomModelQuantizer {
+    /// Calibrates (W4A4) and quantizes `weights`.
+    public static func quantize(_ weights: LlamaWeights, settings: QuantizationSettings) throws -> QuantizedModel {
+        let permutations = settings.method == .w4a4
+            ? try AtomCalibrator.calibrate(weights, settings.calibration)
+            : Array(repeating: LayerPermutations.identity(weights.config), count: weights.config.numHiddenLayers)
+        return try quantize(ReorderedWeights(weights, permutations: permutations), settings: settings)
+    }
+
+    /// Quantizes already-reordered weights (the permutations of a calibration done elsewhere).
+    public static func quantize(_ reordered: ReorderedWeights, settings: QuantizationSettings) throws -> QuantizedModel {
+        let c = reordered.config
+        if settings.method == .w8a8, !reordered.layers.allSatisfy(\.permutations.isIdentity) {
+            throw ModelError.invalidInput("W8A8 does not reorder channels; quantize the weights with identity permutations")
+        }
+        // Check every input width's outlier count before quantizing anything.
+        for width in Set([c.hiddenSize, c.queryWidth, c.intermediateSize]) { _ = try settings.outliers(width: width) }
+        var layers: [QuantizedLayer] = []
+        for layer in reordered.layers {
+            func q(_ w: Matrix) throws -> QuantizedWeight { try quantize(w, settings: settings) }
+            layers.append(QuantizedLayer(
+                permutations: layer.permutations, inputNorm: layer.inputNorm, postAttentionNorm: layer.postAttentionNorm,
+                q: try q(layer.q), k: try q(layer.k), v: try q(layer.v), o: try q(layer.o),
+                gate: try q(layer.gate), up: try q(layer.up), down: try q(layer.down)))
+        }
+        return QuantizedModel(config: c, settings: settings, embedding: reordered.embedding, layers: layers,
+                              finalNorm: reordered.finalNorm, lmHead: reordered.lmHead)
+    }
+
+    /// One linear weight [out, in] (input columns already reordered) in the method's format.
+    public static func quantize(_ w: Matrix, settings: QuantizationSettings) throws -> QuantizedWeight {
+        switch settings.method {
+        case .w4a4:
+            let outliers = try settings.outliers(width: w.cols)
+            return .atom(AtomQuantization.quantize(w.values, rows: w.rows, k: w.cols, outliers: outliers, clip: settings.weightClip))
+        case .w8a8:
+            return .int8(Int8Weight(quantizing: w))
+        }
+    }
+}
