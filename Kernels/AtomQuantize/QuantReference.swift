@@ -188,6 +188,9 @@ public struct AtomQuantizeInputs: Sendable {
             let t = x[i * k + src] * rms(i)
             guard t != 0, t.isFinite else { return false }
             let w0 = v / t
+            // The weight is shared by every row: keep it near the others (0.5...1.5), or a small x here
+            // would make it huge and push other rows' y towards overflow.
+            guard abs(w0) >= 1.0 / 16, abs(w0) <= 16 else { return false }
             for w in [w0, w0.nextUp, w0.nextDown, w0.nextUp.nextUp, w0.nextDown.nextDown] where t * w == v {
                 weight[src] = w
                 return true

@@ -285,6 +285,18 @@ struct AtomQuantizeReferenceTests {
             #expect(Set(inputs.perm).count == k)
         }
     }
+
+    /// Planting ties through RMSNorm's shared weight must not blow up other rows: at M = 255 and 256
+    /// (where an unguarded plant once made weights huge and y infinite) every y is finite and every
+    /// weight stays within 16x of the others.
+    @Test func largeInputsStayFinite() {
+        for m in [255, 256] {
+            let inputs = AtomQuantizeInputs.random(op: .rmsnormReorderQuantize, m: m, k: 4096, outliers: 128, seed: 1)
+            let y = inputs.y()
+            #expect(y.allSatisfy { $0.isFinite }, "m = \(m)")
+            #expect(inputs.weight.allSatisfy { abs($0) <= 16 && abs($0) >= 1.0 / 16 }, "m = \(m)")
+        }
+    }
 }
 
 @Suite("AtomCalibration")
