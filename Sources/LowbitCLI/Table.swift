@@ -51,6 +51,7 @@ enum Format {
         if v == v.rounded() { return "\(Int(v)) \(units[unit])" }
         var text = String(format: "%.2f", v)
         while text.hasSuffix("0") { text.removeLast() }
+        if text.hasSuffix(".") { text.removeLast() }  // 26.998 rounds to "27.00"
         return "\(text) \(units[unit])"
     }
 
