@@ -19,6 +19,7 @@ public struct Lowbit: ParsableCommand {
             BenchCommand.self, TuneCommand.self, DbCommand.self, ExportCommand.self, ImportCommand.self,
             LookupCommand.self, AccuracyCommand.self, RooflineCommand.self, CompareCommand.self, ReportCommand.self, ModelCommand.self,
             WorkerCommand.self,
+            GenerateCommand.self, ServeBenchCommand.self,
         ]
     )
 
