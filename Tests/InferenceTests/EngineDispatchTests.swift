@@ -20,8 +20,8 @@ struct EngineDispatchTests {
         let context = MachineContext(machine)
         let decode = Workload(family: "gemm-w4a4", shape: ["m": 1, "n": 256, "k": 256, "outliers": 128])
         var tuned = family.analyticalConfiguration(for: decode, machine: context)
-        tuned["mc"] = .int(tuned.int("mr") * 2)
         tuned["threads"] = .int(1)
+        tuned["mc"] = .int([8, 16, 24, 32, 48, 64].first { $0 % tuned.int("mr") == 0 && $0 != tuned.int("mc") }!)
         try family.check(tuned, machine: context)
         #expect(tuned != family.analyticalConfiguration(for: decode, machine: context))
         var unrunnable = tuned
