@@ -8,7 +8,7 @@ import TuningStore
 struct EngineModelOptions: ParsableArguments {
     @Option(help: "Model directory (config.json and *.safetensors), e.g. from `lowbit model synth`.") var model: String
     @Option(help: "Keep only the first N decoder layers.") var layers: Int?
-    @Option(help: "Worker threads (default: one per core; OpenBLAS gets the same number).") var threads: Int?
+    @Option(help: "Worker threads (default: one per core); OpenBLAS runs single-threaded inside them.") var threads: Int?
     @Option(help: "Tuning database to dispatch from (default: $LOWBIT_DB or ./TuningDB/lowbit.sqlite when it exists).") var db: String?
     @Flag(help: "Ignore any tuning database: analytical configurations only.") var noDb = false
     @Option(help: "W4A4: random tokens the Atom permutations are calibrated on.") var calibrationTokens: Int = 16
@@ -169,10 +169,15 @@ struct ServeBenchCommand: ParsableCommand {
             ])
         }
         lines.append(t.render())
-        var ratios = Table(["batch", "W4A4/FP32", "W4A4/W8A8", "layers W4A4/FP32", "layers W4A4/W8A8"], alignments: Array(repeating: .right, count: 5))
+        var ratios = Table(
+            ["batch", "W4A4/FP32", "W4A4/W8A8", "layers W4A4/FP32", "layers W4A4/W8A8", "32-layer proj. /FP32", "32-layer proj. /W8A8"],
+            alignments: Array(repeating: .right, count: 7))
         func f(_ v: Double?) -> String { v.map { String(format: "%.2fx", $0) } ?? "-" }
         for x in r.ratios {
-            ratios.add(["\(x.batch)", f(x.w4a4OverFP32), f(x.w4a4OverW8A8), f(x.layersW4A4OverFP32), f(x.layersW4A4OverW8A8)])
+            ratios.add([
+                "\(x.batch)", f(x.w4a4OverFP32), f(x.w4a4OverW8A8), f(x.layersW4A4OverFP32), f(x.layersW4A4OverW8A8),
+                f(x.projected32W4A4OverFP32), f(x.projected32W4A4OverW8A8),
+            ])
         }
         lines.append("speed-up (median step time; layers: time inside the decoder layers):")
         lines.append(ratios.render())

@@ -66,14 +66,14 @@ final class FP32Layer: DecoderLayer {
         let n = ctx.scratch.buffer(.normed, m * q.k, of: Float.self)
         ctx.timed(.prepare) { RowMath.rmsNorm(x, rows: m, k: q.k, weight: w.inputNorm, eps: eps, into: n) }
         ctx.timed(.gemm) {
-            q.apply(n, rows: m, into: qo)
-            k.apply(n, rows: m, into: ko)
-            v.apply(n, rows: m, into: vo)
+            q.apply(n, rows: m, into: qo, ctx.threads)
+            k.apply(n, rows: m, into: ko, ctx.threads)
+            v.apply(n, rows: m, into: vo, ctx.threads)
         }
     }
 
     func projectO(_ attention: UnsafePointer<Float>, m: Int, into out: UnsafeMutablePointer<Float>, _ ctx: LayerContext) throws {
-        ctx.timed(.gemm) { o.apply(attention, rows: m, into: out) }
+        ctx.timed(.gemm) { o.apply(attention, rows: m, into: out, ctx.threads) }
     }
 
     func mlp(_ x: UnsafePointer<Float>, m: Int, into out: UnsafeMutablePointer<Float>, _ ctx: LayerContext) throws {
@@ -81,11 +81,11 @@ final class FP32Layer: DecoderLayer {
         let g = ctx.scratch.buffer(.gate, m * gate.n, of: Float.self), u = ctx.scratch.buffer(.up, m * up.n, of: Float.self)
         ctx.timed(.prepare) { RowMath.rmsNorm(x, rows: m, k: gate.k, weight: w.postAttentionNorm, eps: eps, into: n) }
         ctx.timed(.gemm) {
-            gate.apply(n, rows: m, into: g)
-            up.apply(n, rows: m, into: u)
+            gate.apply(n, rows: m, into: g, ctx.threads)
+            up.apply(n, rows: m, into: u, ctx.threads)
         }
         ctx.timed(.prepare) { RowMath.siluMul(g, u, count: m * gate.n) }
-        ctx.timed(.gemm) { down.apply(g, rows: m, into: out) }
+        ctx.timed(.gemm) { down.apply(g, rows: m, into: out, ctx.threads) }
     }
 }
 

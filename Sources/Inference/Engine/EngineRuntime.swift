@@ -43,7 +43,8 @@ public final class EngineRuntime {
 
     /// - Parameters:
     ///   - databasePath: a tuning database to look configurations up in; nil for none.
-    ///   - threads: worker threads (and OpenBLAS threads); nil means one per core.
+    ///   - threads: worker threads; nil means one per core. OpenBLAS is set to one thread: the FP32
+    ///     projections are split over these threads (see `FP32Linear`).
     public init(
         databasePath: String? = nil, threads: Int? = nil, compiler: CompilerInfo? = nil, cache: ArtifactCache = ArtifactCache(),
         logger: Logger = Logger(label: "lowbit.engine")
@@ -53,6 +54,6 @@ public final class EngineRuntime {
         provider = try KernelProvider(machine: machine.description, store: store, compiler: compiler, cache: cache, logger: logger)
         self.threads = try KernelThreads(count: threads, machine: machine)
         self.databasePath = databasePath
-        openblas_set_num_threads(Int32(self.threads.threadCount))
+        openblas_set_num_threads(1)
     }
 }

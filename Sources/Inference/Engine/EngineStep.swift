@@ -88,7 +88,7 @@ extension Engine {
                 RowMath.rmsNorm(hidden + row * h, rows: 1, k: h, weight: finalNorm, eps: c.rmsNormEps, into: n + i * h)
             }
             var logits = Matrix(rows: logitRows.count, cols: c.vocabSize)
-            logits.values.withUnsafeMutableBufferPointer { lmHead.apply(n, rows: logitRows.count, into: $0.baseAddress!) }
+            logits.values.withUnsafeMutableBufferPointer { lmHead.apply(n, rows: logitRows.count, into: $0.baseAddress!, ctx.threads) }
             return logits
         }
     }

@@ -26,8 +26,14 @@ final class LayerContext {
     }
 }
 
-/// An FP32 linear layer `y = x W^T` through OpenBLAS's `cblas_sgemm`, with W row-major [out][in] (the
-/// checkpoint's layout, shared with the loaded weights: no copy).
+/// An FP32 linear layer `y = x W^T` through OpenBLAS, with W row-major [out][in] (the checkpoint's
+/// layout, shared with the loaded weights: no copy).
+///
+/// OpenBLAS runs single-threaded (`EngineRuntime` sets it); the engine's own threads split the output
+/// channels, each calling `cblas_sgemm` (or `cblas_sgemv` for one row, which streams W at close to
+/// memory bandwidth where sgemm with M = 1 reaches about a third of it) on its block. One set of
+/// threads for every mode: OpenBLAS's own threads keep spinning for a while after each call, which
+/// would slow the next kernels on a 2-core machine (measured: 2.5 ms per small quantize kernel).
 struct FP32Linear {
     let n: Int
     let k: Int
@@ -39,17 +45,22 @@ struct FP32Linear {
         weight = w.values
     }
 
-    /// y [m][n] = x [m][k] W^T. One row goes through `cblas_sgemv`, which streams W at close to memory
-    /// bandwidth where OpenBLAS's sgemm with M = 1 reaches about a third of it on the development machine.
-    func apply(_ x: UnsafePointer<Float>, rows m: Int, into y: UnsafeMutablePointer<Float>) {
+    /// y [m][n] = x [m][k] W^T.
+    func apply(_ x: UnsafePointer<Float>, rows m: Int, into y: UnsafeMutablePointer<Float>, _ threads: KernelThreads) {
+        let blocks = balancedRanges(count: n, parts: threads.threadCount, unit: 16)
+        let n = Int32(n), k = Int32(k), m = Int32(m)
         weight.withUnsafeBufferPointer { w in
-            if m == 1 {
-                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), 1, w.baseAddress, Int32(k), x, 1, 0, y, 1)
-                return
+            let base = w.baseAddress!
+            threads.run(shares: blocks.count) { s in
+                let b = blocks[s]
+                guard !b.isEmpty else { return }
+                let rows = Int32(b.count), wb = base + b.lowerBound * Int(k)
+                if m == 1 {
+                    cblas_sgemv(CblasRowMajor, CblasNoTrans, rows, k, 1, wb, k, x, 1, 0, y + b.lowerBound, 1)
+                } else {
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, rows, k, 1, x, k, wb, k, 0, y + b.lowerBound, n)
+                }
             }
-            cblas_sgemm(
-                CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1, x, Int32(k), w.baseAddress, Int32(k),
-                0, y, Int32(n))
         }
     }
 }

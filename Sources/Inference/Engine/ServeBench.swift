@@ -52,6 +52,10 @@ public enum ServeBench {
         /// FP32 in every mode).
         public var layersW4A4OverFP32: Double?
         public var layersW4A4OverW8A8: Double?
+        /// A projection, not a measurement: the ratios of a 32-layer model, 32 / layers times the measured
+        /// time inside the layers plus the measured time outside them (embedding, final norm, lm_head).
+        public var projected32W4A4OverFP32: Double?
+        public var projected32W4A4OverW8A8: Double?
     }
 
     public struct Report: Codable, Sendable {
@@ -121,16 +125,17 @@ public enum ServeBench {
             machine: first.runtime.machine.description.fingerprint.id, model: model, layers: first.config.numHiddenLayers,
             context: options.context, steps: options.steps, threads: first.runtime.threads.threadCount,
             database: first.runtime.databasePath, loadAverageAtStart: Self.loadAverage(), results: results,
-            ratios: ratios(results, batches: options.batches), notes: notes)
+            ratios: ratios(results, batches: options.batches, layers: first.config.numHiddenLayers), notes: notes)
     }
 
     static let notes = [
         "KV caches are filled with random valid entries (kv-append of random rows), not by a prefill.",
         "Step time: one decode token for every sequence of the batch, greedy sampling included; modes interleaved step by step.",
         "lm_head and the embedding run in FP32 (OpenBLAS) in every mode, as in Atom; layer ratios leave them out.",
+        "projected32 ratios are projections to 32 layers from the measured per-layer and lm_head times, not measurements.",
     ]
 
-    static func ratios(_ results: [Result], batches: [Int]) -> [Ratio] {
+    static func ratios(_ results: [Result], batches: [Int], layers: Int) -> [Ratio] {
         batches.map { b in
             func r(_ mode: EngineMode) -> Result? { results.first { $0.batch == b && $0.mode == mode } }
             let w4 = r(.w4a4), f = r(.fp32), w8 = r(.w8a8)
@@ -138,9 +143,11 @@ public enum ServeBench {
                 guard let w4, let base else { return nil }
                 return key(base) / key(w4)
             }
+            func projected(_ x: Result) -> Double { 32 / Double(layers) * x.layerSeconds + (x.partSeconds[StepProfile.Part.head.rawValue] ?? 0) }
             return Ratio(
                 batch: b, w4a4OverFP32: over(f) { $0.step.median }, w4a4OverW8A8: over(w8) { $0.step.median },
-                layersW4A4OverFP32: over(f) { $0.layerSeconds }, layersW4A4OverW8A8: over(w8) { $0.layerSeconds })
+                layersW4A4OverFP32: over(f) { $0.layerSeconds }, layersW4A4OverW8A8: over(w8) { $0.layerSeconds },
+                projected32W4A4OverFP32: over(f, projected), projected32W4A4OverW8A8: over(w8, projected))
         }
     }
 
