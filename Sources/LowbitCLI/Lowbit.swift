@@ -20,6 +20,7 @@ public struct Lowbit: ParsableCommand {
             LookupCommand.self, AccuracyCommand.self, RooflineCommand.self, CompareCommand.self, ReportCommand.self, ModelCommand.self,
             QuantizeCommand.self,
             WorkerCommand.self,
+            GenerateCommand.self, ServeBenchCommand.self,
         ]
     )
 

@@ -1,0 +1,140 @@
+import Foundation
+import Model
+
+/// The three matrix-heavy parts of one decoder layer, as each mode runs them. The engine does the
+/// rest (RoPE on queries, the KV cache, attention, residual adds) the same way for every mode.
+protocol DecoderLayer: AnyObject {
+    /// q [m][hq*d], k and v [m][hkv*d] (before RoPE) from the residual stream x [m][hidden].
+    func projectQKV(_ x: UnsafePointer<Float>, m: Int, q: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>,
+                    v: UnsafeMutablePointer<Float>, _ ctx: LayerContext) throws
+    /// out [m][hidden] = o_proj(attention [m][hq*d]).
+    func projectO(_ attention: UnsafePointer<Float>, m: Int, into out: UnsafeMutablePointer<Float>, _ ctx: LayerContext) throws
+    /// out [m][hidden] = down(silu(gate(n)) * up(n)) with n = post_attention_layernorm(x).
+    func mlp(_ x: UnsafePointer<Float>, m: Int, into out: UnsafeMutablePointer<Float>, _ ctx: LayerContext) throws
+}
+
+/// Row-wise helpers of the FP32 and W8A8 paths.
+enum RowMath {
+    /// out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w, the sum of squares in Double (as the reference).
+    static func rmsNorm(_ x: UnsafePointer<Float>, rows m: Int, k: Int, weight: [Float], eps: Float, into out: UnsafeMutablePointer<Float>) {
+        weight.withUnsafeBufferPointer { w in
+            for r in 0..<m {
+                let row = x + r * k, dst = out + r * k
+                var s0 = 0.0, s1 = 0.0
+                var i = 0
+                while i + 1 < k {
+                    s0 += Double(row[i]) * Double(row[i])
+                    s1 += Double(row[i + 1]) * Double(row[i + 1])
+                    i += 2
+                }
+                if i < k { s0 += Double(row[i]) * Double(row[i]) }
+                let scale = Float(1 / ((s0 + s1) / Double(k) + Double(eps)).squareRoot())
+                for j in 0..<k { dst[j] = row[j] * scale * w[j] }
+            }
+        }
+    }
+
+    /// gate[i] = silu(gate[i]) * up[i], in place over `count` values.
+    static func siluMul(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int) {
+        for i in 0..<count {
+            let g = gate[i]
+            gate[i] = g / (1 + Foundation.exp(-g)) * up[i]
+        }
+    }
+}
+
+/// The FP32 baseline: OpenBLAS sgemm for every projection, norms and SiLU in Swift.
+final class FP32Layer: DecoderLayer {
+    let w: LlamaLayerWeights
+    let eps: Float
+    let q, k, v, o, gate, up, down: FP32Linear
+
+    init(_ w: LlamaLayerWeights, eps: Float) {
+        self.w = w
+        self.eps = eps
+        q = FP32Linear(w.q)
+        k = FP32Linear(w.k)
+        v = FP32Linear(w.v)
+        o = FP32Linear(w.o)
+        gate = FP32Linear(w.gate)
+        up = FP32Linear(w.up)
+        down = FP32Linear(w.down)
+    }
+
+    func projectQKV(_ x: UnsafePointer<Float>, m: Int, q qo: UnsafeMutablePointer<Float>, k ko: UnsafeMutablePointer<Float>,
+                    v vo: UnsafeMutablePointer<Float>, _ ctx: LayerContext) throws {
+        let n = ctx.scratch.buffer(.normed, m * q.k, of: Float.self)
+        ctx.timed(.prepare) { RowMath.rmsNorm(x, rows: m, k: q.k, weight: w.inputNorm, eps: eps, into: n) }
+        ctx.timed(.gemm) {
+            q.apply(n, rows: m, into: qo, ctx.threads)
+            k.apply(n, rows: m, into: ko, ctx.threads)
+            v.apply(n, rows: m, into: vo, ctx.threads)
+        }
+    }
+
+    func projectO(_ attention: UnsafePointer<Float>, m: Int, into out: UnsafeMutablePointer<Float>, _ ctx: LayerContext) throws {
+        ctx.timed(.gemm) { o.apply(attention, rows: m, into: out, ctx.threads) }
+    }
+
+    func mlp(_ x: UnsafePointer<Float>, m: Int, into out: UnsafeMutablePointer<Float>, _ ctx: LayerContext) throws {
+        let n = ctx.scratch.buffer(.normed, m * gate.k, of: Float.self)
+        let g = ctx.scratch.buffer(.gate, m * gate.n, of: Float.self), u = ctx.scratch.buffer(.up, m * up.n, of: Float.self)
+        ctx.timed(.prepare) { RowMath.rmsNorm(x, rows: m, k: gate.k, weight: w.postAttentionNorm, eps: eps, into: n) }
+        ctx.timed(.gemm) {
+            gate.apply(n, rows: m, into: g, ctx.threads)
+            up.apply(n, rows: m, into: u, ctx.threads)
+        }
+        ctx.timed(.prepare) { RowMath.siluMul(g, u, count: m * gate.n) }
+        ctx.timed(.gemm) { down.apply(g, rows: m, into: out, ctx.threads) }
+    }
+}
+
+/// The W8A8 baseline: per-output-channel INT8 weights, per-token INT8 activations (Swift), gemm-w8a8;
+/// norms and SiLU in fp32 as in the FP32 path.
+final class W8A8Layer: DecoderLayer {
+    let inputNorm: [Float], postNorm: [Float]
+    let eps: Float
+    let q, k, v, o, gate, up, down: W8A8Linear
+
+    init(_ w: LlamaLayerWeights, eps: Float) {
+        inputNorm = w.inputNorm
+        postNorm = w.postAttentionNorm
+        self.eps = eps
+        q = W8A8Linear(w.q)
+        k = W8A8Linear(w.k)
+        v = W8A8Linear(w.v)
+        o = W8A8Linear(w.o)
+        gate = W8A8Linear(w.gate)
+        up = W8A8Linear(w.up)
+        down = W8A8Linear(w.down)
+    }
+
+    private func quantize(_ x: UnsafePointer<Float>, m: Int, k: Int, _ ctx: LayerContext) -> Int8Rows {
+        ctx.timed(.prepare) { Int8Rows.quantize(x, rows: m, k: k, ctx.scratch) }
+    }
+
+    func projectQKV(_ x: UnsafePointer<Float>, m: Int, q qo: UnsafeMutablePointer<Float>, k ko: UnsafeMutablePointer<Float>,
+                    v vo: UnsafeMutablePointer<Float>, _ ctx: LayerContext) throws {
+        let n = ctx.scratch.buffer(.normed, m * q.k, of: Float.self)
+        ctx.timed(.prepare) { RowMath.rmsNorm(x, rows: m, k: q.k, weight: inputNorm, eps: eps, into: n) }
+        let a = quantize(n, m: m, k: q.k, ctx)
+        try q.apply(a, rows: m, into: qo, role: "q_proj", ctx)
+        try k.apply(a, rows: m, into: ko, role: "k_proj", ctx)
+        try v.apply(a, rows: m, into: vo, role: "v_proj", ctx)
+    }
+
+    func projectO(_ attention: UnsafePointer<Float>, m: Int, into out: UnsafeMutablePointer<Float>, _ ctx: LayerContext) throws {
+        try o.apply(quantize(attention, m: m, k: o.k, ctx), rows: m, into: out, role: "o_proj", ctx)
+    }
+
+    func mlp(_ x: UnsafePointer<Float>, m: Int, into out: UnsafeMutablePointer<Float>, _ ctx: LayerContext) throws {
+        let n = ctx.scratch.buffer(.normed, m * gate.k, of: Float.self)
+        let g = ctx.scratch.buffer(.gate, m * gate.n, of: Float.self), u = ctx.scratch.buffer(.up, m * up.n, of: Float.self)
+        ctx.timed(.prepare) { RowMath.rmsNorm(x, rows: m, k: gate.k, weight: postNorm, eps: eps, into: n) }
+        let a = quantize(n, m: m, k: gate.k, ctx)
+        try gate.apply(a, rows: m, into: g, role: "gate_proj", ctx)
+        try up.apply(a, rows: m, into: u, role: "up_proj", ctx)
+        ctx.timed(.prepare) { RowMath.siluMul(g, u, count: m * gate.n) }
+        try down.apply(quantize(g, m: m, k: down.k, ctx), rows: m, into: out, role: "down_proj", ctx)
+    }
+}

@@ -1,0 +1,165 @@
+import COpenBLAS
+import KernelKit
+import Model
+
+/// What a layer needs to run its kernels: dispatch, threads, scratch memory and the step's profile.
+final class LayerContext {
+    let kernels: EngineKernels
+    let threads: KernelThreads
+    let scratch: Scratch
+    var profile = StepProfile()
+    /// The layer being run (for the dispatch log), nil outside the layers.
+    var layer: Int?
+
+    init(kernels: EngineKernels, threads: KernelThreads, scratch: Scratch) {
+        self.kernels = kernels
+        self.threads = threads
+        self.scratch = scratch
+    }
+
+    /// Runs `body`, adding its wall time to `part`.
+    @inline(__always)
+    func timed<T>(_ part: StepProfile.Part, _ body: () throws -> T) rethrows -> T {
+        let start = StepProfile.now()
+        defer { profile.add(part, StepProfile.now() - start) }
+        return try body()
+    }
+}
+
+/// An FP32 linear layer `y = x W^T` through OpenBLAS, with W row-major [out][in] (the checkpoint's
+/// layout, shared with the loaded weights: no copy).
+///
+/// OpenBLAS runs single-threaded (`EngineRuntime` sets it); the engine's own threads split the output
+/// channels, each calling `cblas_sgemm` (or `cblas_sgemv` for one row, which streams W at close to
+/// memory bandwidth where sgemm with M = 1 reaches about a third of it) on its block. One set of
+/// threads for every mode: OpenBLAS's own threads keep spinning for a while after each call, which
+/// would slow the next kernels on a 2-core machine (measured: 2.5 ms per small quantize kernel).
+struct FP32Linear {
+    let n: Int
+    let k: Int
+    let weight: [Float]
+
+    init(_ w: Matrix) {
+        n = w.rows
+        k = w.cols
+        weight = w.values
+    }
+
+    /// y [m][n] = x [m][k] W^T.
+    func apply(_ x: UnsafePointer<Float>, rows m: Int, into y: UnsafeMutablePointer<Float>, _ threads: KernelThreads) {
+        let blocks = balancedRanges(count: n, parts: threads.threadCount, unit: 16)
+        let n = Int32(n), k = Int32(k), m = Int32(m)
+        weight.withUnsafeBufferPointer { w in
+            let base = w.baseAddress!
+            threads.run(shares: blocks.count) { s in
+                let b = blocks[s]
+                guard !b.isEmpty else { return }
+                let rows = Int32(b.count), wb = base + b.lowerBound * Int(k)
+                if m == 1 {
+                    cblas_sgemv(CblasRowMajor, CblasNoTrans, rows, k, 1, wb, k, x, 1, 0, y + b.lowerBound, 1)
+                } else {
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, rows, k, 1, x, k, wb, k, 0, y + b.lowerBound, n)
+                }
+            }
+        }
+    }
+}
+
+/// Weights prepacked for a GEMM family, one packing per panel width NR (the packed layout of both
+/// GEMM templates depends on NR only), made the first time a configuration with that NR runs.
+final class PackedWeights {
+    private var byPanel: [Int: AlignedBuffer] = [:]
+
+    /// The packing for `nr`, made by `pack(bytes)` into a new buffer of `bytes` bytes when missing.
+    func packing(nr: Int, bytes: Int, pack: (UnsafeMutableRawPointer) -> Void) -> UnsafeRawPointer {
+        if let p = byPanel[nr] { return UnsafeRawPointer(p.pointer) }
+        let buffer = AlignedBuffer(byteCount: bytes)
+        pack(buffer.pointer)
+        byPanel[nr] = buffer
+        return UnsafeRawPointer(buffer.pointer)
+    }
+
+    /// Bytes held over every packing.
+    var byteCount: Int { byPanel.values.reduce(0) { $0 + $1.byteCount } }
+}
+
+/// A W8A8 linear layer: INT8 weights with one scale per output channel (s = max|w| / 127,
+/// q = rne(w / s) clamped to [-127, 127]), run by gemm-w8a8 on per-token INT8 activations.
+final class W8A8Linear {
+    let n: Int
+    let k: Int
+    private let codes: [Int8]
+    private let scales: [Float]
+    private let packed = PackedWeights()
+
+    init(_ w: Matrix) {
+        let n = w.rows, k = w.cols
+        self.n = n
+        self.k = k
+        var codes = [Int8](repeating: 0, count: n * k)
+        var scales = [Float](repeating: 0, count: n)
+        w.values.withUnsafeBufferPointer { src in
+            codes.withUnsafeMutableBufferPointer { dst in
+                for r in 0..<n {
+                    let row = src.baseAddress! + r * k
+                    scales[r] = Int8Rows.quantizeRow(row, count: k, into: dst.baseAddress! + r * k)
+                }
+            }
+        }
+        self.codes = codes
+        self.scales = scales
+    }
+
+    /// y [m][n] from activations `a` ([m][k] codes, [m] scales).
+    func apply(_ a: Int8Rows, rows m: Int, into y: UnsafeMutablePointer<Float>, role: String, _ ctx: LayerContext) throws {
+        let g = try ctx.kernels.gemmW8A8(m: m, n: n, k: k, layer: ctx.layer, role: role)
+        let panels = packed.packing(nr: g.nr, bytes: g.packedBytes(Int32(n), Int32(k))) { out in
+            codes.withUnsafeBufferPointer { c in
+                scales.withUnsafeBufferPointer { s in g.pack(c.baseAddress, s.baseAddress, Int32(n), Int32(k), out) }
+            }
+        }
+        let blocks = g.blocks(m: m, n: n)
+        let ws = ctx.scratch.workspaces(.workspace, shares: blocks.count, bytes: g.workspaceBytes)
+        let n32 = Int32(n), k32 = Int32(k)
+        ctx.timed(.gemm) {
+            ctx.threads.run(shares: blocks.count) { s in
+                let b = blocks[s]
+                guard !b.rows.isEmpty, !b.cols.isEmpty else { return }
+                g.kernel(
+                    a.codes, a.scales, panels, y, n32, k32, Int32(b.rows.lowerBound), Int32(b.rows.upperBound),
+                    Int32(b.cols.lowerBound), Int32(b.cols.upperBound), ws.base + s * ws.stride)
+            }
+        }
+    }
+}
+
+/// Per-token symmetric INT8 rows (KERNELS.md section 1): s = max|x| / 127, q = rne(x / s) in
+/// [-127, 127]; a row of zeros gets s = 0 and codes 0.
+struct Int8Rows {
+    let codes: UnsafeMutablePointer<Int8>
+    let scales: UnsafeMutablePointer<Float>
+
+    /// Quantizes `m` rows of `k` floats into scratch.
+    static func quantize(_ x: UnsafePointer<Float>, rows m: Int, k: Int, _ scratch: Scratch) -> Int8Rows {
+        let rows = Int8Rows(codes: scratch.buffer(.codes8, m * k), scales: scratch.buffer(.scales8, m))
+        for r in 0..<m { rows.scales[r] = quantizeRow(x + r * k, count: k, into: rows.codes + r * k) }
+        return rows
+    }
+
+    /// One row; returns its scale.
+    static func quantizeRow(_ x: UnsafePointer<Float>, count k: Int, into q: UnsafeMutablePointer<Int8>) -> Float {
+        var absmax: Float = 0
+        for i in 0..<k { absmax = max(absmax, abs(x[i])) }
+        let s = absmax / 127
+        guard s > 0 else {
+            q.update(repeating: 0, count: k)
+            return 0
+        }
+        let inverse = 1 / s
+        for i in 0..<k {
+            // x * (1 / s) may differ from x / s in the last bit; either is a valid INT8 code of x.
+            q[i] = Int8(max(-127, min(127, (x[i] * inverse).rounded(.toNearestOrEven))))
+        }
+        return s
+    }
+}

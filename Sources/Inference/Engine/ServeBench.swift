@@ -1,0 +1,157 @@
+import Foundation
+import KernelKit
+import Measure
+import Model
+
+/// Decode throughput of the three modes at several batch sizes, measured interleaved in one run.
+///
+/// For each batch size B every engine gets a fresh KV cache holding B sequences of `context` tokens
+/// (filled with random valid entries by `makeFilledSequence`: a real prefill of B x context tokens
+/// would take far longer than the decode being measured), runs `warmup` untimed decode steps (kernel
+/// compiles, weight packing for new panel widths), then `steps` timed decode steps, the modes taking
+/// turns step by step (the order rotating every step) so that a change in the machine's load hits them
+/// alike. A step is one token for each of the B sequences, greedy-sampled from its logits.
+public enum ServeBench {
+    public struct Options: Sendable {
+        public var batches: [Int]
+        public var context: Int
+        public var steps: Int
+        public var warmup = 1
+        public var seed: UInt64 = 7
+
+        public init(batches: [Int], context: Int, steps: Int) {
+            self.batches = batches
+            self.context = context
+            self.steps = steps
+        }
+    }
+
+    /// One (batch, mode) measurement.
+    public struct Result: Codable, Sendable {
+        public var batch: Int
+        public var mode: EngineMode
+        /// Seconds per decode step (one token for each sequence): min, median, p20, p80, samples.
+        public var step: TimingSummary
+        /// batch / median step time.
+        public var tokensPerSecond: Double
+        /// Median step time in milliseconds: the time per output token each sequence sees.
+        public var timePerOutputTokenMs: Double
+        /// Mean seconds per step in each part (`StepProfile.Part` names).
+        public var partSeconds: [String: Double]
+        /// Mean seconds per step inside the decoder layers (all parts but embed+lm_head).
+        public var layerSeconds: Double
+        public var cacheBytes: Int
+    }
+
+    /// Speed-ups at one batch size, from median step times.
+    public struct Ratio: Codable, Sendable {
+        public var batch: Int
+        public var w4a4OverFP32: Double?
+        public var w4a4OverW8A8: Double?
+        /// The same ratios on the time spent inside the decoder layers (lm_head excluded: it runs in
+        /// FP32 in every mode).
+        public var layersW4A4OverFP32: Double?
+        public var layersW4A4OverW8A8: Double?
+        /// A projection, not a measurement: the ratios of a 32-layer model, 32 / layers times the measured
+        /// time inside the layers plus the measured time outside them (embedding, final norm, lm_head).
+        public var projected32W4A4OverFP32: Double?
+        public var projected32W4A4OverW8A8: Double?
+    }
+
+    public struct Report: Codable, Sendable {
+        public var machine: String
+        public var model: String
+        public var layers: Int
+        public var context: Int
+        public var steps: Int
+        public var threads: Int
+        public var database: String?
+        public var loadAverageAtStart: String
+        public var results: [Result]
+        public var ratios: [Ratio]
+        public var notes: [String]
+    }
+
+    /// Runs the benchmark on engines that share `engines`' runtime; `progress` gets a line per phase.
+    public static func run(engines: [Engine], options: Options, model: String, progress: (String) -> Void) throws -> Report {
+        guard let first = engines.first else { throw EngineError.invalidInput("serve-bench needs at least one engine") }
+        guard options.steps >= 1, options.context >= 1, !options.batches.isEmpty, options.batches.allSatisfy({ $0 >= 1 }) else {
+            throw EngineError.invalidInput("serve-bench needs batches >= 1, a context >= 1 and steps >= 1")
+        }
+        let capacity = options.context + options.warmup + options.steps + 1
+        var results: [Result] = []
+        for batch in options.batches {
+            var sequences: [[SequenceID]] = []
+            var tokens: [[Int]] = []
+            for (e, engine) in engines.enumerated() {
+                progress("batch \(batch): \(engine.mode.rawValue) cache for \(batch) x \(capacity) tokens, filling \(options.context)")
+                try engine.resizeCache(maxSequences: batch, maxContext: capacity)
+                sequences.append(try (0..<batch).map { b in
+                    try engine.makeFilledSequence(length: options.context, seed: options.seed &+ UInt64(b))
+                })
+                var rng = SeededGenerator(seed: options.seed &+ UInt64(e))
+                tokens.append((0..<batch).map { _ in Int.random(in: 0..<engine.config.vocabSize, using: &rng) })
+            }
+            func decode(_ e: Int) throws {
+                let logits = try engines[e].step(zip(sequences[e], tokens[e]).map { ($0, [$1]) })
+                tokens[e] = logits.map { LlamaReference.argmax($0.values) }
+            }
+            for _ in 0..<options.warmup { for e in engines.indices { try decode(e) } }
+            for engine in engines { engine.resetProfile() }
+            var samples = Array(repeating: [Double](), count: engines.count)
+            for s in 0..<options.steps {
+                for i in engines.indices {
+                    let e = (i + s) % engines.count
+                    let start = StepProfile.now()
+                    try decode(e)
+                    samples[e].append(StepProfile.now() - start)
+                }
+            }
+            for (e, engine) in engines.enumerated() {
+                let summary = TimingSummary(samples: samples[e])
+                let p = engine.profile
+                let steps = Double(max(p.steps, 1))
+                let parts = Dictionary(uniqueKeysWithValues: StepProfile.Part.allCases.map { ($0.rawValue, p[$0] / steps) })
+                results.append(Result(
+                    batch: batch, mode: engine.mode, step: summary, tokensPerSecond: Double(batch) / summary.median,
+                    timePerOutputTokenMs: summary.median * 1e3, partSeconds: parts, layerSeconds: p.layerSeconds / steps,
+                    cacheBytes: engine.cacheBytes))
+                for id in sequences[e] { engine.release(id) }
+                progress("batch \(batch): \(engine.mode.rawValue) \(String(format: "%.1f", Double(batch) / summary.median)) tokens/s")
+            }
+            for engine in engines { try engine.resizeCache(maxSequences: 1, maxContext: 1) }
+        }
+        return Report(
+            machine: first.runtime.machine.description.fingerprint.id, model: model, layers: first.config.numHiddenLayers,
+            context: options.context, steps: options.steps, threads: first.runtime.threads.threadCount,
+            database: first.runtime.databasePath, loadAverageAtStart: Self.loadAverage(), results: results,
+            ratios: ratios(results, batches: options.batches, layers: first.config.numHiddenLayers), notes: notes)
+    }
+
+    static let notes = [
+        "KV caches are filled with random valid entries (kv-append of random rows), not by a prefill.",
+        "Step time: one decode token for every sequence of the batch, greedy sampling included; modes interleaved step by step.",
+        "lm_head and the embedding run in FP32 (OpenBLAS) in every mode, as in Atom; layer ratios leave them out.",
+        "projected32 ratios are projections to 32 layers from the measured per-layer and lm_head times, not measurements.",
+    ]
+
+    static func ratios(_ results: [Result], batches: [Int], layers: Int) -> [Ratio] {
+        batches.map { b in
+            func r(_ mode: EngineMode) -> Result? { results.first { $0.batch == b && $0.mode == mode } }
+            let w4 = r(.w4a4), f = r(.fp32), w8 = r(.w8a8)
+            func over(_ base: Result?, _ key: (Result) -> Double) -> Double? {
+                guard let w4, let base else { return nil }
+                return key(base) / key(w4)
+            }
+            func projected(_ x: Result) -> Double { 32 / Double(layers) * x.layerSeconds + (x.partSeconds[StepProfile.Part.head.rawValue] ?? 0) }
+            return Ratio(
+                batch: b, w4a4OverFP32: over(f) { $0.step.median }, w4a4OverW8A8: over(w8) { $0.step.median },
+                layersW4A4OverFP32: over(f) { $0.layerSeconds }, layersW4A4OverW8A8: over(w8) { $0.layerSeconds },
+                projected32W4A4OverFP32: over(f, projected), projected32W4A4OverW8A8: over(w8, projected))
+        }
+    }
+
+    static func loadAverage() -> String {
+        (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "unknown"
+    }
+}

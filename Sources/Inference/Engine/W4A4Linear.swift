@@ -1,0 +1,144 @@
+import KernelKit
+import Kernels
+import Model
+
+/// Atom activations of `m` rows in one scratch region laid out as `AtomQuantize.OutputLayout` (what the
+/// fused quantize kernels write and gemm-w4a4 reads): packed INT4 codes, group scales, group code sums,
+/// INT8 outlier codes, outlier scales.
+struct W4Rows {
+    let layout: AtomQuantize.OutputLayout
+    let base: UnsafeMutableRawPointer
+
+    init(_ slot: Scratch.Slot, m: Int, k: Int, outliers: Int, _ scratch: Scratch) {
+        layout = AtomQuantize.OutputLayout(m: m, k: k, outliers: outliers)
+        base = scratch.raw(slot, bytes: layout.bytes)
+    }
+
+    var codes: UnsafeMutablePointer<UInt8> { (base + layout.codes).assumingMemoryBound(to: UInt8.self) }
+    var scales: UnsafeMutablePointer<Float> { (base + layout.scales).assumingMemoryBound(to: Float.self) }
+    var sums: UnsafeMutablePointer<Int32> { (base + layout.groupSums).assumingMemoryBound(to: Int32.self) }
+    var outlierCodes: UnsafeMutablePointer<Int8> { (base + layout.outlierCodes).assumingMemoryBound(to: Int8.self) }
+    var outlierScales: UnsafeMutablePointer<Float> { (base + layout.outlierScales).assumingMemoryBound(to: Float.self) }
+}
+
+/// The fused Atom quantize kernels run over row shares.
+enum AtomActivations {
+    /// rmsnorm-reorder-quantize: y = x[perm] * w[perm] / rms(x), then Atom quantization.
+    static func rmsnormReorder(
+        _ x: UnsafePointer<Float>, m: Int, k: Int, outliers: Int, normWeight: UnsafePointer<Float>, perm: UnsafePointer<Int32>,
+        eps: Float, into slot: Scratch.Slot, role: String, _ ctx: LayerContext
+    ) throws -> W4Rows {
+        let q = try ctx.kernels.quantize(.rmsnormReorderQuantize, m: m, k: k, outliers: outliers, layer: ctx.layer, role: role)
+        let out = W4Rows(slot, m: m, k: k, outliers: outliers, ctx.scratch)
+        run(q, m: m, ctx) { r, stage in
+            q.rmsNorm(x, normWeight, perm, eps, Int32(k), Int32(outliers), Int32(r.lowerBound), Int32(r.upperBound),
+                      out.codes, out.scales, out.sums, out.outlierCodes, out.outlierScales, stage)
+        }
+        return out
+    }
+
+    /// reorder-quantize: y = x[perm], then Atom quantization.
+    static func reorder(
+        _ x: UnsafePointer<Float>, m: Int, k: Int, outliers: Int, perm: UnsafePointer<Int32>, into slot: Scratch.Slot,
+        role: String, _ ctx: LayerContext
+    ) throws -> W4Rows {
+        let q = try ctx.kernels.quantize(.reorderQuantize, m: m, k: k, outliers: outliers, layer: ctx.layer, role: role)
+        let out = W4Rows(slot, m: m, k: k, outliers: outliers, ctx.scratch)
+        run(q, m: m, ctx) { r, stage in
+            q.reorder(x, perm, Int32(k), Int32(outliers), Int32(r.lowerBound), Int32(r.upperBound),
+                      out.codes, out.scales, out.sums, out.outlierCodes, out.outlierScales, stage)
+        }
+        return out
+    }
+
+    /// silu-mul-quantize: y = silu(gate) * up, then Atom quantization.
+    static func siluMul(
+        gate: UnsafePointer<Float>, up: UnsafePointer<Float>, m: Int, k: Int, outliers: Int, into slot: Scratch.Slot,
+        role: String, _ ctx: LayerContext
+    ) throws -> W4Rows {
+        let q = try ctx.kernels.quantize(.siluMulQuantize, m: m, k: k, outliers: outliers, layer: ctx.layer, role: role)
+        let out = W4Rows(slot, m: m, k: k, outliers: outliers, ctx.scratch)
+        run(q, m: m, ctx) { r, stage in
+            q.siluMul(gate, up, Int32(k), Int32(outliers), Int32(r.lowerBound), Int32(r.upperBound),
+                      out.codes, out.scales, out.sums, out.outlierCodes, out.outlierScales, stage)
+        }
+        return out
+    }
+
+    private static func run(
+        _ q: AtomQuantizeKernel, m: Int, _ ctx: LayerContext, _ body: (Range<Int>, UnsafeMutablePointer<Float>) -> Void
+    ) {
+        let rows = q.rows(m: m)
+        let stages = ctx.scratch.workspaces(.stage, shares: rows.count, bytes: q.stageBytes)
+        ctx.timed(.prepare) {
+            ctx.threads.run(shares: rows.count) { s in
+                guard !rows[s].isEmpty else { return }
+                body(rows[s], (stages.base + s * stages.stride).assumingMemoryBound(to: Float.self))
+            }
+        }
+    }
+}
+
+/// An Atom W4A4 linear layer: the weight's input channels reordered by the layer's permutation (and
+/// its output rows by `rowOrder`, to fold the next layer's permutation), then quantized with
+/// `AtomQuantization` (weight clip 0.85, INT4 groups of 128, the last `outliers` channels INT8 per
+/// row), run by gemm-w4a4.
+final class W4A4Linear {
+    let n: Int
+    let k: Int
+    let outliers: Int
+    private let weights: AtomQuantization.Quantized
+    private let packed = PackedWeights()
+
+    /// - Parameters:
+    ///   - columnOrder: source input channel of each position (the permutation the activations get).
+    ///   - rowOrder: source output channel of each output row, or nil to keep the order.
+    init(_ w: Matrix, columnOrder: [Int32], rowOrder: [Int32]?, outliers: Int) {
+        let n = w.rows, k = w.cols
+        self.n = n
+        self.k = k
+        self.outliers = outliers
+        precondition(columnOrder.count == k && (rowOrder?.count ?? n) == n, "permutations of the wrong length")
+        var reordered = [Float](repeating: 0, count: n * k)
+        w.values.withUnsafeBufferPointer { src in
+            reordered.withUnsafeMutableBufferPointer { dst in
+                for r in 0..<n {
+                    let from = src.baseAddress! + Int(rowOrder?[r] ?? Int32(r)) * k
+                    let to = dst.baseAddress! + r * k
+                    for j in 0..<k { to[j] = from[Int(columnOrder[j])] }
+                }
+            }
+        }
+        weights = AtomQuantization.quantize(reordered, rows: n, k: k, outliers: outliers, clip: AtomQuantization.weightClip)
+    }
+
+    /// y [m][n] from quantized activations.
+    func apply(_ a: W4Rows, rows m: Int, into y: UnsafeMutablePointer<Float>, role: String, _ ctx: LayerContext) throws {
+        let g = try ctx.kernels.gemmW4A4(m: m, n: n, k: k, outliers: outliers, layer: ctx.layer, role: role)
+        let w = weights
+        let panels = packed.packing(nr: g.nr, bytes: g.packedBytes(Int32(n), Int32(k), Int32(outliers))) { out in
+            w.codes.withUnsafeBufferPointer { codes in
+                w.scales.withUnsafeBufferPointer { scales in
+                    w.outlierCodes.withUnsafeBufferPointer { oc in
+                        w.outlierScales.withUnsafeBufferPointer { os in
+                            g.pack(codes.baseAddress, scales.baseAddress, oc.baseAddress, os.baseAddress, Int32(n), Int32(k), Int32(outliers), out)
+                        }
+                    }
+                }
+            }
+        }
+        let blocks = g.blocks(m: m, n: n)
+        let ws = ctx.scratch.workspaces(.workspace, shares: blocks.count, bytes: g.workspaceBytes)
+        let n32 = Int32(n), k32 = Int32(k), o32 = Int32(outliers)
+        ctx.timed(.gemm) {
+            ctx.threads.run(shares: blocks.count) { s in
+                let b = blocks[s]
+                guard !b.rows.isEmpty, !b.cols.isEmpty else { return }
+                g.kernel(
+                    a.codes, a.scales, a.sums, a.outlierCodes, a.outlierScales, panels, y, n32, k32, o32,
+                    Int32(b.rows.lowerBound), Int32(b.rows.upperBound), Int32(b.cols.lowerBound), Int32(b.cols.upperBound),
+                    ws.base + s * ws.stride)
+            }
+        }
+    }
+}

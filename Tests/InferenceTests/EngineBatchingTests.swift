@@ -1,0 +1,76 @@
+import Foundation
+import Inference
+import Model
+import Testing
+
+@Suite("Engine batching", .serialized)
+struct EngineBatchingTests {
+    static let requests: [ContinuousBatcher.Request] = [
+        .init(prompt: [1, 2, 3, 4, 5, 6, 7], maxNewTokens: 5),
+        .init(prompt: [400], maxNewTokens: 3),
+        .init(prompt: [9, 80, 81, 82], maxNewTokens: 6),
+        .init(prompt: [33, 34], maxNewTokens: 2),
+        .init(prompt: [100, 200, 300, 400, 500, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], maxNewTokens: 4),
+    ]
+
+    /// Requests joining and leaving between steps (a batch of at most 3, one submitted mid-run, 17-token
+    /// pages of 16 crossed) give each request the tokens it gets alone: every row of every kernel is
+    /// computed the same way whatever else is in the batch (quantization is per row, the integer GEMMs
+    /// are exact per element, attention is per row).
+    @Test(arguments: [EngineMode.w4a4, .w8a8, .fp32])
+    func continuousBatchingMatchesAlone(mode: EngineMode) throws {
+        let weights = try tinyWeights()
+        var options = EngineOptions()
+        options.maxContext = 32
+        options.maxSequences = 3
+        options.pageTokens = 16
+        let engine = try Engine(model: weights, mode: mode, options: options, runtime: testRuntime(threads: 2))
+        let alone = try Self.requests.map { try engine.generate(prompt: $0.prompt, steps: $0.maxNewTokens) }
+        let batcher = try ContinuousBatcher(engine: engine, maxBatch: 3)
+        var ids = try Self.requests.dropLast().map { try batcher.submit($0) }
+        try batcher.step()
+        try batcher.step()
+        ids.append(try batcher.submit(Self.requests.last!))
+        let results = try batcher.runToCompletion()
+        #expect(batcher.steps < alone.reduce(0) { $0 + $1.count }, "batching should take fewer steps than running one by one")
+        for (i, id) in ids.enumerated() {
+            #expect(results[id] == alone[i], "request \(i) in \(mode)")
+        }
+        #expect(batcher.isIdle)
+    }
+
+    @Test func badInputIsRefused() throws {
+        let engine = try Engine(model: tinyWeights(layers: 1), mode: .w8a8, options: EngineOptions(), runtime: testRuntime())
+        let s = try engine.makeSequence()
+        #expect(throws: EngineError.self) { try engine.step([(s, [512])]) }
+        #expect(throws: EngineError.self) { try engine.step([(s, [])]) }
+        #expect(throws: EngineError.self) { try engine.step([(s, [1]), (s, [2])]) }
+        engine.release(s)
+        #expect(throws: EngineError.self) { try engine.step([(s, [1])]) }
+        #expect(throws: EngineError.self) { try EngineMode.parse("w3a3") }
+        do {
+            _ = try EngineMode.parse("int4")
+            Issue.record("int4 is not a mode")
+        } catch {
+            #expect("\(error)".contains("fp32, w8a8, w4a4"))
+        }
+        let batcher = try ContinuousBatcher(engine: engine)
+        #expect(throws: EngineError.self) { try batcher.submit(.init(prompt: [], maxNewTokens: 1)) }
+    }
+
+    /// The benchmark runs end to end on the tiny model (numbers are not checked here).
+    @Test func serveBenchRuns() throws {
+        let weights = try tinyWeights(layers: 1)
+        let runtime = try testRuntime(threads: 2)
+        var options = EngineOptions()
+        options.maxContext = 1
+        options.maxSequences = 1
+        let engines = try EngineMode.allCases.map { try Engine(model: weights, mode: $0, options: options, runtime: runtime) }
+        var bench = ServeBench.Options(batches: [1, 3], context: 40, steps: 2)
+        bench.warmup = 1
+        let report = try ServeBench.run(engines: engines, options: bench, model: "tiny") { _ in }
+        #expect(report.results.count == 6)
+        #expect(report.results.allSatisfy { $0.tokensPerSecond > 0 && $0.step.count == 2 })
+        #expect(report.ratios.count == 2 && report.ratios.allSatisfy { $0.w4a4OverFP32 != nil && $0.w4a4OverW8A8 != nil })
+    }
+}

@@ -1,0 +1,87 @@
+import Foundation
+import Inference
+import KernelKit
+import Kernels
+import Model
+import Testing
+import TuningStore
+
+@Suite("Engine dispatch", .serialized)
+struct EngineDispatchTests {
+    /// A database with one tuned gemm-w4a4 record at the shape of the tiny model's q/k/v/o projections
+    /// for one token (m=1 n=256 k=256 outliers=128; k/v have n=128 and look it up as the nearest
+    /// shape), and a record this machine cannot run (more threads than it has PUs) at m=2.
+    @Test func tunedRecordsAreUsedAndExplained() throws {
+        let dir = EngineTempDir()
+        let path = dir.file("tuned.sqlite")
+        let probe = try testRuntime()
+        let machine = probe.machine.description
+        let family = GemmW4A4()
+        let context = MachineContext(machine)
+        let decode = Workload(family: "gemm-w4a4", shape: ["m": 1, "n": 256, "k": 256, "outliers": 128])
+        var tuned = family.analyticalConfiguration(for: decode, machine: context)
+        tuned["threads"] = .int(1)
+        tuned["mc"] = .int([8, 16, 24, 32, 48, 64].first { $0 % tuned.int("mr") == 0 && $0 != tuned.int("mc") }!)
+        try family.check(tuned, machine: context)
+        #expect(tuned != family.analyticalConfiguration(for: decode, machine: context))
+        var unrunnable = tuned
+        unrunnable["threads"] = .int(64)
+        let twoRows = Workload(family: "gemm-w4a4", shape: ["m": 2, "n": 256, "k": 256, "outliers": 128])
+        let store = try TuningStore(path: path)
+        func record(_ w: Workload, _ c: KernelKit.Configuration) -> TrialRecord {
+            TrialRecord(
+                machine: machine.fingerprint.id, workload: w, configuration: c, templateVersion: family.templateVersion,
+                compiler: "test", status: "ok", stage: "time", gops: 10)
+        }
+        let id = try store.insert(record(decode, tuned))
+        try store.insert(record(twoRows, unrunnable))
+        try store.close()
+
+        var options = EngineOptions()
+        options.maxContext = 16
+        let engine = try Engine(model: tinyWeights(layers: 1), mode: .w4a4, options: options, runtime: testRuntime(database: path))
+        let s = try engine.makeSequence()
+        _ = try engine.step([(s, [5, 6])])  // m = 2: the unrunnable record
+        _ = try engine.step([(s, [7])])  // m = 1: the tuned record
+        let records = engine.dispatchRecords
+        func find(_ role: String, m: Int) -> DispatchRecord? {
+            records.first { $0.role == role && $0.choice.workload["m"] == m }
+        }
+        let q1 = try #require(find("q_proj", m: 1))
+        #expect(q1.choice.origin == .exact(trialID: id))
+        #expect(q1.choice.configuration == tuned)
+        #expect(find("o_proj", m: 1)?.choice.origin == .exact(trialID: id))
+        if case .nearest? = find("k_proj", m: 1)?.choice.origin {} else { Issue.record("k_proj should use the nearest tuned shape") }
+        let q2 = try #require(find("q_proj", m: 2))
+        #expect(q2.choice.origin == .analyticalDefault)
+        #expect(q2.choice.notes.contains { $0.contains("rejected on this machine") })
+        #expect(records.first { $0.role == "attention" }?.choice.origin == .analyticalDefault)
+        let text = DispatchExplain.text(records, machine: machine.fingerprint.id, database: path)
+        #expect(text.contains("exact tuned (trial \(id))"))
+        #expect(text.contains("nearest tuned shape"))
+        #expect(text.contains("analytical default"))
+        #expect(text.contains("rejected on this machine"))
+    }
+
+    /// Without a database every kernel runs its analytical configuration, and `--explain` says so for
+    /// every layer and kernel.
+    @Test func analyticalWithoutDatabase() throws {
+        var options = EngineOptions()
+        options.maxContext = 16
+        let engine = try Engine(model: tinyWeights(layers: 2), mode: .w4a4, options: options, runtime: testRuntime())
+        _ = try engine.generate(prompt: [1, 2, 3], steps: 2)
+        let records = engine.dispatchRecords
+        #expect(records.allSatisfy { $0.choice.origin == .analyticalDefault })
+        let roles = Set(records.map(\.role))
+        for role in ["qkv-quantize", "q_proj", "k_proj", "v_proj", "kv-append", "attention", "o-quantize", "o_proj", "gate/up-quantize",
+                     "gate_proj", "up_proj", "down-quantize", "down_proj"] {
+            #expect(roles.contains(role), "no dispatch record for \(role)")
+        }
+        #expect(Set(records.compactMap(\.layer)) == [0, 1])
+        #expect(records.filter { $0.choice.family == "attention-decode" }.allSatisfy { $0.choice.configuration.name("cache") == "int4" })
+        let text = DispatchExplain.text(records, machine: "m", database: nil)
+        #expect(text.contains("analytical default"))
+        #expect(!text.contains("exact tuned"))
+    }
+}
+

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Tunes the kernels `lowbit serve-bench` dispatches for Llama-7B's shapes, then runs the benchmark.
+#   scripts/serve-bench.sh [LOWBIT] [DB] [OUT.json]
+# LOWBIT defaults to .build/release/lowbit, DB to a copy of TuningDB/lowbit.sqlite in /tmp (tuning adds
+# to it; points already measured are reused), OUT to serve-bench.json. The model (2 layers of
+# Llama-7B, 1.3 GB) is synthesized into /tmp/lowbit-llama7b-2 when missing. About 15 minutes of tuning
+# and 5 of benchmark on 2 cores; run it on a quiet machine.
+set -euo pipefail
+
+B=${1:-.build/release/lowbit}
+DB=${2:-/tmp/lowbit-serve-bench.sqlite}
+OUT=${3:-serve-bench.json}
+MODEL=/tmp/lowbit-llama7b-2
+[ -f "$DB" ] || { [ -f TuningDB/lowbit.sqlite ] && cp TuningDB/lowbit.sqlite "$DB" || true; }
+[ -f "$MODEL/config.json" ] || "$B" model synth --preset llama-7b --layers 2 --out "$MODEL"
+
+T=(--trials 12 --time 40s --patience 5 --db "$DB")
+batches=(1 8 32 64 128)
+shapes=("4096 4096" "11008 4096" "4096 11008")
+for m in "${batches[@]}"; do
+    for nk in "${shapes[@]}"; do
+        set -- $nk
+        "$B" tune gemm-w4a4 --m "$m" --n "$1" --k "$2" --shape outliers=128 "${T[@]}"
+        "$B" tune gemm-w8a8 --m "$m" --n "$1" --k "$2" "${T[@]}"
+    done
+    "$B" tune rmsnorm-reorder-quantize --m "$m" --k 4096 --shape outliers=128 "${T[@]}"
+    "$B" tune reorder-quantize --m "$m" --k 4096 --shape outliers=128 "${T[@]}"
+    "$B" tune silu-mul-quantize --m "$m" --k 11008 --shape outliers=128 "${T[@]}"
+done
+# attention-decode at batch 1-16 (larger batches exceed the tuner's 2^31-byte pool rule; the engine
+# takes the nearest tuned shape), one cache format per mode.
+for bits in 4 8 32; do
+    for b in 1 8 16; do
+        "$B" tune attention-decode --shape b=$b --shape hq=32 --shape hkv=32 --shape d=128 --shape ctx=1024 --shape kvbits=$bits "${T[@]}"
+    done
+done
+"$B" serve-bench --model "$MODEL" --batch 1,8,32,64,128 --context 1024 --steps 8 --db "$DB" --json-out "$OUT"
