@@ -146,6 +146,21 @@ struct ServeBenchCommand: ParsableCommand {
             FileHandle.standardError.write(Data((line + "\n").utf8))
         }
         print(Self.render(report))
+        // The run's points go into the tuning database (table `serving`) for `lowbit report`.
+        let storePath = database ?? TuningStore.defaultPath()
+        do {
+            let store = try TuningStore(path: storePath, logger: logger)
+            let session = UUID().uuidString
+            try store.record(serving: report.results.map { r in
+                ServingRecord(
+                    machine: report.machine, model: "\(report.model), \(report.layers) layers", mode: r.mode.rawValue, batch: r.batch,
+                    context: report.context, tokensPerSecond: r.tokensPerSecond, millisecondsPerToken: r.timePerOutputTokenMs,
+                    session: session)
+            })
+            print("stored \(report.results.count) points in \(storePath) (table serving; `lowbit report` draws them)")
+        } catch {
+            FileHandle.standardError.write(Data("serve-bench: results not stored in \(storePath): \(error)\n".utf8))
+        }
         if let jsonOut {
             try Data(try JSONOutput.encode(report).utf8).write(to: URL(fileURLWithPath: jsonOut))
             print("wrote \(jsonOut)")
