@@ -115,52 +115,14 @@ public struct GemmW4A4: KernelFamily {
         return c
     }
 
-    /// A configuration from the shape and the caches, without measuring: the register tile that wastes
-    /// the fewest rows of M and loads the fewest weights per multiply-add; a K block (whole groups)
-    /// whose packed weight panel fills half of L1; an M block whose activations fit half of L2; an N
-    /// block whose panels fit half of this core's share of the last-level cache; one thread per core.
+    /// The analytical configuration (`GemmBlocking`): packed weights are half a byte per k, K blocks
+    /// whole groups.
     public func analyticalConfiguration(for workload: Workload, machine: MachineContext) -> Configuration {
         let isa = bestTarget(on: machine)
-        var c = defaultConfiguration(isa: isa, machine: machine)
-        func ints(_ name: String) -> [Int] { parameter(name)!.domain.values.compactMap { if case .int(let v) = $0 { v } else { nil } } }
-        let m = max(workload["m"], 1), n = max(workload["n"], 1), k = max(workload["k"], 1)
-        let lanes = Double(W4Dialect.forTarget(isa)?.lanes ?? 1)
-        var best: (mr: Int, nr: Int, score: Double)?
-        for mr in ints("mr") {
-            for nr in ints("nr") {
-                var trial = c
-                trial["mr"] = .int(mr)
-                trial["nr"] = .int(nr)
-                trial["mc"] = .int(ints("mc").first { $0 % mr == 0 } ?? 8)
-                trial["nc"] = .int(ints("nc").first { $0 % nr == 0 } ?? 64)
-                guard (try? check(trial, machine: nil)) != nil else { continue }
-                // Multiply-adds per vector load (weights and activation broadcasts), rows past M wasted.
-                let rows = Double(min(mr, m))
-                let score = rows * Double(nr) / (rows + Double(nr) / lanes)
-                if best == nil || score > best!.score + 1e-9 { best = (mr, nr, score) }
-            }
-        }
-        let mr = best?.mr ?? 4, nr = best?.nr ?? 8
-        c["mr"] = .int(mr)
-        c["nr"] = .int(nr)
-        let topology = machine.topology
-        let l1 = Int(topology.dataCache(level: 1)?.sizeBytes ?? 32 << 10)
-        let l2 = Int(topology.dataCache(level: 2)?.sizeBytes ?? 512 << 10)
-        let llc = topology.lastLevelCache
-        let l3Share = Int(llc?.sizeBytes ?? 8 << 20) / max(1, llc?.pusPerInstance ?? 1)
-        let group = AtomQuantization.groupSize
-        let kcCap = max(group, (k + group - 1) / group * group)
-        let kc = ints("kc").last { $0 * nr / 2 <= l1 / 2 && $0 <= kcCap } ?? ints("kc")[0]
-        c["kc"] = .int(kc)
-        c["mc"] = .int(ints("mc").last { $0 % mr == 0 && $0 * kc <= l2 / 2 && $0 <= max(m, mr) } ?? ints("mc").first { $0 % mr == 0 } ?? mr)
-        c["nc"] = .int(ints("nc").last { $0 % nr == 0 && $0 * kc / 2 <= l3Share / 2 && $0 <= max(n, nr) } ?? ints("nc").first { $0 % nr == 0 } ?? nr)
-        let cores = max(1, topology.cores.count)
-        let threads = ints("threads").last { $0 <= cores } ?? 1
-        c["threads"] = .int(threads)
-        let tm = (m >= 8 * mr * threads && n / nr < 4 * threads) ? threads : 1
-        c["tm"] = .int(ints("tm").contains(tm) ? tm : 1)
-        c["placement"] = .name(ThreadPlacement.scatter.rawValue)
-        return c
+        let blocking = GemmBlocking(
+            weightBytesPerK: 0.5, kRound: AtomQuantization.groupSize, kcFloor: AtomQuantization.groupSize,
+            lanes: W4Dialect.forTarget(isa)?.lanes ?? 1)
+        return blocking.configure(self, base: defaultConfiguration(isa: isa, machine: machine), workload: workload, machine: machine)
     }
 
     public func render(_ config: Configuration) throws -> KernelSource {

@@ -142,49 +142,14 @@ public struct GemmW8A8: KernelFamily {
     /// splitting N (weights) between threads unless M is large enough to split too.
     public func analyticalConfiguration(for workload: Workload, machine: MachineContext) -> Configuration {
         let isa = bestTarget(on: machine)
-        var c = defaultConfiguration(isa: isa, machine: machine)
-        func ints(_ name: String) -> [Int] { parameter(name)!.domain.values.compactMap { if case .int(let v) = $0 { v } else { nil } } }
-        let m = max(workload["m"], 1), n = max(workload["n"], 1), k = max(workload["k"], 1)
-        // Register tile.
-        var best: (mr: Int, nr: Int, score: Double)?
-        for mr in ints("mr") {
-            for nr in ints("nr") {
-                var trial = c
-                trial["mr"] = .int(mr)
-                trial["nr"] = .int(nr)
-                trial["mc"] = .int(ints("mc").first { $0 % mr == 0 } ?? 8)
-                trial["nc"] = .int(ints("nc").first { $0 % nr == 0 } ?? 64)
-                trial["kc"] = .int(64)
-                trial["ku"] = .int(isa == .portable ? 1 : 2)
-                guard (try? check(trial, machine: nil)) != nil else { continue }
-                // Useful rows: a tile taller than M wastes work.
-                let rows = Double(min(mr, m))
-                let score = rows * Double(nr) / (rows + Double(nr) / Double(Self.registerBudget(isa)?.lanes ?? 1))
-                if best == nil || score > best!.score + 1e-9 { best = (mr, nr, score) }
-            }
+        let ku = isa == .portable ? 1 : 2
+        let blocking = GemmBlocking(weightBytesPerK: 1, kRound: 4, kcFloor: 64, lanes: Self.registerBudget(isa)?.lanes ?? 1)
+        var c = blocking.configure(self, base: defaultConfiguration(isa: isa, machine: machine), workload: workload, machine: machine) { trial in
+            trial["kc"] = .int(64)
+            trial["ku"] = .int(ku)
         }
-        let mr = best?.mr ?? 4, nr = best?.nr ?? 8
-        c["mr"] = .int(mr)
-        c["nr"] = .int(nr)
-        c["ku"] = .int(isa == .portable ? 1 : 2)
-        let topology = machine.topology
-        let l1 = Int(topology.dataCache(level: 1)?.sizeBytes ?? 32 << 10)
-        let l2 = Int(topology.dataCache(level: 2)?.sizeBytes ?? 512 << 10)
-        let llc = topology.lastLevelCache
-        let l3Share = Int(llc?.sizeBytes ?? 8 << 20) / max(1, llc?.pusPerInstance ?? 1)
-        let kcCap = (k + 3) / 4 * 4
-        let kc = ints("kc").last { $0 * nr <= l1 / 2 && $0 <= max(kcCap, 64) } ?? ints("kc")[0]
-        c["kc"] = .int(kc)
-        c["mc"] = .int(ints("mc").last { $0 % mr == 0 && $0 * kc <= l2 / 2 && $0 <= max(m, mr) } ?? ints("mc").first { $0 % mr == 0 } ?? mr)
-        c["nc"] = .int(ints("nc").last { $0 % nr == 0 && $0 * kc <= l3Share / 2 && $0 <= max(n, nr) } ?? ints("nc").first { $0 % nr == 0 } ?? nr)
-        let cores = max(1, topology.cores.count)
-        let threads = ints("threads").last { $0 <= cores } ?? 1
-        c["threads"] = .int(threads)
-        // Split M only when every thread still gets several row tiles and N alone would not feed them.
-        let tm = (m >= 8 * mr * threads && n / nr < 4 * threads) ? threads : 1
-        c["tm"] = .int(ints("tm").contains(tm) ? tm : 1)
+        c["ku"] = .int(ku)
         c["pf"] = .int(0)
-        c["placement"] = .name(ThreadPlacement.scatter.rawValue)
         return c
     }
 

@@ -1,0 +1,65 @@
+import KernelKit
+
+/// The analytical (BLIS-style) configuration both GEMM families derive from the shape and the caches,
+/// without measuring: the register tile that wastes the fewest rows of M and does the most multiply-adds
+/// per vector load; a K block whose packed weight panel fills half of L1; an M block whose activations
+/// fit half of L2; an N block whose panels fit half of this core's share of the last-level cache; one
+/// thread per core, splitting M only when N alone would not feed the threads.
+struct GemmBlocking {
+    /// Packed weight bytes per (k, output channel): 1 for INT8, 0.5 for INT4.
+    var weightBytesPerK: Double
+    /// K blocks round the reduction up to a multiple of this (4 for INT8, the group size for INT4)...
+    var kRound: Int
+    /// ...and are never capped below this.
+    var kcFloor: Int
+    /// Int32 lanes of the target's vectors (1 for portable C).
+    var lanes: Int
+
+    func configure(
+        _ family: some KernelFamily, base: Configuration, workload: Workload, machine: MachineContext,
+        trial adjust: (inout Configuration) -> Void = { _ in }
+    ) -> Configuration {
+        var c = base
+        func ints(_ name: String) -> [Int] { family.parameter(name)!.domain.values.compactMap { if case .int(let v) = $0 { v } else { nil } } }
+        let m = max(workload["m"], 1), n = max(workload["n"], 1), k = max(workload["k"], 1)
+        var best: (mr: Int, nr: Int, score: Double)?
+        for mr in ints("mr") {
+            for nr in ints("nr") {
+                var trial = c
+                trial["mr"] = .int(mr)
+                trial["nr"] = .int(nr)
+                trial["mc"] = .int(ints("mc").first { $0 % mr == 0 } ?? 8)
+                trial["nc"] = .int(ints("nc").first { $0 % nr == 0 } ?? 64)
+                adjust(&trial)
+                guard (try? family.check(trial, machine: nil)) != nil else { continue }
+                // Multiply-adds per vector load (weights and activation broadcasts); rows past M are wasted.
+                let rows = Double(min(mr, m))
+                let score = rows * Double(nr) / (rows + Double(nr) / Double(max(lanes, 1)))
+                if best == nil || score > best!.score + 1e-9 { best = (mr, nr, score) }
+            }
+        }
+        let mr = best?.mr ?? 4, nr = best?.nr ?? 8
+        c["mr"] = .int(mr)
+        c["nr"] = .int(nr)
+        let topology = machine.topology
+        let l1 = Double(topology.dataCache(level: 1)?.sizeBytes ?? 32 << 10)
+        let l2 = Int(topology.dataCache(level: 2)?.sizeBytes ?? 512 << 10)
+        let llc = topology.lastLevelCache
+        let l3Share = Double(Int(llc?.sizeBytes ?? 8 << 20) / max(1, llc?.pusPerInstance ?? 1))
+        let kcCap = max(kcFloor, (k + kRound - 1) / kRound * kRound)
+        let kc = ints("kc").last { Double($0 * nr) * weightBytesPerK <= l1 / 2 && $0 <= kcCap } ?? ints("kc")[0]
+        c["kc"] = .int(kc)
+        c["mc"] = .int(ints("mc").last { $0 % mr == 0 && $0 * kc <= l2 / 2 && $0 <= max(m, mr) } ?? ints("mc").first { $0 % mr == 0 } ?? mr)
+        c["nc"] = .int(
+            ints("nc").last { $0 % nr == 0 && Double($0 * kc) * weightBytesPerK <= l3Share / 2 && $0 <= max(n, nr) }
+                ?? ints("nc").first { $0 % nr == 0 } ?? nr)
+        let cores = max(1, topology.cores.count)
+        let threads = ints("threads").last { $0 <= cores } ?? 1
+        c["threads"] = .int(threads)
+        // Split M only when every thread still gets several row tiles and N alone would not feed them.
+        let tm = (m >= 8 * mr * threads && n / nr < 4 * threads) ? threads : 1
+        c["tm"] = .int(ints("tm").contains(tm) ? tm : 1)
+        c["placement"] = .name(ThreadPlacement.scatter.rawValue)
+        return c
+    }
+}
