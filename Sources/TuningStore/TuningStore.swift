@@ -83,9 +83,16 @@ public final class TuningStore: Sendable {
         do {
             try migrator.migrate(pool)
         } catch {
-            // Another process may have created the same tables between our check and our write:
-            // then the migrations are complete and there is nothing to do.
-            let completed = (try? pool.read { try migrator.hasCompletedMigrations($0) }) ?? false
+            // Another process may be creating the same tables between our check and our write: wait
+            // for its migrations (each commits on its own) and take over where it is, for up to 5 s.
+            var completed = (try? pool.read { try migrator.hasCompletedMigrations($0) }) ?? false
+            var attempts = 0
+            while !completed, attempts < 50 {
+                attempts += 1
+                usleep(100_000)
+                if (try? migrator.migrate(pool)) != nil { completed = true; break }
+                completed = (try? pool.read { try migrator.hasCompletedMigrations($0) }) ?? false
+            }
             if !completed {
                 if state != .lowbit {
                     // We may have adopted a file that a foreign program filled in the meantime.

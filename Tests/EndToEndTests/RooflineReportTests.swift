@@ -10,14 +10,40 @@ struct RooflineReportTests {
     static let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lowbit-roofline-\(UUID().uuidString)")
     static var db: String { directory.appendingPathComponent("lowbit.sqlite").path }
 
-    /// Measures once (one thread, short budgets) and returns what was stored.
+    /// Measures (one thread, short budgets) and returns what was stored. Other suites run in parallel
+    /// with this one and can load both cores for seconds, so a measurement whose orderings do not hold
+    /// is taken again, up to three times in all; the tests then check the last one.
     static let measured: Result<Ceilings, Error> = Result {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let run = try LowbitBinary().run(["roofline", "measure", "--db", db, "--threads-list", "1", "--budget", "0.05"])
-        guard run.status == 0 else { throw MeasureFailed(stderr: run.stderr) }
-        let store = try TuningStore(path: db)
-        let machine = try #require(try store.machines().first)
-        return Ceilings(flat: machine.ceilings ?? [:])
+        var ceilings = Ceilings()
+        for _ in 0..<3 {
+            let run = try LowbitBinary().run(["roofline", "measure", "--db", db, "--threads-list", "1", "--budget", "0.1"])
+            guard run.status == 0 else { throw MeasureFailed(stderr: run.stderr) }
+            let store = try TuningStore(path: db)
+            let machine = try #require(try store.machines().first)
+            ceilings = Ceilings(flat: machine.ceilings ?? [:])
+            if orderingProblems(ceilings).isEmpty { break }
+        }
+        return ceilings
+    }
+
+    /// The orderings the tests expect, as messages for those that do not hold.
+    static func orderingProblems(_ c: Ceilings) -> [String] {
+        var problems: [String] = []
+        for op in ["read", "write", "copy", "triad"] {
+            func at(_ level: String) -> Double? { c.bandwidth(op: op, threads: 1, level: level) }
+            guard let l1 = at("L1"), let dram = at("DRAM") else { problems.append("\(op): no L1 or DRAM plateau"); continue }
+            if !(l1 > 1.5 * dram) { problems.append("\(op): L1 \(l1) GB/s vs DRAM \(dram) GB/s") }
+            if let l3 = at("L3") {
+                if !(l1 > 1.2 * l3) { problems.append("\(op): L1 \(l1) vs L3 \(l3)") }
+                if !(l3 > 1.2 * dram) { problems.append("\(op): L3 \(l3) vs DRAM \(dram)") }
+            }
+        }
+        func g(_ op: String, _ isa: String) -> Double? { c.compute(op: op, isa: isa, threads: 1) }
+        if let i16 = g("int8-i16", "avx2"), let i32 = g("int8-i32", "avx2"), !(i16 > 1.1 * i32) { problems.append("int8-i16 \(i16) vs int8-i32 \(i32)") }
+        if let dot = g("int8-dot", "avx512-vnni"), let i32 = g("int8-i32", "avx512-vnni"), !(dot > 1.1 * i32) { problems.append("int8-dot \(dot) vs int8-i32 \(i32)") }
+        if let wide = g("fp32-fma", "avx512-vnni"), let narrow = g("fp32-fma", "avx2"), !(wide > 1.2 * narrow) { problems.append("fp32-fma 512 \(wide) vs 256 \(narrow)") }
+        return problems
     }
 
     struct MeasureFailed: Error { var stderr: String }
