@@ -165,21 +165,11 @@ struct ReportBuilder {
         if ceilings.isEmpty {
             c.note("No ceilings stored for this machine: run `lowbit roofline measure` and write the report again.")
         } else {
-            c.table(HTMLReport.Table(
-                caption: "Compute ceilings (peak-compute)", header: ["operation", "isa", "threads", "GOP/s"],
-                rows: ceilings.compute.sorted { ($0.isa, $0.op, $0.threads) < ($1.isa, $1.op, $1.threads) }
-                    .map { [$0.op, $0.isa, "\($0.threads)", String(format: "%.1f", $0.gops)] }))
-            let levels = ["L1", "L2", "L3", "DRAM"].filter { l in ceilings.plateaus.contains { $0.level == l } }
-            let keys = Set(ceilings.plateaus.map { "\($0.op)|\($0.threads)" }).sorted()
+            let computeTable = ceilings.computeTable, plateauTable = ceilings.plateauTable
+            c.table(HTMLReport.Table(caption: "Compute ceilings (peak-compute)", header: computeTable.header, rows: computeTable.rows))
             c.table(HTMLReport.Table(
                 caption: "Bandwidth plateaus in GB/s (peak-bandwidth), by the level holding the working set",
-                header: ["operation", "threads"] + levels,
-                rows: keys.map { key in
-                    let p = key.split(separator: "|").map(String.init)
-                    return [p[0], p[1]] + levels.map { l in
-                        ceilings.plateaus.first { $0.op == p[0] && "\($0.threads)" == p[1] && $0.level == l }.map { String(format: "%.1f", $0.gbps) } ?? "-"
-                    }
-                }))
+                header: plateauTable.header, rows: plateauTable.rows))
             c.figure(bandwidthChart(), caption: "Measured bandwidth against working-set size; dashed lines mark the cache capacities the threads see.")
         }
         report.sections.append(c)

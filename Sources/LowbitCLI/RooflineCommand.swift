@@ -123,20 +123,13 @@ struct RooflineMeasurement {
 enum RooflineTables {
     static func render(_ c: Ceilings, machine: MachineDescription) -> String {
         var out = "Roofline of \(machine.cpu.name) (\(machine.fingerprint.id))\n\ncompute ceilings (peak-compute, GOP/s):\n"
-        var t = Table(["operation", "isa", "threads", "GOP/s"], alignments: [.left, .left, .right, .right])
-        for x in c.compute.sorted(by: { ($0.isa, $0.op, $0.threads) < ($1.isa, $1.op, $1.threads) }) {
-            t.add([x.op, x.isa, "\(x.threads)", String(format: "%.1f", x.gops)])
-        }
+        let computeTable = c.computeTable
+        var t = Table(computeTable.header, alignments: [.left, .left, .right, .right])
+        for row in computeTable.rows { t.add(row) }
         out += t.render() + "\n\nbandwidth plateaus (peak-bandwidth, GB/s; level = where the working set lives):\n"
-        let levels = ["L1", "L2", "L3", "L4", "DRAM"].filter { l in c.plateaus.contains { $0.level == l } }
-        var p = Table(["operation", "threads"] + levels, alignments: [.left, .right] + levels.map { _ in .right })
-        let keys = Set(c.plateaus.map { "\($0.op)|\($0.threads)" }).sorted()
-        for key in keys {
-            let parts = key.split(separator: "|").map(String.init)
-            p.add([parts[0], parts[1]] + levels.map { l in
-                c.plateaus.first { $0.op == parts[0] && "\($0.threads)" == parts[1] && $0.level == l }.map { String(format: "%.1f", $0.gbps) } ?? "-"
-            })
-        }
+        let plateauTable = c.plateauTable
+        var p = Table(plateauTable.header, alignments: [.left] + plateauTable.header.dropFirst().map { _ in .right })
+        for row in plateauTable.rows { p.add(row) }
         out += p.render()
         if let triad = c.plateaus.first(where: { $0.op == "triad" && $0.level == "DRAM" && $0.threads == c.plateaus.map(\.threads).max() }),
             let read = c.plateaus.first(where: { $0.op == "read" && $0.level == "DRAM" && $0.threads == triad.threads })
