@@ -26,7 +26,7 @@ public struct AttentionDecode: KernelFamily {
 
     public let name = "attention-decode"
     public let summary = "decode attention over a paged int4/int8/fp32 KV cache: RoPE on dequantized K, GQA, online softmax, split-K merge"
-    public let templateVersion = 3
+    public let templateVersion = 4
     public let dimensions = ["b", "hq", "hkv", "d", "ctx"]
     public let shapeRules = [
         "positive: b, hq, hkv, d and ctx are at least 1",
@@ -53,8 +53,9 @@ public struct AttentionDecode: KernelFamily {
             ParameterSpec("tb", .ints([4, 8, 16, 32, 64]), default: .int(16), "tokens per block (dequantized together, one softmax rescale per block)"),
             ParameterSpec("split", .ints([1, 2, 4, 8, 16]), default: .int(1), "splits of each sequence's tokens, merged by log-sum-exp"),
             ParameterSpec("unroll", .ints([1, 2, 4, 8]), default: .int(2), "tokens whose scores are computed together"),
+            ParameterSpec("heads", .ints([1, 2, 4, 8, 16, 32, 64]), default: .int(8), "KV heads per unit (a block's RoPE rows are reused across them; fewer heads make more units)"),
             ParameterSpec("prefetch", .ints([0, 1]), default: .int(1), "software-prefetch the next block's K and V rows"),
-            ParameterSpec("threads", .ints([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]), default: .int(1), "worker threads (each takes a range of (sequence, KV head, split) units)"),
+            ParameterSpec("threads", .ints([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]), default: .int(1), "worker threads (each takes a range of (KV-head chunk, split, sequence) units)"),
             ParameterSpec("placement", .names(ThreadPlacement.allCases.map(\.rawValue)), default: .name("scatter"), "which PUs the threads use"),
         ]
     }
@@ -134,6 +135,13 @@ public struct AttentionDecode: KernelFamily {
         let format = KVCacheFormat(rawValue: config.name("cache"))!
         let tokens = sequenceLengths(workload).reduce(0, +)
         return Double(tokens) * Double(workload["hkv"]) * 2 * Double(format.rowBytes(headDim: workload["d"]) + format.paramBytes)
+    }
+
+    /// The kernel's units for `batch` sequences: ceil(hkv / heads) chunks x split x batch, numbered
+    /// u = (chunk * split + s) * batch + sequence.
+    public static func unitCount(batch: Int, kvHeads: Int, config: Configuration) -> Int {
+        let heads = config.int("heads")
+        return (kvHeads + heads - 1) / heads * config.int("split") * batch
     }
 
     public func render(_ config: Configuration) throws -> KernelSource {
@@ -252,7 +260,7 @@ public enum AttentionReference {
 final class AttentionDecodeInstance: KernelInstance {
     typealias Bytes = @convention(c) (Int32, Int32) -> Int
     typealias Kernel = @convention(c) (
-        UnsafePointer<Float>?, UnsafeRawPointer?, UnsafePointer<Int32>?, Int32, UnsafePointer<Int32>?,
+        UnsafePointer<Float>?, UnsafeRawPointer?, UnsafePointer<Int32>?, Int32, UnsafePointer<Int32>?, Int32,
         UnsafePointer<Float>?, UnsafePointer<Float>?, UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?,
         UnsafeMutablePointer<Int32>?, Int32, Int32, Int32, Int32, Int32, UnsafeMutableRawPointer?
     ) -> Void
@@ -301,7 +309,7 @@ final class AttentionDecodeInstance: KernelInstance {
         workspaceBytesPerThread = workspaceBytes(Int32(hq / hkv), Int32(d))
         kernel = try symbols.function(names["kernel"]!, as: Kernel.self)
         threadCount = config.int("threads")
-        ranges = balancedRanges(count: inputs.batch * hkv * split, parts: threadCount, unit: 1)
+        ranges = balancedRanges(count: AttentionDecode.unitCount(batch: inputs.batch, kvHeads: hkv, config: config), parts: threadCount, unit: 1)
     }
 
     var dataRegions: [UnsafeRawBufferPointer] { [q, pool, pageTable, lengths, cos, sin, partials, arrivals].map(\.region) }
@@ -319,7 +327,7 @@ final class AttentionDecodeInstance: KernelInstance {
         kernel(
             q.pointer.assumingMemoryBound(to: Float.self), UnsafeRawPointer(pool.pointer),
             pageTable.pointer.assumingMemoryBound(to: Int32.self), Int32(inputs.cache.maxPages),
-            lengths.pointer.assumingMemoryBound(to: Int32.self),
+            lengths.pointer.assumingMemoryBound(to: Int32.self), Int32(inputs.batch),
             cos.pointer.assumingMemoryBound(to: Float.self), sin.pointer.assumingMemoryBound(to: Float.self),
             output, partials.pointer.assumingMemoryBound(to: Float.self), arrivals.pointer.assumingMemoryBound(to: Int32.self),
             Int32(hq), Int32(hkv), Int32(d), Int32(r.lowerBound), Int32(r.upperBound), workspaces[index])

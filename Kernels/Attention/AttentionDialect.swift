@@ -1,12 +1,18 @@
 import KernelKit
 
-/// How one ISA spells the fp32 vector operations of decode attention and the unpacking of cache codes.
-/// The template (loops, paging, online softmax, merge) is shared; the portable dialect is scalar C
-/// (one lane, `float` as the "vector").
+/// How one ISA spells the fp32 vector operations of decode attention, the widening of cache codes and
+/// the exponential of the softmax. The template (loops, paging, RoPE, online softmax, merge) is shared;
+/// the portable dialect is scalar C (one lane, `float` as the "vector", `unsigned` as the code vector).
+///
+/// Codes are read LANES at a time: `widen_codes(p)` loads LANES bytes and zero-extends each to a 32-bit
+/// lane. An INT4 byte j holds elements j (low nibble) and j + d/2 (high nibble), so one widened load
+/// gives both halves of a RoPE pair: `w & 15` and `w >> 4`.
 struct AttentionDialect: Sendable {
     var lanes: Int
     var headers: [String]
     var vector: String
+    /// The integer vector type of widened codes.
+    var codes: String
     var note: String
     var zero: String
     var load: @Sendable (String) -> String
@@ -20,15 +26,18 @@ struct AttentionDialect: Sendable {
     var madd: @Sendable (_ a: String, _ b: String, _ c: String) -> String
     /// Body of `static inline float hsum(VEC v)`.
     var hsum: [String]
-    /// Body of `static inline VEC codes_to_float(const unsigned char *row, int i)`: the codes of elements
-    /// i ..< i + LANES as floats (i a multiple of LANES), for int4 and int8 rows.
-    var int4Codes: [String]
-    var int8Codes: [String]
-    /// INT4 by table: `(table, body)`, where `table` builds the 16 dequantized values (c - z) * s of a
-    /// row from `zv` and `sv`, and `body` is the body of `static inline VEC dequant_int4(const unsigned
-    /// char *row, int i, VEC table)`, which looks elements i ..< i + LANES up in it. Nil: convert the
-    /// codes and scale them.
-    var int4Table: (table: String, body: [String])? = nil
+    /// Body of `static inline CODES widen_codes(const unsigned char *p)`: bytes p[0 .. LANES - 1] as lanes.
+    var widen: [String]
+    /// The high nibble (w >> 4) and the low nibble (w & 15) of widened codes, and codes as fp32.
+    var highNibble: @Sendable (String) -> String
+    var lowNibble: @Sendable (String) -> String
+    var toFloat: @Sendable (String) -> String
+    /// INT4 by table: `build(zv, sv)` makes the 16 values (c - z) * s of a row from splatted z and s;
+    /// `lookup(w, table)` picks lane i's value by the low 4 bits of w's lane i (higher bits ignored, so the
+    /// low nibble needs no mask). Nil: convert the codes and scale them.
+    var int4Table: (build: @Sendable (_ zv: String, _ sv: String) -> String, lookup: @Sendable (_ w: String, _ table: String) -> String)? = nil
+    /// The pieces of a vector e^x (see `ExpParts`); nil: scalar `expf`.
+    var exp: ExpParts? = nil
 
     static func forTarget(_ isa: ISATarget) -> AttentionDialect? {
         switch isa {
@@ -41,7 +50,7 @@ struct AttentionDialect: Sendable {
     }
 
     static let portable = AttentionDialect(
-        lanes: 1, headers: [], vector: "float", note: "scalar C",
+        lanes: 1, headers: [], vector: "float", codes: "unsigned", note: "scalar C",
         zero: "0.0f",
         load: { "*(\($0))" },
         store: { "*(\($0)) = \($1);" },
@@ -49,11 +58,11 @@ struct AttentionDialect: Sendable {
         add: { "\($0) + \($1)" }, sub: { "\($0) - \($1)" }, mul: { "\($0) * \($1)" },
         madd: { "\($2) + \($0) * \($1)" },
         hsum: ["return v;"],
-        int4Codes: ["return (float)((row[i >> 1] >> ((i & 1) * 4)) & 15);"],
-        int8Codes: ["return (float)row[i];"])
+        widen: ["return p[0];"],
+        highNibble: { "(\($0) >> 4)" }, lowNibble: { "(\($0) & 15u)" }, toFloat: { "(float)\($0)" })
 
     static let avx2 = AttentionDialect(
-        lanes: 8, headers: ["immintrin.h"], vector: "__m256", note: "AVX2 + FMA, 8 fp32 lanes",
+        lanes: 8, headers: ["immintrin.h"], vector: "__m256", codes: "__m256i", note: "AVX2 + FMA, 8 fp32 lanes",
         zero: "_mm256_setzero_ps()",
         load: { "_mm256_loadu_ps(\($0))" },
         store: { "_mm256_storeu_ps(\($0), \($1));" },
@@ -66,21 +75,18 @@ struct AttentionDialect: Sendable {
             "s = _mm_add_ss(s, _mm_movehdup_ps(s));",
             "return _mm_cvtss_f32(s);",
         ],
-        int4Codes: [
-            "/* 4 bytes hold elements i..i+7: duplicate each byte, widen, shift odd lanes by 4, mask */",
-            "int32_t word;",
-            "memcpy(&word, row + i / 2, sizeof word);",
-            "const __m128i bytes = _mm_cvtsi32_si128(word);",
-            "const __m256i wide = _mm256_cvtepu8_epi32(_mm_unpacklo_epi8(bytes, bytes));",
-            "const __m256i shift = _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4);",
-            "return _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(wide, shift), _mm256_set1_epi32(15)));",
-        ],
-        int8Codes: [
-            "return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(row + i))));",
-        ])
+        widen: ["return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));"],
+        highNibble: { "_mm256_srli_epi32(\($0), 4)" },
+        lowNibble: { "_mm256_and_si256(\($0), _mm256_set1_epi32(15))" },
+        toFloat: { "_mm256_cvtepi32_ps(\($0))" },
+        exp: ExpParts(
+            clamp: { "_mm256_max_ps(_mm256_set1_ps(-87.0f), \($0))" },
+            round: { "_mm256_round_ps(\($0), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)" },
+            pow2: { "_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(\($0)), _mm256_set1_epi32(127)), 23))" },
+            fnmadd: { "_mm256_fnmadd_ps(\($0), \($1), \($2))" }))
 
     static let avx512 = AttentionDialect(
-        lanes: 16, headers: ["immintrin.h"], vector: "__m512", note: "AVX-512F, 16 fp32 lanes",
+        lanes: 16, headers: ["immintrin.h"], vector: "__m512", codes: "__m512i", note: "AVX-512F, 16 fp32 lanes; INT4 dequantized by a 16-entry vpermps table per row",
         zero: "_mm512_setzero_ps()",
         load: { "_mm512_loadu_ps(\($0))" },
         store: { "_mm512_storeu_ps(\($0), \($1));" },
@@ -88,28 +94,21 @@ struct AttentionDialect: Sendable {
         add: { "_mm512_add_ps(\($0), \($1))" }, sub: { "_mm512_sub_ps(\($0), \($1))" }, mul: { "_mm512_mul_ps(\($0), \($1))" },
         madd: { "_mm512_fmadd_ps(\($0), \($1), \($2))" },
         hsum: ["return _mm512_reduce_add_ps(v);"],
-        int4Codes: [
-            "/* 8 bytes hold elements i..i+15: duplicate each byte, widen, shift odd lanes by 4, mask */",
-            "const __m128i bytes = _mm_loadl_epi64((const __m128i *)(row + i / 2));",
-            "const __m512i wide = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(bytes, bytes));",
-            "const __m512i shift = _mm512_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4);",
-            "return _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srlv_epi32(wide, shift), _mm512_set1_epi32(15)));",
-        ],
-        int8Codes: [
-            "return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(row + i))));",
-        ],
+        widen: ["return _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p));"],
+        highNibble: { "_mm512_srli_epi32(\($0), 4)" },
+        lowNibble: { "_mm512_and_si512(\($0), _mm512_set1_epi32(15))" },
+        toFloat: { "_mm512_cvtepi32_ps(\($0))" },
         int4Table: (
-            table: "_mm512_mul_ps(_mm512_sub_ps(_mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), zv), sv)",
-            body: [
-                "/* 8 bytes hold elements i..i+15: duplicate each byte, widen, shift odd lanes by 4; vpermps reads the low 4 bits */",
-                "const __m128i bytes = _mm_loadl_epi64((const __m128i *)(row + i / 2));",
-                "const __m512i wide = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(bytes, bytes));",
-                "const __m512i shift = _mm512_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4);",
-                "return _mm512_permutexvar_ps(_mm512_srlv_epi32(wide, shift), table);",
-            ]))
+            build: { "_mm512_mul_ps(_mm512_sub_ps(_mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), \($0)), \($1))" },
+            lookup: { "_mm512_permutexvar_ps(\($0), \($1))" }),
+        exp: ExpParts(
+            clamp: { "_mm512_max_ps(_mm512_set1_ps(-87.0f), \($0))" },
+            round: { "_mm512_roundscale_ps(\($0), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)" },
+            pow2: { "_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(\($0)), _mm512_set1_epi32(127)), 23))" },
+            fnmadd: { "_mm512_fnmadd_ps(\($0), \($1), \($2))" }))
 
     static let neon = AttentionDialect(
-        lanes: 4, headers: ["arm_neon.h"], vector: "float32x4_t", note: "NEON, 4 fp32 lanes",
+        lanes: 4, headers: ["arm_neon.h"], vector: "float32x4_t", codes: "uint32x4_t", note: "NEON, 4 fp32 lanes",
         zero: "vdupq_n_f32(0.0f)",
         load: { "vld1q_f32(\($0))" },
         store: { "vst1q_f32(\($0), \($1));" },
@@ -117,16 +116,28 @@ struct AttentionDialect: Sendable {
         add: { "vaddq_f32(\($0), \($1))" }, sub: { "vsubq_f32(\($0), \($1))" }, mul: { "vmulq_f32(\($0), \($1))" },
         madd: { "vfmaq_f32(\($2), \($0), \($1))" },
         hsum: ["return vaddvq_f32(v);"],
-        int4Codes: [
-            "/* 2 bytes hold elements i..i+3: broadcast, shift lane j right by 4j, mask */",
-            "uint16_t pair;",
-            "memcpy(&pair, row + i / 2, sizeof pair);",
-            "const int32x4_t shift = {0, -4, -8, -12};",
-            "return vcvtq_f32_u32(vandq_u32(vshlq_u32(vdupq_n_u32(pair), shift), vdupq_n_u32(15)));",
-        ],
-        int8Codes: [
+        widen: [
             "uint32_t word;",
-            "memcpy(&word, row + i, sizeof word);",
-            "return vcvtq_f32_u32(vmovl_u16(vget_low_u16(vmovl_u8(vcreate_u8(word)))));",
-        ])
+            "memcpy(&word, p, sizeof word);",
+            "return vmovl_u16(vget_low_u16(vmovl_u8(vcreate_u8(word))));",
+        ],
+        highNibble: { "vshrq_n_u32(\($0), 4)" },
+        lowNibble: { "vandq_u32(\($0), vdupq_n_u32(15))" },
+        toFloat: { "vcvtq_f32_u32(\($0))" })
+}
+
+/// A vector e^x for x <= 0 (scores minus their running maximum), rendered by the template from these
+/// target operations: x = n ln2 + r with n = round(x / ln2) and |r| <= ln2 / 2 (Cody-Waite, ln2 in two
+/// parts), e^r by its Taylor polynomial of degree 7 (truncation below 6e-9 relative), times 2^n built in
+/// the exponent field. x is clamped at -87 first (e^-87 ~ 1.6e-38 is nothing next to the block's largest
+/// term, 1, and keeps 2^n normal); a NaN passes the clamp.
+struct ExpParts: Sendable {
+    /// max(-87, x), returning x when x is NaN.
+    var clamp: @Sendable (String) -> String
+    /// Round to nearest (an fp32 vector of integers).
+    var round: @Sendable (String) -> String
+    /// 2^n for an fp32 vector n of integers in [-126, 0].
+    var pow2: @Sendable (String) -> String
+    /// c - a * b, fused.
+    var fnmadd: @Sendable (_ a: String, _ b: String, _ c: String) -> String
 }

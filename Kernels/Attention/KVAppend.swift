@@ -14,7 +14,7 @@ public struct KVAppend: KernelFamily {
 
     public let name = "kv-append"
     public let summary = "append K (pre-RoPE) and V rows to a paged KV cache, quantized per (token, head): int4, int8 or fp32"
-    public let templateVersion = 1
+    public let templateVersion = 2
     public let dimensions = ["b", "hkv", "d", "ctx", "new"]
     public let shapeRules = [
         "positive: b, hkv, d, ctx and new are at least 1",
@@ -170,8 +170,10 @@ public struct KVAppend: KernelFamily {
             }
             c.declare("const float", "z", "nearbyintf(-lo / s)")
             if format == .int4 {
-                c.forLoop("int i = 0", "i < d / 2", "i++") { c in
-                    c.line("row[i] = (unsigned char)(code_of(x[2 * i], s, z) | (code_of(x[2 * i + 1], s, z) << 4));")
+                c.comment("byte j: element j in the low nibble, element j + d/2 (its RoPE partner) in the high nibble")
+                c.declare("const int", "half", "d / 2")
+                c.forLoop("int j = 0", "j < half", "j++") { c in
+                    c.line("row[j] = (unsigned char)(code_of(x[j], s, z) | (code_of(x[half + j], s, z) << 4));")
                 }
             } else {
                 c.forLoop("int i = 0", "i < d", "i++") { c in c.line("row[i] = code_of(x[i], s, z);") }

@@ -4,7 +4,9 @@ import KernelKit
 /// Element formats of the paged KV cache (KERNELS.md section 4).
 ///
 /// - `int4`: asymmetric per (token, head): s = (max - min) / 15, z = rne(-min / s),
-///   q = clamp(rne(x / s) + z, 0, 15), x' = (q - z) * s; two codes per byte, element 2i in the low nibble.
+///   q = clamp(rne(x / s) + z, 0, 15), x' = (q - z) * s; two codes per byte: byte j (j < d/2) holds
+///   element j in its low nibble and element j + d/2 in its high nibble, the two elements RoPE rotates
+///   together, so one load gives a kernel both halves of a rotation.
 /// - `int8`: the same asymmetric rule with 255 levels (unsigned codes in [0, 255]). Asymmetric rather than
 ///   symmetric so both quantized formats share one dequantization, and because K rows are rarely centred.
 /// - `fp32`: the row as is (no parameters).
@@ -143,7 +145,8 @@ public enum KVQuantization {
             return UInt8(c < 0 ? 0 : (c > levels ? levels : c))
         }
         if format == .int4 {
-            for i in 0..<d / 2 { bytes[i] = code(x[2 * i]) | (code(x[2 * i + 1]) << 4) }
+            let half = d / 2
+            for j in 0..<half { bytes[j] = code(x[j]) | (code(x[half + j]) << 4) }
         } else {
             for i in 0..<d { bytes[i] = code(x[i]) }
         }
@@ -158,11 +161,13 @@ public enum KVQuantization {
         return (codes, s, z)
     }
 
-    /// The code of element `i` of a stored row.
+    /// The code of element `i` of a stored row of `d` elements.
     @inline(__always)
-    public static func code(_ codes: UnsafeRawPointer, _ i: Int, format: KVCacheFormat) -> Int {
+    public static func code(_ codes: UnsafeRawPointer, _ i: Int, count d: Int, format: KVCacheFormat) -> Int {
         let bytes = codes.assumingMemoryBound(to: UInt8.self)
-        return format == .int4 ? Int((bytes[i >> 1] >> (UInt8(i & 1) * 4)) & 0x0F) : Int(bytes[i])
+        guard format == .int4 else { return Int(bytes[i]) }
+        let half = d / 2
+        return i < half ? Int(bytes[i] & 0x0F) : Int(bytes[i - half] >> 4)
     }
 
     /// x' = (q - z) * s in fp32, as every kernel computes it; fp32 rows are read as stored.
@@ -170,7 +175,7 @@ public enum KVQuantization {
         guard format.isQuantized else {
             return Array(UnsafeBufferPointer(start: codes.assumingMemoryBound(to: Float.self), count: d))
         }
-        return (0..<d).map { (Float(code(codes, $0, format: format)) - z) * s }
+        return (0..<d).map { (Float(code(codes, $0, count: d, format: format)) - z) * s }
     }
 
     public static func dequantize(_ q: (codes: [UInt8], scale: Float, zero: Float), count d: Int, format: KVCacheFormat) -> [Float] {

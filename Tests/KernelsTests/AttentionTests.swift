@@ -24,13 +24,13 @@ struct AttentionKVQuantizationTests {
             #expect(q.scale == (hi - lo) / Float(format.maxCode))
             #expect(q.zero == (-lo / q.scale).rounded(.toNearestOrEven))
             for i in 0..<d {
-                let code = q.codes.withUnsafeBytes { KVQuantization.code($0.baseAddress!, i, format: format) }
+                let code = q.codes.withUnsafeBytes { KVQuantization.code($0.baseAddress!, i, count: d, format: format) }
                 #expect(code >= 0 && code <= format.maxCode)
                 // Half a step, plus fp32 rounding of x / s and of the dequantization.
                 #expect(abs(y[i] - x[i]) <= 0.5 * q.scale * (1 + 1e-5) + 1e-6 * abs(x[i]), "\(format) d=\(d) i=\(i): \(x[i]) -> \(y[i]), s=\(q.scale)")
             }
             // The row's extremes map to the ends of the code range.
-            let codes = (0..<d).map { i in q.codes.withUnsafeBytes { KVQuantization.code($0.baseAddress!, i, format: format) } }
+            let codes = (0..<d).map { i in q.codes.withUnsafeBytes { KVQuantization.code($0.baseAddress!, i, count: d, format: format) } }
             #expect(codes[x.firstIndex(of: lo)!] == 0)
             #expect(codes[x.firstIndex(of: hi)!] == format.maxCode)
         }
@@ -55,20 +55,23 @@ struct AttentionKVQuantizationTests {
         #expect(KVQuantization.dequantize(q, count: 4, format: format) == tiny)
     }
 
-    @Test func int4PacksElementTwoIInTheLowNibble() {
-        // Codes 0..15 ascending: x = i exactly, s = 1, z = 0.
+    @Test func int4PairsElementJWithItsRoPEPartner() {
+        // Codes 0..15 ascending: x = i exactly, s = 1, z = 0. Byte j holds elements j and j + 8.
         let x = (0..<16).map(Float.init)
         let q = KVQuantization.quantize(x, format: .int4)
         #expect(q.scale == 1 && q.zero == 0)
-        let expected: [UInt8] = (0..<8).map { (i: Int) -> UInt8 in UInt8(2 * i) | (UInt8(2 * i + 1) << 4) }
+        let expected: [UInt8] = (0..<8).map { (j: Int) -> UInt8 in UInt8(j) | (UInt8(j + 8) << 4) }
         #expect(q.codes == expected)
+        // An odd half (d = 6): byte j holds elements j and j + 3.
+        let y: [Float] = [0, 1, 2, 13, 14, 15]
+        #expect(KVQuantization.quantize(y, format: .int4).codes == [0xD0, 0xE1, 0xF2])
     }
 
     @Test func roundingIsHalfToEven() {
-        // min = 0, max = 15: s = 1, z = 0; 2.5 -> 2, 3.5 -> 4.
+        // min = 0, max = 15: s = 1, z = 0; 2.5 -> 2, 3.5 -> 4. Byte j holds elements j and j + 2.
         let x: [Float] = [0, 15, 2.5, 3.5]
         let q = KVQuantization.quantize(x, format: .int4)
-        #expect(q.codes == [0xF0, 0x42])
+        #expect(q.codes == [0x20, 0x4F])
     }
 
     @Test func fp32RowsAreStoredAsIs() {
@@ -315,12 +318,12 @@ struct AttentionRuleTests {
     @Test func variantNamesAndHeaders() throws {
         let config = try family.configuration(overrides: ["isa": "avx2", "cache": "int8", "split": "4"], machine: nil)
         let source = try family.render(config)
-        #expect(source.name == "attention_decode__avx2_int8_p16_tb16_s4_u2_pf")
+        #expect(source.name == "attention_decode__avx2_int8_p16_tb16_s4_u2_h8_pf")
         #expect(source.code.contains("__builtin_prefetch"))
         var plain = config
         plain["prefetch"] = .int(0)
         let noPrefetch = try family.render(plain)
-        #expect(noPrefetch.name == "attention_decode__avx2_int8_p16_tb16_s4_u2" && !noPrefetch.code.contains("__builtin_prefetch"))
+        #expect(noPrefetch.name == "attention_decode__avx2_int8_p16_tb16_s4_u2_h8" && !noPrefetch.code.contains("__builtin_prefetch"))
         #expect(source.code.hasPrefix("/*\n * attention-decode, template version \(family.templateVersion)"))
         #expect(source.code.contains("cache=int8") && source.code.contains("expf("))
         var threaded = config

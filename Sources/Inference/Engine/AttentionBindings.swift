@@ -29,11 +29,11 @@ struct KVAppendKernel {
 }
 
 /// attention-decode for one workload: the entry point, the per-share workspace size, each share's
-/// range of (entry, KV head, split) units, and the split count (which sizes the partials buffer).
+/// range of (KV-head chunk, split, entry) units, and the split count (which sizes the partials buffer).
 struct AttentionKernel {
     typealias Bytes = @convention(c) (Int32, Int32) -> Int
     typealias Kernel = @convention(c) (
-        UnsafePointer<Float>?, UnsafeRawPointer?, UnsafePointer<Int32>?, Int32, UnsafePointer<Int32>?,
+        UnsafePointer<Float>?, UnsafeRawPointer?, UnsafePointer<Int32>?, Int32, UnsafePointer<Int32>?, Int32,
         UnsafePointer<Float>?, UnsafePointer<Float>?, UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?,
         UnsafeMutablePointer<Int32>?, Int32, Int32, Int32, Int32, Int32, UnsafeMutableRawPointer?
     ) -> Void
@@ -59,8 +59,8 @@ struct AttentionKernel {
         kvHeads = layout.kvHeads
     }
 
-    /// Each share's range of the (entry, KV head, split) units of `entries` entries.
+    /// Each share's range of the (KV-head chunk, split, entry) units of `entries` entries.
     func ranges(entries: Int) -> [Range<Int>] {
-        balancedRanges(count: entries * kvHeads * split, parts: loaded.int("threads"), unit: 1)
+        balancedRanges(count: AttentionDecode.unitCount(batch: entries, kvHeads: kvHeads, config: loaded.choice.configuration), parts: loaded.int("threads"), unit: 1)
     }
 }

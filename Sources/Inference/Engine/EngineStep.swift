@@ -156,7 +156,7 @@ extension Engine {
             context.threads.run(shares: ranges.count) { sh in
                 guard !ranges[sh].isEmpty else { return }
                 kernel.kernel(
-                    q, pool, table, Int32(maxPages), lengths, cosTable, sinTable, out, partials, arrivals, Int32(hq), Int32(hkv),
+                    q, pool, table, Int32(maxPages), lengths, Int32(m), cosTable, sinTable, out, partials, arrivals, Int32(hq), Int32(hkv),
                     Int32(d), Int32(ranges[sh].lowerBound), Int32(ranges[sh].upperBound), ws.base + sh * ws.stride)
             }
         }
