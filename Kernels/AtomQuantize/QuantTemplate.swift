@@ -479,12 +479,36 @@ struct AtomQuantizeTemplate {
             """) { c in
             c.declare("const int", "normal", "k - outliers")
             c.declare("const int", "groups", "normal / GROUP")
+            if op.reorders {
+                c.comment(lines: [
+                    "The reordered reads jump around the row, which the hardware prefetcher cannot follow: each",
+                    "group asks for its share of the next row's lines, so that row is in cache when its turn comes.",
+                ])
+                c.declare("const size_t", "row_lines", "((size_t)k * sizeof(float) + 63) / 64")
+                c.declare("const size_t", "lines_per_group", "(row_lines + (size_t)groups - 1) / (size_t)groups")
+                c.ifBlock("m0 < m1") { c in
+                    c.forLoop("size_t l = 0", "l < row_lines", "l++") { c in
+                        c.line("__builtin_prefetch((const char *)(x + (size_t)m0 * k) + l * 64, 0, 3);")
+                    }
+                }
+            }
             c.forLoop("int m = m0", "m < m1", "m++") { c in
                 c.declare("const row_inputs", "in", rowInit)
                 c.declare("uint8_t *", "row_codes", "codes + (size_t)m * (normal / 2)")
                 c.declare("float *", "row_scales", "scales + (size_t)m * groups")
                 c.declare("int32_t *", "row_sums", "group_sums + (size_t)m * groups")
+                if op.reorders {
+                    c.declare("const char *", "next", "m + 1 < m1 ? (const char *)(x + (size_t)(m + 1) * k) : NULL")
+                }
                 c.forLoop("int g = 0", "g < groups", "g++") { c in
+                    if op.reorders {
+                        c.ifBlock("next") { c in
+                            c.declare("const size_t", "first", "(size_t)g * lines_per_group")
+                            c.forLoop("size_t l = first", "l < first + lines_per_group && l < row_lines", "l++") { c in
+                                c.line("__builtin_prefetch(next + l * 64, 0, 3);")
+                            }
+                        }
+                    }
                     c.line("quantize_group(&in, g * GROUP, row_codes + g * (GROUP / 2), row_scales + g, row_sums + g);")
                 }
                 c.ifBlock("outliers > 0") { c in
