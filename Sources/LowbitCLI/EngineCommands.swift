@@ -88,7 +88,9 @@ enum EngineModelSource {
             return try Engine(model: weights, mode: mode, options: options, runtime: runtime)
         case .quantized(let model):
             guard mode == defaultMode else {
-                throw ValidationError("\(directory) is a \(model.settings.method.rawValue) model written by `lowbit quantize`; it cannot run \(mode.rawValue) (that needs the FP model: pass its directory, or quantize it with --method \(mode.rawValue))")
+                let fix = mode == .fp32 ? "pass the FP model's directory for fp32"
+                    : "quantize the FP model with `lowbit quantize --method \(mode.rawValue)`, or pass the FP model to quantize at load"
+                throw ValidationError("\(directory) is a \(model.settings.method.rawValue) model written by `lowbit quantize` and runs only in \(model.settings.method.rawValue) mode, not \(mode.rawValue); \(fix)")
             }
             return try Engine(quantized: model, options: options, runtime: runtime)
         }
@@ -176,6 +178,8 @@ struct ServeBenchCommand: ParsableCommand {
             Each batch size gets B sequences at --context tokens (KV caches filled with random valid entries by
             the kv-append kernel, not by a prefill), one untimed decode step per mode, then --steps timed decode
             steps with the modes taking turns. Benchmark model: `lowbit model synth --preset llama-7b --layers 2`.
+            w8a8 and w4a4 quantize --model at load, unless --quantized gives a model `lowbit quantize` wrote
+            for that method (or --model is itself one: then only its mode runs).
             """
     )
 
