@@ -120,11 +120,11 @@ struct GenerateCommand: ParsableCommand {
         commandName: "generate",
         abstract: "Greedy generation with the inference engine in FP32, W8A8 or Atom W4A4 mode.",
         discussion: """
-            The prompt is prefilled in one batched step, then one token per step is decoded over the paged KV
-            cache (fp32, int8 or int4 by mode). --model takes an FP model (w8a8 and w4a4 quantize it at load,
-            calibrating W4A4 on --calibration-tokens random tokens) or a directory written by `lowbit quantize`
-            (run as stored, in its method's mode; no FP32 linear weights needed). Kernels come from the tuning database when it has them
-            (--explain shows, per layer and kernel, the configuration and whether it was an exact tuned
+            The prompt is prefilled in one batched step, then one token per step is decoded over the paged KV \
+            cache (fp32, int8 or int4 by mode). --model takes an FP model (w8a8 and w4a4 quantize it at load, \
+            calibrating W4A4 on --calibration-tokens random tokens) or a directory written by `lowbit quantize` \
+            (run as stored, in its method's mode; no FP32 linear weights needed). Kernels come from the tuning database when it has them \
+            (--explain shows, per layer and kernel, the configuration and whether it was an exact tuned \
             record, the nearest tuned shape or the analytical default).
             """
     )
@@ -175,10 +175,10 @@ struct ServeBenchCommand: ParsableCommand {
         commandName: "serve-bench",
         abstract: "Decode throughput of FP32, W8A8 (+INT8 KV) and W4A4 (+INT4 KV) at several batch sizes, interleaved in one run.",
         discussion: """
-            Each batch size gets B sequences at --context tokens (KV caches filled with random valid entries by
-            the kv-append kernel, not by a prefill), one untimed decode step per mode, then --steps timed decode
-            steps with the modes taking turns. Benchmark model: `lowbit model synth --preset llama-7b --layers 2`.
-            w8a8 and w4a4 quantize --model at load, unless --quantized gives a model `lowbit quantize` wrote
+            Each batch size gets B sequences at --context tokens (KV caches filled with random valid entries by \
+            the kv-append kernel, not by a prefill), one untimed decode step per mode, then --steps timed decode \
+            steps with the modes taking turns. Benchmark model: `lowbit model synth --preset llama-7b --layers 2`. \
+            w8a8 and w4a4 quantize --model at load, unless --quantized gives a model `lowbit quantize` wrote \
             for that method (or --model is itself one: then only its mode runs).
             """
     )
