@@ -6,12 +6,15 @@ import TuningStore
 
 /// Options shared by the engine commands: the model, threads and the tuning database.
 struct EngineModelOptions: ParsableArguments {
-    @Option(help: "Model directory (config.json and *.safetensors), e.g. from `lowbit model synth`.") var model: String
-    @Option(help: "Keep only the first N decoder layers.") var layers: Int?
+    @Option(help: ArgumentHelp(
+        "Model directory: an FP model (config.json and *.safetensors, e.g. from `lowbit model synth`), quantized at load for w8a8/w4a4, or a quantized model written by `lowbit quantize`, run as stored.",
+        valueName: "dir"))
+    var model: String
+    @Option(help: "FP models: keep only the first N decoder layers (quantized models: pass --layers to `lowbit quantize`).") var layers: Int?
     @Option(help: "Worker threads (default: one per core); OpenBLAS runs single-threaded inside them.") var threads: Int?
     @Option(help: "Tuning database to dispatch from (default: $LOWBIT_DB or ./TuningDB/lowbit.sqlite when it exists).") var db: String?
     @Flag(help: "Ignore any tuning database: analytical configurations only.") var noDb = false
-    @Option(help: "W4A4: random tokens the Atom permutations are calibrated on.") var calibrationTokens: Int = 16
+    @Option(help: "W4A4 quantized at load: random tokens the Atom permutations are calibrated on (seed 0).") var calibrationTokens: Int = 16
 
     /// The database to use: --db (which must exist), else the default path if a database is there.
     func databasePath() throws -> String? {
@@ -26,18 +29,79 @@ struct EngineModelOptions: ParsableArguments {
         return FileManager.default.fileExists(atPath: path) ? path : nil
     }
 
-    func loadWeights() throws -> LlamaWeights {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: model, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw ValidationError("--model \(model): no such directory (make one with `lowbit model synth --preset tiny --out DIR`)")
-        }
-        return try LlamaWeights.load(from: URL(fileURLWithPath: model), layers: layers)
+    /// --model's contents: FP32 weights, or a quantized model.
+    func loadModel() throws -> EngineModelSource {
+        try EngineModelSource.load(model, layers: layers, option: "--model")
     }
 
     func engineOptions() -> EngineOptions {
         var o = EngineOptions()
-        o.calibrationTokens = calibrationTokens
+        o.quantization.calibration = CalibrationSettings(tokens: calibrationTokens, sequenceLength: calibrationTokens, seed: 0)
         return o
+    }
+}
+
+/// What an engine command was pointed at.
+enum EngineModelSource {
+    case fp(LlamaWeights)
+    case quantized(QuantizedModel)
+
+    var config: LlamaConfig {
+        switch self {
+        case .fp(let w): w.config
+        case .quantized(let q): q.config
+        }
+    }
+
+    /// Whether `directory` holds a quantized model (a weights file with format lowbit-atom).
+    static func isQuantized(_ directory: String) -> Bool {
+        let url = URL(fileURLWithPath: directory).appendingPathComponent(QuantizedModelFile.weightsFile)
+        guard let file = try? SafetensorsFile(contentsOf: url) else { return false }
+        return file.metadata["format"] == QuantizedModelFile.format
+    }
+
+    static func load(_ directory: String, layers: Int?, option: String) throws -> EngineModelSource {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw ValidationError("\(option) \(directory): no such directory (make one with `lowbit model synth --preset tiny --out DIR`, quantize it with `lowbit quantize --model DIR --out QDIR`)")
+        }
+        let url = URL(fileURLWithPath: directory)
+        guard isQuantized(directory) else { return .fp(try LlamaWeights.load(from: url, layers: layers)) }
+        if layers != nil {
+            throw ValidationError("--layers cannot cut a quantized model (\(directory)); quantize with `lowbit quantize --layers N` instead")
+        }
+        return .quantized(try QuantizedModel.load(from: url))
+    }
+
+    /// The mode a command runs when none is asked for: the quantized model's method, else w4a4.
+    var defaultMode: EngineMode {
+        switch self {
+        case .fp: .w4a4
+        case .quantized(let q): q.settings.method == .w4a4 ? .w4a4 : .w8a8
+        }
+    }
+
+    /// An engine in `mode`: FP weights quantized at load, or the quantized model as stored.
+    func engine(_ mode: EngineMode, options: EngineOptions, runtime: EngineRuntime, directory: String) throws -> Engine {
+        switch self {
+        case .fp(let weights):
+            return try Engine(model: weights, mode: mode, options: options, runtime: runtime)
+        case .quantized(let model):
+            guard mode == defaultMode else {
+                let fix = mode == .fp32 ? "pass the FP model's directory for fp32"
+                    : "quantize the FP model with `lowbit quantize --method \(mode.rawValue)`, or pass the FP model to quantize at load"
+                throw ValidationError("\(directory) is a \(model.settings.method.rawValue) model written by `lowbit quantize` and runs only in \(model.settings.method.rawValue) mode, not \(mode.rawValue); \(fix)")
+            }
+            return try Engine(quantized: model, options: options, runtime: runtime)
+        }
+    }
+
+    /// How the engine's weights came to be, for the output.
+    func describe(_ mode: EngineMode, directory: String) -> String {
+        switch self {
+        case .fp: mode == .fp32 ? "FP32 weights of \(directory)" : "quantized at load from \(directory)"
+        case .quantized: "quantized model \(directory) (written by `lowbit quantize`)"
+        }
     }
 }
 
@@ -56,9 +120,11 @@ struct GenerateCommand: ParsableCommand {
         commandName: "generate",
         abstract: "Greedy generation with the inference engine in FP32, W8A8 or Atom W4A4 mode.",
         discussion: """
-            The prompt is prefilled in one batched step, then one token per step is decoded over the paged KV
-            cache (fp32, int8 or int4 by mode). Kernels come from the tuning database when it has them
-            (--explain shows, per layer and kernel, the configuration and whether it was an exact tuned
+            The prompt is prefilled in one batched step, then one token per step is decoded over the paged KV \
+            cache (fp32, int8 or int4 by mode). --model takes an FP model (w8a8 and w4a4 quantize it at load, \
+            calibrating W4A4 on --calibration-tokens random tokens) or a directory written by `lowbit quantize` \
+            (run as stored, in its method's mode; no FP32 linear weights needed). Kernels come from the tuning database when it has them \
+            (--explain shows, per layer and kernel, the configuration and whether it was an exact tuned \
             record, the nearest tuned shape or the analytical default).
             """
     )
@@ -67,17 +133,17 @@ struct GenerateCommand: ParsableCommand {
     @OptionGroup var engine: EngineModelOptions
     @Option(help: "Prompt token ids, comma-separated.") var prompt: String
     @Option(help: "Tokens to generate.") var steps: Int = 8
-    @Option(help: "fp32, w8a8 or w4a4.") var mode: String = "w4a4"
+    @Option(help: "fp32, w8a8 or w4a4 (default: w4a4, or the method of a quantized --model).") var mode: String?
     @Option(help: "Tokens per sequence the KV cache holds (default: prompt + steps).") var maxContext: Int?
     @Flag(help: "Print which kernel configuration each layer runs and where it came from.") var explain = false
 
     func run() throws {
         let logger = global.logger("lowbit.generate")
-        let mode = try EngineMode.parse(self.mode)
         let tokens = try parseIntegerList(prompt, option: "--prompt")
         guard steps >= 1 else { throw ValidationError("--steps must be at least 1") }
         var start = Date()
-        let weights = try engine.loadWeights()
+        let source = try engine.loadModel()
+        let mode = try self.mode.map(EngineMode.parse) ?? source.defaultMode
         let loadSeconds = Date().timeIntervalSince(start)
         let database = try engine.databasePath()
         let runtime = try EngineRuntime(databasePath: database, threads: engine.threads, logger: logger)
@@ -85,12 +151,13 @@ struct GenerateCommand: ParsableCommand {
         options.maxSequences = 1
         options.maxContext = maxContext ?? (tokens.count + steps)
         start = Date()
-        let e = try Engine(model: weights, mode: mode, options: options, runtime: runtime)
+        let e = try source.engine(mode, options: options, runtime: runtime, directory: engine.model)
         let prepareSeconds = Date().timeIntervalSince(start)
         start = Date()
         let generated = try e.generate(prompt: tokens, steps: steps)
         let runSeconds = Date().timeIntervalSince(start)
-        print("mode       \(mode.rawValue) (KV cache \(mode.cacheFormat), pages of \(e.pageTokens) tokens, \(runtime.threads.threadCount) threads)")
+        print("mode       \(mode.rawValue) (KV cache \(e.kvCache.rawValue), pages of \(e.pageTokens) tokens, \(runtime.threads.threadCount) threads)")
+        print("weights    \(source.describe(mode, directory: engine.model))")
         print(String(format: "timing     load %.2f s, prepare %.2f s, prefill + %d decode steps %.3f s", loadSeconds, prepareSeconds, steps - 1, runSeconds))
         print("generated  \(generated.map(String.init).joined(separator: ","))")
         if explain {
@@ -108,9 +175,11 @@ struct ServeBenchCommand: ParsableCommand {
         commandName: "serve-bench",
         abstract: "Decode throughput of FP32, W8A8 (+INT8 KV) and W4A4 (+INT4 KV) at several batch sizes, interleaved in one run.",
         discussion: """
-            Each batch size gets B sequences at --context tokens (KV caches filled with random valid entries by
-            the kv-append kernel, not by a prefill), one untimed decode step per mode, then --steps timed decode
-            steps with the modes taking turns. Benchmark model: `lowbit model synth --preset llama-7b --layers 2`.
+            Each batch size gets B sequences at --context tokens (KV caches filled with random valid entries by \
+            the kv-append kernel, not by a prefill), one untimed decode step per mode, then --steps timed decode \
+            steps with the modes taking turns. Benchmark model: `lowbit model synth --preset llama-7b --layers 2`. \
+            w8a8 and w4a4 quantize --model at load, unless --quantized gives a model `lowbit quantize` wrote \
+            for that method (or --model is itself one: then only its mode runs).
             """
     )
 
@@ -119,17 +188,37 @@ struct ServeBenchCommand: ParsableCommand {
     @Option(help: "Batch sizes, comma-separated.") var batch: String = "1,8,32,64,128"
     @Option(help: "Tokens already in each sequence's cache.") var context: Int = 1024
     @Option(help: "Timed decode steps per mode and batch size.") var steps: Int = 5
-    @Option(help: "Modes, comma-separated.") var modes: String = "fp32,w8a8,w4a4"
+    @Option(help: "Modes, comma-separated (default: fp32,w8a8,w4a4; with a quantized --model, its method).") var modes: String?
+    @Option(help: ArgumentHelp(
+        "A model written by `lowbit quantize` to run its method's mode from, instead of quantizing --model at load (repeatable).",
+        valueName: "dir"))
+    var quantized: [String] = []
     @Option(help: "Write the results as JSON to this file.") var jsonOut: String?
 
     func run() throws {
         let logger = global.logger("lowbit.serve-bench")
         let batches = try parseIntegerList(batch, option: "--batch")
-        let modeList = try modes.split(separator: ",").map { try EngineMode.parse(String($0)) }
         guard context >= 1, steps >= 1, batches.allSatisfy({ $0 >= 1 }) else {
             throw ValidationError("--context, --steps and every --batch must be at least 1")
         }
-        let weights = try engine.loadWeights()
+        let source = try engine.loadModel()
+        // Quantized models by mode: --quantized, and --model itself when it is one.
+        var stored: [EngineMode: (EngineModelSource, String)] = [:]
+        if case .quantized = source { stored[source.defaultMode] = (source, engine.model) }
+        for directory in quantized {
+            guard EngineModelSource.isQuantized(directory) else {
+                throw ValidationError("--quantized \(directory) is not a model written by `lowbit quantize` (no \(QuantizedModelFile.weightsFile) of format \(QuantizedModelFile.format))")
+            }
+            let q = try EngineModelSource.load(directory, layers: nil, option: "--quantized")
+            guard q.config == source.config else {
+                throw ValidationError("--quantized \(directory) is another model than --model \(engine.model) (config.json differs; check --layers)")
+            }
+            guard stored[q.defaultMode] == nil else { throw ValidationError("two quantized models for \(q.defaultMode.rawValue)") }
+            stored[q.defaultMode] = (q, directory)
+        }
+        let defaultModes: [EngineMode]
+        if case .quantized = source { defaultModes = [source.defaultMode] } else { defaultModes = [.fp32, .w8a8, .w4a4] }
+        let modeList = try modes.map { try $0.split(separator: ",").map { try EngineMode.parse(String($0)) } } ?? defaultModes
         let database = try engine.databasePath()
         let runtime = try EngineRuntime(databasePath: database, threads: engine.threads, logger: logger)
         var engines: [Engine] = []
@@ -138,8 +227,10 @@ struct ServeBenchCommand: ParsableCommand {
             var options = engine.engineOptions()
             options.maxSequences = 1
             options.maxContext = 1
-            engines.append(try Engine(model: weights, mode: mode, options: options, runtime: runtime))
-            FileHandle.standardError.write(Data(String(format: "prepared %@ in %.1f s\n", mode.rawValue, Date().timeIntervalSince(start)).utf8))
+            let (from, directory) = stored[mode] ?? (source, engine.model)
+            engines.append(try from.engine(mode, options: options, runtime: runtime, directory: directory))
+            FileHandle.standardError.write(Data(String(format: "prepared %@ in %.1f s: %@\n", mode.rawValue, Date().timeIntervalSince(start),
+                                                       from.describe(mode, directory: directory)).utf8))
         }
         let options = ServeBench.Options(batches: batches, context: context, steps: steps)
         let report = try ServeBench.run(engines: engines, options: options, model: engine.model) { line in

@@ -102,6 +102,14 @@ struct QuantizeCommand: ParsableCommand {
                 uniform random token sequences (--seed; calibration uses --calibration-seed). Relative error is \
                 ||L_q - L|| / ||L|| over all logits; top-1 agreement is the share of positions whose greedy next token \
                 matches FP32's. --quantized adds rows for saved quantized models (with their method's KV cache).
+
+                --engine runs every scheme through the inference engine as well (the generated kernels: \
+                gemm-w4a4, gemm-w8a8, the fused quantize kernels, kv-append and attention-decode over the paged \
+                cache) and prints its error beside the simulation's. Settings the kernels fix are kept where an \
+                equivalent exists (per-channel weight scales are stored in every group of 128; activations the \
+                fused kernels cannot quantize, clip 1 or one scale per token, are quantized in Swift before \
+                gemm-w4a4) and stated in the notes where not (an input whose width is not whole groups of 128 \
+                keeps its remainder channels in INT8).
                 """
         )
         @OptionGroup var global: GlobalOptions
@@ -111,13 +119,24 @@ struct QuantizeCommand: ParsableCommand {
         @Option(help: "Seed of the evaluation tokens.") var seed: UInt64 = 1
         @Option(help: "Seed of the calibration tokens.") var calibrationSeed: UInt64 = 0
         @Option(help: "A quantized model directory to evaluate as well (repeatable).") var quantized: [String] = []
+        @Flag(help: "Run each scheme through the engine's kernels too, beside the simulation.") var engine = false
+        @Option(help: "--engine: worker threads (default: one per core).") var threads: Int?
 
         func validate() throws {
             guard tokens > 0, length > 0 else { throw ValidationError("--tokens and --length must be at least 1") }
         }
 
+        /// One row of the table: the simulation's measurement and, with --engine, the engine's.
+        struct Row {
+            var name: String
+            var simulated: AccuracyMeasurement?
+            var engine: AccuracyMeasurement?
+            var seconds: Double
+            var notes: [String] = []
+        }
+
         func run() throws {
-            _ = global.logger("lowbit.quantize")
+            let logger = global.logger("lowbit.quantize")
             let weights = try common.load()
             var start = Date()
             let sequences = try AccuracyStudy.sequences(tokens: tokens, length: length, vocabSize: weights.config.vocabSize, seed: seed)
@@ -131,20 +150,25 @@ struct QuantizeCommand: ParsableCommand {
             let widths = [("q/k/v", c.hiddenSize), ("o", c.queryWidth), ("gate/up", c.hiddenSize), ("down", c.intermediateSize)]
             let counts = try widths.map { "\($0.0) \(try OutlierRule.outliers(requested: common.outliers, width: $0.1))" }
             print("outlier channels per input: \(counts.joined(separator: ", "))")
-            var table = Table(["scheme", "logit rel. error", "top-1 agreement", "vs W4A4 RTN", "seconds"],
-                              alignments: [.left, .right, .right, .right, .right])
-            var baseline: Double?
-            func add(_ row: AccuracyMeasurement, _ seconds: Double) {
-                if baseline == nil, row.name.hasPrefix("W4A4 round") { baseline = row.relativeError }
-                table.add([row.name, String(format: "%.5f", row.relativeError), String(format: "%.1f%%", 100 * row.topOneAgreement),
-                           baseline.map { String(format: "%.3fx", row.relativeError / max($0, .leastNormalMagnitude)) } ?? "",
-                           String(format: "%.1f", seconds)])
-            }
+            let schemes = [SimulationScheme.fp32Reordered] + SimulationScheme.ablation(outliers: common.outliers)
+            var rows: [Row] = []
             start = Date()
-            try study.ablation(weights: weights, permutations: permutations,
-                               schemes: [.fp32Reordered] + SimulationScheme.ablation(outliers: common.outliers)) { row in
-                add(row, Date().timeIntervalSince(start))
+            try study.ablation(weights: weights, permutations: permutations, schemes: schemes) { m in
+                rows.append(Row(name: m.name, simulated: m, seconds: Date().timeIntervalSince(start)))
                 start = Date()
+            }
+            let runtime = engine ? try EngineRuntime(threads: threads, logger: logger) : nil
+            if let runtime {
+                let engineSchemes = try schemes.map { try EngineScheme($0, config: c) }
+                start = Date()
+                try study.engineAblation(weights: weights, permutations: permutations, schemes: engineSchemes, runtime: runtime) { scheme, m in
+                    if let i = rows.firstIndex(where: { $0.name == scheme.name }) {
+                        rows[i].engine = m
+                        rows[i].notes = scheme.notes
+                        rows[i].seconds += Date().timeIntervalSince(start)
+                    }
+                    start = Date()
+                }
             }
             for directory in quantized {
                 start = Date()
@@ -153,11 +177,51 @@ struct QuantizeCommand: ParsableCommand {
                       model.config.vocabSize == c.vocabSize else {
                     throw ValidationError("\(directory) holds another model shape than --model (check --layers)")
                 }
-                add(try study.measure(SimulatedModel(model, name: "saved \(model.settings.method.rawValue): \(directory)")),
-                    Date().timeIntervalSince(start))
+                let name = "saved \(model.settings.method.rawValue): \(directory)"
+                var row = Row(name: name, simulated: try study.measure(SimulatedModel(model, name: name)), seconds: 0)
+                if let runtime {
+                    var options = EngineOptions()
+                    options.maxSequences = 1
+                    options.maxContext = length
+                    row.engine = try study.measure(Engine(quantized: model, options: options, runtime: runtime), name: name)
+                }
+                row.seconds = Date().timeIntervalSince(start)
+                rows.append(row)
             }
             print("Model-level error against FP32, \(study.reference.reduce(0) { $0 + $1.rows }) positions:")
-            print(table.render())
+            print(Self.render(rows, engine: engine))
+        }
+
+        static func render(_ rows: [Row], engine: Bool) -> String {
+            func error(_ m: AccuracyMeasurement?) -> String { m.map { String(format: "%.5f", $0.relativeError) } ?? "-" }
+            func top1(_ m: AccuracyMeasurement?) -> String { m.map { String(format: "%.1f%%", 100 * $0.topOneAgreement) } ?? "-" }
+            let baseline = rows.first { $0.name.hasPrefix("W4A4 round") }
+            func ratio(_ m: AccuracyMeasurement?, _ base: AccuracyMeasurement?) -> String {
+                guard let m, let base else { return "" }
+                return String(format: "%.3fx", m.relativeError / max(base.relativeError, .leastNormalMagnitude))
+            }
+            var headers = ["scheme", "logit rel. error", "top-1 agreement", "vs W4A4 RTN"]
+            if engine { headers += ["engine rel. error", "engine top-1", "engine vs RTN"] }
+            headers.append("seconds")
+            var table = Table(headers, alignments: [.left] + Array(repeating: .right, count: headers.count - 1))
+            var notes: [String] = []
+            for r in rows {
+                var name = r.name
+                if engine, !r.notes.isEmpty {
+                    notes.append("[\(notes.count + 1)] \(r.name): \(r.notes.joined(separator: "; "))")
+                    name += " [\(notes.count)]"
+                }
+                var cells = [name, error(r.simulated), top1(r.simulated), ratio(r.simulated, baseline?.simulated)]
+                if engine { cells += [error(r.engine), top1(r.engine), ratio(r.engine, baseline?.engine)] }
+                cells.append(String(format: "%.1f", r.seconds))
+                table.add(cells)
+            }
+            var lines = [table.render()]
+            if engine {
+                lines.append("engine: the generated kernels, quantized at load with the same permutations; notes:")
+                lines += notes
+            }
+            return lines.joined(separator: "\n")
         }
     }
 }

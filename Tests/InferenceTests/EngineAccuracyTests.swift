@@ -1,5 +1,6 @@
 import Foundation
 import Inference
+import Kernels
 import Model
 import Testing
 
@@ -30,12 +31,12 @@ struct EngineAccuracyTests {
     }
 
     /// Mean normwise relative error of a mode's logits against FP32 over a 24-token prefill.
-    func error(_ mode: EngineMode, _ weights: LlamaWeights, outliers: AtomOutliers = .standard, runtime: EngineRuntime) throws -> Double {
-        let tokens = AtomPlan.calibrationTokens(count: 24, vocabulary: weights.config.vocabSize, seed: 99)
+    func error(_ mode: EngineMode, _ weights: LlamaWeights, outliers: Int = AtomQuantization.defaultOutliers, runtime: EngineRuntime) throws -> Double {
+        let tokens = try AtomCalibrator.randomSequences(tokens: 24, length: 24, vocabSize: weights.config.vocabSize, seed: 99)[0]
         func logits(_ mode: EngineMode) throws -> Matrix {
             var options = EngineOptions()
             options.maxContext = 32
-            options.outliers = outliers
+            options.quantization.requestedOutliers = outliers
             let engine = try Engine(model: weights, mode: mode, options: options, runtime: runtime)
             return try engine.step([(engine.makeSequence(), tokens)], logits: .all)[0]
         }
@@ -53,7 +54,7 @@ struct EngineAccuracyTests {
         let runtime = try testRuntime()
         let w8 = try error(.w8a8, weights, runtime: runtime)
         let w4 = try error(.w4a4, weights, runtime: runtime)
-        let w4Minimal = try error(.w4a4, weights, outliers: .minimal, runtime: runtime)
+        let w4Minimal = try error(.w4a4, weights, outliers: 0, runtime: runtime)
         print("logit error vs FP32: W8A8 \(w8), W4A4 \(w4), W4A4 with minimal outliers \(w4Minimal)")
         #expect(w8 < 0.15)
         #expect(w4 < 0.15)
@@ -61,13 +62,14 @@ struct EngineAccuracyTests {
         #expect(w4 < w4Minimal, "the INT8 outlier channels help")
     }
 
+    /// `OutlierRule` (the one rule of quantizer and engine) at the widths of Llama-7B and the tiny preset.
     @Test func outlierCounts() throws {
-        #expect(try AtomOutliers.standard.count(forK: 256) == 128)
-        #expect(try AtomOutliers.standard.count(forK: 688) == 176)
-        #expect(try AtomOutliers.standard.count(forK: 4096) == 128)
-        #expect(try AtomOutliers.standard.count(forK: 11008) == 128)
-        #expect(try AtomOutliers.minimal.count(forK: 688) == 48)
-        #expect(try AtomOutliers.minimal.count(forK: 4096) == 0)
-        #expect(throws: EngineError.self) { try AtomOutliers.standard.count(forK: 130) }
+        #expect(try OutlierRule.outliers(requested: 128, width: 256) == 128)
+        #expect(try OutlierRule.outliers(requested: 128, width: 688) == 176)
+        #expect(try OutlierRule.outliers(requested: 128, width: 4096) == 128)
+        #expect(try OutlierRule.outliers(requested: 128, width: 11008) == 128)
+        #expect(try OutlierRule.outliers(requested: 0, width: 688) == 48)
+        #expect(try OutlierRule.outliers(requested: 0, width: 4096) == 0)
+        #expect(throws: ModelError.self) { try OutlierRule.outliers(requested: 128, width: 130) }
     }
 }

@@ -18,10 +18,10 @@ struct EngineAtomSimulationTests {
         var options = EngineOptions()
         options.maxContext = 32
         let engine = try Engine(model: weights, mode: .w4a4, options: options, runtime: testRuntime())
-        let plan = try #require(engine.atomPlan)
-        let tokens = AtomPlan.calibrationTokens(count: 12, vocabulary: weights.config.vocabSize, seed: 5)
+        let permutations = try #require(engine.permutations), settings = try #require(engine.quantization)
+        let tokens = try AtomCalibrator.randomSequences(tokens: 12, length: 12, vocabSize: weights.config.vocabSize, seed: 5)[0]
         let actual = try engine.step([(engine.makeSequence(), tokens)], logits: .all)[0]
-        let expected = try AtomSimulation(weights: weights, plan: plan).logits(tokens)
+        let expected = try AtomSimulation(weights: weights, permutations: permutations, settings: settings).logits(tokens)
         let fp32 = try LlamaReference(weights: weights).forward(tokens: tokens)
         var worst = 0.0, distance = 0.0
         for t in tokens.indices {
@@ -37,7 +37,8 @@ struct EngineAtomSimulationTests {
 /// Atom's W4A4 with an INT4 KV cache, simulated with fake quantization.
 struct AtomSimulation {
     let weights: LlamaWeights
-    let plan: AtomPlan
+    let permutations: [LayerPermutations]
+    let settings: QuantizationSettings
     var config: LlamaConfig { weights.config }
 
     /// Reorders the columns of `x` ([rows][k]) by `perm` and fake-quantizes them.
@@ -45,7 +46,7 @@ struct AtomSimulation {
         let k = perm.count
         var y = [Float](repeating: 0, count: x.count)
         for r in 0..<rows { for j in 0..<k { y[r * k + j] = x[r * k + Int(perm[j])] } }
-        return dequantize(AtomQuantization.quantize(y, rows: rows, k: k, outliers: try plan.outliers.count(forK: k), clip: AtomQuantization.activationClip))
+        return dequantize(AtomQuantization.quantize(y, rows: rows, k: k, outliers: try settings.outliers(width: k), clip: AtomQuantization.activationClip))
     }
 
     /// The weight with columns reordered by `perm` (rows by `rowOrder`), fake-quantized.
@@ -55,7 +56,7 @@ struct AtomSimulation {
             let src = Int(rowOrder?[r] ?? Int32(r))
             for j in 0..<w.cols { y[r * w.cols + j] = w[src, Int(perm[j])] }
         }
-        let q = AtomQuantization.quantize(y, rows: w.rows, k: w.cols, outliers: try plan.outliers.count(forK: w.cols), clip: AtomQuantization.weightClip)
+        let q = AtomQuantization.quantize(y, rows: w.rows, k: w.cols, outliers: try settings.outliers(width: w.cols), clip: AtomQuantization.weightClip)
         return Matrix(rows: w.rows, cols: w.cols, values: dequantize(q))
     }
 
@@ -84,7 +85,7 @@ struct AtomSimulation {
         let frequencies = LlamaMath.inverseFrequencies(headDim: d, theta: c.ropeTheta)
         var h = tokens.map { weights.embedding.row($0) }
         for (l, w) in weights.layers.enumerated() {
-            let p = plan.layers[l]
+            let p = permutations[l]
             let x = try activations(norm(h, w.inputNorm), rows: t, perm: p.qkv)
             var q = linear(x, rows: t, try weight(w.q, perm: p.qkv))
             let k = linear(x, rows: t, try weight(w.k, perm: p.qkv)), v = linear(x, rows: t, try weight(w.v, perm: p.qkv))

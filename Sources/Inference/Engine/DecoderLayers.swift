@@ -96,17 +96,23 @@ final class W8A8Layer: DecoderLayer {
     let eps: Float
     let q, k, v, o, gate, up, down: W8A8Linear
 
-    init(_ w: LlamaLayerWeights, eps: Float) {
+    /// A layer of a W8A8 `QuantizedModel` (identity permutations, so the norm gains are the model's).
+    init(_ w: QuantizedLayer, eps: Float) throws {
+        func linear(_ q: QuantizedWeight, _ name: String) throws -> W8A8Linear {
+            guard case .int8(let weight) = q else { throw EngineError.invalidInput("\(name) is not a W8A8 weight") }
+            return W8A8Linear(weight)
+        }
+        guard w.permutations.isIdentity else { throw EngineError.invalidInput("a W8A8 layer with reordered channels") }
         inputNorm = w.inputNorm
         postNorm = w.postAttentionNorm
         self.eps = eps
-        q = W8A8Linear(w.q)
-        k = W8A8Linear(w.k)
-        v = W8A8Linear(w.v)
-        o = W8A8Linear(w.o)
-        gate = W8A8Linear(w.gate)
-        up = W8A8Linear(w.up)
-        down = W8A8Linear(w.down)
+        q = try linear(w.q, "q_proj")
+        k = try linear(w.k, "k_proj")
+        v = try linear(w.v, "v_proj")
+        o = try linear(w.o, "o_proj")
+        gate = try linear(w.gate, "gate_proj")
+        up = try linear(w.up, "up_proj")
+        down = try linear(w.down, "down_proj")
     }
 
     private func quantize(_ x: UnsafePointer<Float>, m: Int, k: Int, _ ctx: LayerContext) -> Int8Rows {

@@ -11,13 +11,24 @@ public struct EngineOptions: Sendable {
     /// KV page size in tokens; nil takes attention-decode's configuration for this engine's largest
     /// workload (the cache families are then held to it).
     public var pageTokens: Int?
-    /// W4A4: the reorder permutations; nil calibrates on `calibrationTokens` random tokens.
-    public var atomPlan: AtomPlan?
-    public var calibrationTokens = 16
-    /// W4A4: how many channels of each linear layer's input stay INT8.
-    public var outliers = AtomOutliers.standard
+    /// Quantizing at load (`init(model:mode:...)` in w8a8 or w4a4): the settings given to
+    /// `AtomModelQuantizer`, the method taken from the mode. The default is Atom's W4A4 with a short
+    /// calibration (16 random tokens, seed 0); `lowbit quantize` calibrates on 256 by default.
+    public var quantization = QuantizationSettings(method: .w4a4, calibration: EngineOptions.defaultCalibration)
+    /// W4A4 at load: the reorder permutations of every layer (identity for the ablation's
+    /// round-to-nearest); nil calibrates with `quantization.calibration`.
+    public var permutations: [LayerPermutations]?
+    /// The KV cache format; nil: the mode's (fp32, int8, int4).
+    public var kvCache: KVCacheFormat?
+
+    public static let defaultCalibration = CalibrationSettings(tokens: 16, sequenceLength: 16, seed: 0)
 
     public init() {}
+
+    /// The settings quantizing at load uses for `mode` (w8a8 or w4a4).
+    func settings(for mode: EngineMode) -> QuantizationSettings {
+        mode == .w4a4 ? quantization : QuantizationSettings(method: .w8a8, calibration: quantization.calibration)
+    }
 }
 
 /// A sequence in the engine: a slot of the KV cache, stamped so a released one cannot be used again.
@@ -50,8 +61,10 @@ public final class Engine {
     let lmHead: FP32Linear
     /// RoPE tables [capacity][head_dim / 2].
     private(set) var ropeCos: AlignedBuffer, ropeSin: AlignedBuffer
-    /// The W4A4 plan in use (nil in the other modes).
-    public let atomPlan: AtomPlan?
+    /// How the linear layers were quantized (nil in fp32).
+    public let quantization: QuantizationSettings?
+    /// The reorder permutations of every layer (identity for w8a8; nil in fp32).
+    public let permutations: [LayerPermutations]?
     var lengths: [Int]
     var stamps: [Int]
     var live: [Bool]
@@ -63,10 +76,58 @@ public final class Engine {
         try self.init(model: model, mode: mode, options: options, runtime: EngineRuntime())
     }
 
-    /// Prepares the weights for `mode` (quantizing and, for W4A4, calibrating now) and the KV cache.
-    public init(model: LlamaWeights, mode: EngineMode, options: EngineOptions, runtime: EngineRuntime) throws {
+    /// An engine on FP32 weights. In w8a8 and w4a4 the linear layers are quantized now, by the code
+    /// `lowbit quantize` runs (`AtomModelQuantizer` with `options.quantization`; for W4A4 calibrated
+    /// now unless `options.permutations` gives the permutations): the engine then holds the same
+    /// weights as one made with `init(quantized:)` from the file that command writes.
+    public convenience init(model: LlamaWeights, mode: EngineMode, options: EngineOptions, runtime: EngineRuntime) throws {
         do { try model.validate() } catch { throw EngineError.invalidInput("\(error)") }
-        let c = model.config
+        switch mode {
+        case .fp32:
+            try self.init(config: model.config, mode: .fp32, layers: model.layers.map { FP32Layer($0, eps: model.config.rmsNormEps) },
+                          embedding: model.embedding, finalNorm: model.finalNorm, lmHead: model.lmHead,
+                          quantization: nil, permutations: nil, options: options, runtime: runtime)
+        case .w8a8, .w4a4:
+            let settings = options.settings(for: mode)
+            let quantized: QuantizedModel
+            do {
+                if mode == .w4a4, let permutations = options.permutations {
+                    quantized = try AtomModelQuantizer.quantize(ReorderedWeights(model, permutations: permutations), settings: settings)
+                } else {
+                    quantized = try AtomModelQuantizer.quantize(model, settings: settings)
+                }
+            } catch let error as ModelError {
+                throw EngineError.invalidInput("quantizing at load: \(error)")
+            }
+            try self.init(quantized: quantized, options: options, runtime: runtime)
+        }
+    }
+
+    /// An engine on a quantized model (`QuantizedModel.load(from:)` of what `lowbit quantize` wrote, or
+    /// `AtomModelQuantizer`'s result): no FP32 linear weights needed. The mode is the model's method.
+    public convenience init(quantized model: QuantizedModel, options: EngineOptions, runtime: EngineRuntime) throws {
+        let c = model.config, s = model.settings
+        guard model.layers.count == c.numHiddenLayers else {
+            throw EngineError.invalidInput("the quantized model has \(model.layers.count) layers; its config says \(c.numHiddenLayers)")
+        }
+        let mode: EngineMode, layers: [any DecoderLayer]
+        switch s.method {
+        case .w4a4:
+            mode = .w4a4
+            layers = try model.layers.map { try W4A4Layer($0, config: c, settings: s) }
+        case .w8a8:
+            mode = .w8a8
+            layers = try model.layers.map { try W8A8Layer($0, eps: c.rmsNormEps) }
+        }
+        try self.init(config: c, mode: mode, layers: layers, embedding: model.embedding, finalNorm: model.finalNorm,
+                      lmHead: model.lmHead, quantization: s, permutations: model.layers.map(\.permutations), options: options,
+                      runtime: runtime)
+    }
+
+    /// Prepares the KV cache and the rest around prepared layers.
+    private init(config c: LlamaConfig, mode: EngineMode, layers: [any DecoderLayer], embedding: Matrix, finalNorm: [Float],
+                 lmHead: Matrix, quantization: QuantizationSettings?, permutations: [LayerPermutations]?, options: EngineOptions,
+                 runtime: EngineRuntime) throws {
         self.mode = mode
         config = c
         self.runtime = runtime
@@ -74,29 +135,18 @@ public final class Engine {
         guard capacity >= 1, options.maxSequences >= 1 else {
             throw EngineError.invalidInput("maxContext and maxSequences must be at least 1")
         }
-        let format = KVCacheFormat(rawValue: mode.cacheFormat)!
+        let format = options.kvCache ?? mode.kvCache
         let page = try options.pageTokens ?? Self.pageTokens(runtime, c, format, sequences: options.maxSequences, capacity: capacity)
         let layout = KVPageLayout(format: format, pageTokens: page, kvHeads: c.numKeyValueHeads, headDim: c.headDim)
         kv = try PagedKVStore(layout: layout, layers: c.numHiddenLayers, slots: options.maxSequences, capacity: capacity)
         kernels = EngineKernels(provider: runtime.provider, layout: layout, capacity: capacity)
         context = LayerContext(kernels: kernels, threads: runtime.threads, scratch: Scratch())
-        switch mode {
-        case .fp32:
-            layers = model.layers.map { FP32Layer($0, eps: c.rmsNormEps) }
-            atomPlan = nil
-        case .w8a8:
-            layers = model.layers.map { W8A8Layer($0, eps: c.rmsNormEps) }
-            atomPlan = nil
-        case .w4a4:
-            let plan = try options.atomPlan ?? AtomPlan.calibrate(
-                model, tokens: AtomPlan.calibrationTokens(count: options.calibrationTokens, vocabulary: c.vocabSize), outliers: options.outliers)
-            try plan.validate(c)
-            layers = try zip(model.layers, plan.layers).map { try W4A4Layer($0, permutations: $1, config: c, outliers: plan.outliers) }
-            atomPlan = plan
-        }
-        embedding = model.embedding.values
-        finalNorm = model.finalNorm
-        lmHead = FP32Linear(model.lmHead)
+        self.layers = layers
+        self.quantization = quantization
+        self.permutations = permutations
+        self.embedding = embedding.values
+        self.finalNorm = finalNorm
+        self.lmHead = FP32Linear(lmHead)
         let tables = RoPE.table(positions: capacity, headDim: c.headDim, theta: Double(c.ropeTheta))
         ropeCos = AlignedBuffer(copying: tables.cos)
         ropeSin = AlignedBuffer(copying: tables.sin)
@@ -152,6 +202,8 @@ public final class Engine {
     public var maxContext: Int { kv.capacity }
     /// The KV page size in tokens.
     public var pageTokens: Int { kv.layout.pageTokens }
+    /// The KV cache format.
+    public var kvCache: KVCacheFormat { kv.layout.format }
     /// Bytes of the KV pools (all layers).
     public var cacheBytes: Int { kv.byteCount }
 

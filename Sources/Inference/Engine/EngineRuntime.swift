@@ -1,4 +1,5 @@
 import COpenBLAS
+import Kernels
 import Logging
 import Machine
 import Toolchain
@@ -14,12 +15,12 @@ public enum EngineMode: String, CaseIterable, Sendable, Codable {
     /// fused quantize kernels), INT4 KV cache.
     case w4a4
 
-    /// The KV cache format of the mode.
-    public var cacheFormat: String {
+    /// The KV cache format of the mode (an engine may be given another, `EngineOptions.kvCache`).
+    public var kvCache: KVCacheFormat {
         switch self {
-        case .fp32: "fp32"
-        case .w8a8: "int8"
-        case .w4a4: "int4"
+        case .fp32: .fp32
+        case .w8a8: .int8
+        case .w4a4: .int4
         }
     }
 

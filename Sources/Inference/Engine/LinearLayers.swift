@@ -83,8 +83,8 @@ final class PackedWeights {
     var byteCount: Int { byPanel.values.reduce(0) { $0 + $1.byteCount } }
 }
 
-/// A W8A8 linear layer: INT8 weights with one scale per output channel (s = max|w| / 127,
-/// q = rne(w / s) clamped to [-127, 127]), run by gemm-w8a8 on per-token INT8 activations.
+/// A W8A8 linear layer: INT8 weights with one scale per output channel (`Int8Weight`, quantized
+/// offline by `AtomModelQuantizer`), run by gemm-w8a8 on per-token INT8 activations.
 final class W8A8Linear {
     let n: Int
     let k: Int
@@ -92,22 +92,11 @@ final class W8A8Linear {
     private let scales: [Float]
     private let packed = PackedWeights()
 
-    init(_ w: Matrix) {
-        let n = w.rows, k = w.cols
-        self.n = n
-        self.k = k
-        var codes = [Int8](repeating: 0, count: n * k)
-        var scales = [Float](repeating: 0, count: n)
-        w.values.withUnsafeBufferPointer { src in
-            codes.withUnsafeMutableBufferPointer { dst in
-                for r in 0..<n {
-                    let row = src.baseAddress! + r * k
-                    scales[r] = Int8Rows.quantizeRow(row, count: k, into: dst.baseAddress! + r * k)
-                }
-            }
-        }
-        self.codes = codes
-        self.scales = scales
+    init(_ w: Int8Weight) {
+        n = w.rows
+        k = w.cols
+        codes = w.codes
+        scales = w.scales
     }
 
     /// y [m][n] from activations `a` ([m][k] codes, [m] scales).

@@ -65,6 +65,22 @@ enum AtomActivations {
         return out
     }
 
+    /// Activations quantized in Swift into the layout the fused kernels write: for W4A4 settings the
+    /// generated quantize kernels do not implement (the ablation's clip 1 or one scale per token; they
+    /// fix group 128 and clip 0.9). `values` are the m x k inputs already reordered.
+    static func swift(_ values: [Float], m: Int, k: Int, format: IntegerFormat, into slot: Scratch.Slot, _ ctx: LayerContext) -> W4Rows {
+        ctx.timed(.prepare) {
+            let q = IntegerRows(quantizing: values, rows: m, k: k, format: format).atomLayout()
+            let out = W4Rows(slot, m: m, k: k, outliers: format.outliers, ctx.scratch)
+            q.codes.withUnsafeBufferPointer { out.codes.update(from: $0.baseAddress!, count: $0.count) }
+            q.scales.withUnsafeBufferPointer { out.scales.update(from: $0.baseAddress!, count: $0.count) }
+            q.groupSums.withUnsafeBufferPointer { out.sums.update(from: $0.baseAddress!, count: $0.count) }
+            q.outlierCodes.withUnsafeBufferPointer { if let b = $0.baseAddress { out.outlierCodes.update(from: b, count: $0.count) } }
+            q.outlierScales.withUnsafeBufferPointer { out.outlierScales.update(from: $0.baseAddress!, count: $0.count) }
+            return out
+        }
+    }
+
     private static func run(
         _ q: AtomQuantizeKernel, m: Int, _ ctx: LayerContext, _ body: (Range<Int>, UnsafeMutablePointer<Float>) -> Void
     ) {
@@ -79,10 +95,9 @@ enum AtomActivations {
     }
 }
 
-/// An Atom W4A4 linear layer: the weight's input channels reordered by the layer's permutation (and
-/// its output rows by `rowOrder`, to fold the next layer's permutation), then quantized with
-/// `AtomQuantization` (weight clip 0.85, INT4 groups of 128, the last `outliers` channels INT8 per
-/// row), run by gemm-w4a4.
+/// An Atom W4A4 linear layer: a weight quantized offline (`AtomModelQuantizer`: input channels
+/// already reordered, INT4 in groups of 128 on the first K - O, the last O channels INT8 per row), run
+/// by gemm-w4a4 after its first use packs it for the variant's panel width.
 final class W4A4Linear {
     let n: Int
     let k: Int
@@ -90,26 +105,11 @@ final class W4A4Linear {
     private let weights: AtomQuantization.Quantized
     private let packed = PackedWeights()
 
-    /// - Parameters:
-    ///   - columnOrder: source input channel of each position (the permutation the activations get).
-    ///   - rowOrder: source output channel of each output row, or nil to keep the order.
-    init(_ w: Matrix, columnOrder: [Int32], rowOrder: [Int32]?, outliers: Int) {
-        let n = w.rows, k = w.cols
-        self.n = n
-        self.k = k
-        self.outliers = outliers
-        precondition(columnOrder.count == k && (rowOrder?.count ?? n) == n, "permutations of the wrong length")
-        var reordered = [Float](repeating: 0, count: n * k)
-        w.values.withUnsafeBufferPointer { src in
-            reordered.withUnsafeMutableBufferPointer { dst in
-                for r in 0..<n {
-                    let from = src.baseAddress! + Int(rowOrder?[r] ?? Int32(r)) * k
-                    let to = dst.baseAddress! + r * k
-                    for j in 0..<k { to[j] = from[Int(columnOrder[j])] }
-                }
-            }
-        }
-        weights = AtomQuantization.quantize(reordered, rows: n, k: k, outliers: outliers, clip: AtomQuantization.weightClip)
+    init(_ weights: AtomQuantization.Quantized) {
+        n = weights.rows
+        k = weights.k
+        outliers = weights.outliers
+        self.weights = weights
     }
 
     /// y [m][n] from quantized activations.

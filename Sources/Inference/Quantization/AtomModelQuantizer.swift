@@ -22,6 +22,7 @@ public enum AtomModelQuantizer {
     /// Quantizes already-reordered weights (the permutations of a calibration done elsewhere).
     public static func quantize(_ reordered: ReorderedWeights, settings: QuantizationSettings) throws -> QuantizedModel {
         let c = reordered.config
+        try settings.validate()
         if settings.method == .w8a8, !reordered.layers.allSatisfy(\.permutations.isIdentity) {
             throw ModelError.invalidInput("W8A8 does not reorder channels; quantize the weights with identity permutations")
         }
@@ -44,6 +45,11 @@ public enum AtomModelQuantizer {
         switch settings.method {
         case .w4a4:
             let outliers = try settings.outliers(width: w.cols)
+            guard settings.groupSize == AtomQuantization.groupSize else {
+                // The per-row ablation: one scale per output channel, stored in every group.
+                let format = settings.integerFormat(clip: settings.weightClip, outliers: outliers)
+                return .atom(IntegerRows(quantizing: w.values, rows: w.rows, k: w.cols, format: format).atomLayout())
+            }
             return .atom(AtomQuantization.quantize(w.values, rows: w.rows, k: w.cols, outliers: outliers, clip: settings.weightClip))
         case .w8a8:
             return .int8(Int8Weight(quantizing: w))

@@ -33,7 +33,7 @@ public struct IntegerFormat: Sendable, Equatable {
 public struct IntegerRows: Sendable, Equatable {
     public let rows: Int
     public let k: Int
-    public let format: IntegerFormat
+    public private(set) var format: IntegerFormat
     /// [rows][K - O] codes of the normal channels.
     public var codes: [Int8]
     /// [rows][groups] scales.
@@ -114,6 +114,16 @@ public struct IntegerRows: Sendable, Equatable {
         scales = q.scales
         outlierCodes = q.outlierCodes
         outlierScales = q.outlierScales
+    }
+
+    /// Replaces group scales that are all equal within each row (a per-row scale stored per group, as
+    /// `atomLayout()` stores it) by one scale per row.
+    mutating func collapseToRowScales() {
+        let groups = self.groups
+        precondition((0..<rows).allSatisfy { r in Set(scales[(r * groups)..<((r + 1) * groups)]).count <= 1 },
+                     "group scales differ within a row; they are not a per-row scale")
+        scales = (0..<rows).map { groups == 0 ? 0 : scales[$0 * groups] }
+        format.groupSize = nil
     }
 
     /// W8A8's per-row INT8 codes and scales.

@@ -22,7 +22,9 @@ public enum QuantizationMethod: String, Sendable, CaseIterable, Codable {
 /// norm and lm_head. Quantized: the seven linear layers of every decoder layer.
 public struct QuantizationSettings: Sendable, Equatable {
     public var method: QuantizationMethod
-    /// Group size along K of the INT4 scales (W4A4); the kernels fix it at 128.
+    /// Group size along K of the INT4 scales (W4A4); the kernels fix it at 128. 0 (W4A4 ablation
+    /// only, not a file format): one scale per row over the K - O normal channels, weights and
+    /// activations; the engine stores such a weight with its row scale in every group.
     public var groupSize: Int
     /// Clip of the INT4 group scales: s = absmax * clip / 7.
     public var activationClip: Float
@@ -55,6 +57,32 @@ public struct QuantizationSettings: Sendable, Equatable {
     /// Outlier channels of a linear layer with `width` input channels (0 for W8A8).
     public func outliers(width: Int) throws -> Int {
         method == .w4a4 ? try OutlierRule.outliers(requested: requestedOutliers, width: width) : 0
+    }
+
+    /// Whether these are the settings the fused quantize kernels implement (W4A4, group 128,
+    /// activation clip 0.9: both fixed in their generated C). Other W4A4 settings (the ablation's)
+    /// quantize activations in Swift before gemm-w4a4.
+    public var isAtomKernelFormat: Bool {
+        method == .w4a4 && groupSize == AtomQuantization.groupSize && activationClip == AtomQuantization.activationClip
+    }
+
+    /// The format of the normal channels of weights (`clip` = weightClip) or activations
+    /// (`clip` = activationClip) with `outliers` INT8 channels at the end.
+    public func integerFormat(clip: Float, outliers: Int) -> IntegerFormat {
+        switch method {
+        case .w4a4: IntegerFormat(bits: 4, groupSize: groupSize == 0 ? nil : groupSize, outliers: outliers, clip: clip)
+        case .w8a8: IntegerFormat(bits: 8, groupSize: nil, outliers: 0, clip: 1)
+        }
+    }
+
+    /// Checks the W4A4 group size (128, or 0 for the per-row ablation) and the clips.
+    public func validate() throws {
+        if method == .w4a4, groupSize != AtomQuantization.groupSize, groupSize != 0 {
+            throw ModelError.invalidInput("W4A4 groups are \(AtomQuantization.groupSize) channels (gemm-w4a4 fixes them) or 0 for one scale per row; got \(groupSize)")
+        }
+        for (name, clip) in [("activation clip", activationClip), ("weight clip", weightClip)] where !(clip > 0 && clip <= 1) {
+            throw ModelError.invalidInput("the \(name) \(clip) must be in (0, 1]")
+        }
     }
 }
 

@@ -50,9 +50,14 @@ public enum QuantizedWeight: Sendable, Equatable {
     }
 
     /// The codes unpacked for `IntegerGemm` (the simulation's form).
-    public func integerRows(weightClip: Float) -> IntegerRows {
+    /// `settings` gives the clip (not stored with the codes) and whether the scales are per row
+    /// (group size 0: the row's scale repeated in every group of 128).
+    public func integerRows(_ settings: QuantizationSettings) -> IntegerRows {
         switch self {
-        case .atom(let q): return IntegerRows(atom: q, clip: weightClip)
+        case .atom(let q):
+            var rows = IntegerRows(atom: q, clip: settings.weightClip)
+            if settings.groupSize == 0 { rows.collapseToRowScales() }
+            return rows
         case .int8(let w): return IntegerRows(int8: w.codes, scales: w.scales, rows: w.rows, k: w.cols)
         }
     }

@@ -73,7 +73,7 @@ public struct SimulatedModel: Sendable {
     /// method's KV cache unless `kvCache` says otherwise.
     public init(_ model: QuantizedModel, kvCache: KVCacheFormat? = nil, name: String? = nil) {
         let s = model.settings
-        func linear(_ w: QuantizedWeight) -> SimulatedLinear { .integer(w.integerRows(weightClip: s.weightClip)) }
+        func linear(_ w: QuantizedWeight) -> SimulatedLinear { .integer(w.integerRows(s)) }
         layers = model.layers.map { l in
             SimulatedLayer(
                 permutations: l.permutations, inputNorm: l.inputNorm, postAttentionNorm: l.postAttentionNorm,
@@ -85,10 +85,7 @@ public struct SimulatedModel: Sendable {
         embedding = model.embedding
         finalNorm = model.finalNorm
         lmHead = model.lmHead
-        switch s.method {
-        case .w4a4: activations = IntegerFormat(bits: 4, groupSize: s.groupSize, outliers: 0, clip: s.activationClip)
-        case .w8a8: activations = IntegerFormat(bits: 8, groupSize: nil, outliers: 0, clip: 1)
-        }
+        activations = s.integerFormat(clip: s.activationClip, outliers: 0)
         self.kvCache = kvCache ?? s.method.kvCache
     }
 }

@@ -1,0 +1,61 @@
+import Foundation
+import Testing
+
+/// `lowbit quantize` once, then `lowbit generate` / `serve-bench` from the written model.
+@Suite("lowbit engine on a quantized model", .serialized)
+struct EngineCLITests {
+    /// A tiny FP model and its W4A4 quantization (calibrated on 16 tokens, as `generate
+    /// --calibration-tokens 16` calibrates at load) in a temporary directory.
+    struct Models {
+        let root: URL
+        var fp: String { root.appendingPathComponent("fp").path }
+        var w4: String { root.appendingPathComponent("w4").path }
+
+        init(_ lowbit: LowbitBinary) throws {
+            root = FileManager.default.temporaryDirectory.appendingPathComponent("lowbit-engine-cli-\(UUID().uuidString.prefix(8))")
+            let synth = try lowbit.run(["model", "synth", "--preset", "tiny", "--out", root.appendingPathComponent("fp").path])
+            try #require(synth.status == 0, "\(synth.stderr)")
+            let q = try lowbit.run(["quantize", "--model", fp, "--out", w4, "--calibration-tokens", "16", "--calibration-length", "16"])
+            try #require(q.status == 0, "\(q.stderr)")
+        }
+
+        func remove() { try? FileManager.default.removeItem(at: root) }
+    }
+
+    static func generated(_ stdout: String) -> String? {
+        stdout.split(separator: "\n").first { $0.hasPrefix("generated") }.map(String.init)
+    }
+
+    @Test func generateFromTheFileEqualsQuantizingAtLoad() throws {
+        let lowbit = try LowbitBinary()
+        let models = try Models(lowbit)
+        defer { models.remove() }
+        let prompt = ["--prompt", "1,2,3", "--steps", "6", "--no-db"]
+        let fromFile = try lowbit.run(["generate", "--model", models.w4] + prompt)
+        let atLoad = try lowbit.run(["generate", "--model", models.fp, "--calibration-tokens", "16"] + prompt)
+        #expect(fromFile.status == 0 && atLoad.status == 0, "\(fromFile.stderr)\(atLoad.stderr)")
+        #expect(fromFile.stdout.contains("quantized model \(models.w4)"))
+        #expect(atLoad.stdout.contains("quantized at load"))
+        #expect(Self.generated(fromFile.stdout) != nil && Self.generated(fromFile.stdout) == Self.generated(atLoad.stdout))
+    }
+
+    @Test func quantizedModelMisuseIsExplained() throws {
+        let lowbit = try LowbitBinary()
+        let models = try Models(lowbit)
+        defer { models.remove() }
+        let fp32 = try lowbit.run(["generate", "--model", models.w4, "--mode", "fp32", "--prompt", "1", "--no-db"])
+        #expect(fp32.status != 0 && fp32.stderr.contains("runs only in w4a4 mode") && fp32.stderr.contains("FP model"))
+        let layers = try lowbit.run(["generate", "--model", models.w4, "--layers", "1", "--prompt", "1", "--no-db"])
+        #expect(layers.status != 0 && layers.stderr.contains("lowbit quantize --layers"))
+        let notQuantized = try lowbit.run(["serve-bench", "--model", models.fp, "--quantized", models.fp, "--no-db"])
+        #expect(notQuantized.status != 0 && notQuantized.stderr.contains("is not a model written by `lowbit quantize`"))
+        let truncated = models.root.appendingPathComponent("bad")
+        try FileManager.default.createDirectory(at: truncated, withIntermediateDirectories: true)
+        for name in ["config.json", "model.safetensors"] {
+            let data = try Data(contentsOf: URL(fileURLWithPath: models.w4).appendingPathComponent(name))
+            try (name == "config.json" ? data : data.prefix(1000)).write(to: truncated.appendingPathComponent(name))
+        }
+        let bad = try lowbit.run(["generate", "--model", truncated.path, "--prompt", "1", "--no-db"])
+        #expect(bad.status != 0 && bad.stderr.contains("truncated"))
+    }
+}
