@@ -11,12 +11,14 @@ struct AttentionRunTests {
     let family = AttentionDecode()
 
     /// GQA (hq / hkv = 4) at D = 128; no GQA at D = 64; and D = 36 / D = 10, whose halves are not whole
-    /// vectors (and for D = 10 not whole int4 bytes), so the scalar tails run.
+    /// vectors (and for D = 10 not whole int4 bytes), so the scalar tails run; and hkv = 3 (a partial
+    /// chunk when units hold two KV heads).
     static let shapes: [[String: Int]] = [
         ["b": 3, "hq": 8, "hkv": 2, "d": 128, "ctx": 150],
         ["b": 2, "hq": 4, "hkv": 4, "d": 64, "ctx": 100],
         ["b": 3, "hq": 4, "hkv": 1, "d": 36, "ctx": 70],
         ["b": 2, "hq": 2, "hkv": 1, "d": 10, "ctx": 67],
+        ["b": 2, "hq": 6, "hkv": 3, "d": 64, "ctx": 90],
     ]
 
     @Test(arguments: AttentionDecode().targets)
@@ -40,7 +42,12 @@ struct AttentionRunTests {
             small["unroll"] = .int(4)
             small["page"] = .int(64)
             small["split"] = .int(2)
-            for config in [base, split, small] {
+            // Units of two KV heads (the last chunk of hkv = 3 is partial), split, on two threads.
+            var chunked = base
+            chunked["heads"] = .int(2)
+            chunked["split"] = .int(2)
+            chunked["threads"] = .int(2)
+            for config in [base, split, small, chunked] {
                 for shape in Self.shapes {
                     let workload = Workload(family: family.name, shape: shape)
                     let r = runner.run(family, workload, config, seed: UInt64(shape["ctx"]! * 7 + shape["d"]!), verifyOnly: true)

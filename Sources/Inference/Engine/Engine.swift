@@ -58,7 +58,8 @@ public final class Engine {
     private(set) var context: LayerContext
     let embedding: [Float]
     let finalNorm: [Float]
-    let lmHead: FP32Linear
+    /// FP32 in the fp32 engine, FP16 in the quantized ones (as Atom).
+    let lmHead: LMHead
     /// RoPE tables [capacity][head_dim / 2].
     private(set) var ropeCos: AlignedBuffer, ropeSin: AlignedBuffer
     /// How the linear layers were quantized (nil in fp32).
@@ -146,7 +147,7 @@ public final class Engine {
         self.permutations = permutations
         self.embedding = embedding.values
         self.finalNorm = finalNorm
-        self.lmHead = FP32Linear(lmHead)
+        self.lmHead = try LMHead(lmHead, halfPrecision: mode != .fp32)
         let tables = RoPE.table(positions: capacity, headDim: c.headDim, theta: Double(c.ropeTheta))
         ropeCos = AlignedBuffer(copying: tables.cos)
         ropeSin = AlignedBuffer(copying: tables.sin)

@@ -28,6 +28,7 @@ final class EngineKernels {
     private var seen: Set<String> = []
     private var w8: [Workload: W8A8Gemm] = [:]
     private var w4: [Workload: W4A4Gemm] = [:]
+    private var f16: [Workload: F16Gemm] = [:]
     private var quantizers: [Workload: AtomQuantizeKernel] = [:]
     private var appends: [Workload: KVAppendKernel] = [:]
     private var attentions: [Workload: AttentionKernel] = [:]
@@ -73,6 +74,17 @@ final class EngineKernels {
             return b
         }()
         note(layer, role, bound.loaded.choice)
+        return bound
+    }
+
+    func gemmF16(m: Int, n: Int, k: Int, role: String) throws -> F16Gemm {
+        let w = Workload(family: "gemm-f16", shape: ["m": Self.roundUpPowerOfTwo(m), "n": n, "k": k])
+        let bound = try f16[w] ?? {
+            let b = try F16Gemm(provider.kernel(GemmF16(), for: w))
+            f16[w] = b
+            return b
+        }()
+        note(nil, role, bound.loaded.choice)
         return bound
     }
 

@@ -82,13 +82,13 @@ extension Engine {
             ctx.timed(.other) { add(projection, into: hidden, count: m * h) }
         }
         ctx.layer = nil
-        return ctx.timed(.head) {
+        return try ctx.timed(.head) {
             let n = s.buffer(.logitsInput, logitRows.count * h, of: Float.self)
             for (i, row) in logitRows.enumerated() {
                 RowMath.rmsNorm(hidden + row * h, rows: 1, k: h, weight: finalNorm, eps: c.rmsNormEps, into: n + i * h)
             }
             var logits = Matrix(rows: logitRows.count, cols: c.vocabSize)
-            logits.values.withUnsafeMutableBufferPointer { lmHead.apply(n, rows: logitRows.count, into: $0.baseAddress!, ctx.threads) }
+            try logits.values.withUnsafeMutableBufferPointer { try lmHead.apply(n, rows: logitRows.count, into: $0.baseAddress!, ctx) }
             return logits
         }
     }

@@ -109,3 +109,32 @@ struct AtomQuantizeKernel {
     var reorder: Reorder { unsafeBitCast(entry, to: Reorder.self) }
     var siluMul: SiluMul { unsafeBitCast(entry, to: SiluMul.self) }
 }
+
+/// gemm-f16 for one workload (the FP16 lm_head): entry points and each share's block of Y. The packed
+/// layout (panels of NR columns, `[k][NR]` halves) depends on NR only.
+struct F16Gemm {
+    typealias PackedBytes = @convention(c) (Int32, Int32) -> Int
+    typealias Pack = @convention(c) (UnsafePointer<UInt16>?, Int32, Int32, UnsafeMutableRawPointer?) -> Void
+    typealias Kernel = @convention(c) (
+        UnsafePointer<Float>?, UnsafeRawPointer?, UnsafeMutablePointer<Float>?, Int32, Int32, Int32, Int32, Int32, Int32
+    ) -> Void
+
+    let loaded: LoadedKernel
+    let packedBytes: PackedBytes
+    let pack: Pack
+    let kernel: Kernel
+    let nr: Int
+
+    init(_ loaded: LoadedKernel) throws {
+        self.loaded = loaded
+        packedBytes = try loaded.function("packed_bytes", as: PackedBytes.self)
+        pack = try loaded.function("pack", as: Pack.self)
+        kernel = try loaded.function("kernel", as: Kernel.self)
+        nr = loaded.int("nr")
+    }
+
+    /// Each share's block of the [m][n] output (`gemmThreadBlocks` of the configuration).
+    func blocks(m: Int, n: Int) -> [(rows: Range<Int>, cols: Range<Int>)] {
+        gemmThreadBlocks(m: m, n: n, config: loaded.choice.configuration)
+    }
+}

@@ -63,7 +63,8 @@ public struct SimulatedModel: Sendable {
         embedding = reordered.embedding
         self.layers = layers
         finalNorm = reordered.finalNorm
-        lmHead = reordered.lmHead
+        // Quantized schemes keep lm_head in FP16, as Atom and the quantized engines do.
+        lmHead = scheme.weights == nil ? reordered.lmHead : reordered.lmHead.halfRounded
         activations = scheme.activations
         kvCache = scheme.kvCache
     }
@@ -84,7 +85,7 @@ public struct SimulatedModel: Sendable {
         config = model.config
         embedding = model.embedding
         finalNorm = model.finalNorm
-        lmHead = model.lmHead
+        lmHead = model.lmHead.halfRounded
         activations = s.integerFormat(clip: s.activationClip, outliers: 0)
         self.kvCache = kvCache ?? s.method.kvCache
     }
