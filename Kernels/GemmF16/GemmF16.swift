@@ -96,6 +96,15 @@ public struct GemmF16: KernelFamily {
         return c
     }
 
+    /// The default tile, with MR no taller than M (a tile's extra rows would repeat the last one), one
+    /// thread per core splitting N.
+    public func analyticalConfiguration(for workload: Workload, machine: MachineContext) -> Configuration {
+        var c = defaultConfiguration(isa: bestTarget(on: machine), machine: machine)
+        let rows = parameter("mr")!.domain.values.compactMap { v -> Int? in if case .int(let i) = v { i } else { nil } }
+        c["mr"] = .int(rows.last { $0 <= min(workload["m"], c.int("mr")) } ?? 1)
+        return c
+    }
+
     public func render(_ config: Configuration) throws -> KernelSource {
         try check(config, machine: nil)
         return F16Template(config: config, templateVersion: templateVersion).render()

@@ -19,6 +19,9 @@ public enum IntensityModel {
             // A as the quantize kernels emit it: packed codes, scales and group sums, INT8 outliers and a scale.
             let a = m * (normal / 2 + groups * 8 + Double(o) + 4)
             return a + GemmW4A4.weightBytes(w) + m * n * 4
+        case "gemm-f16":
+            // fp32 X, fp16 W, fp32 Y.
+            return m * k * 4 + n * k * 2 + m * n * 4
         case "rmsnorm-reorder-quantize", "reorder-quantize", "silu-mul-quantize":
             guard let op = AtomQuantize.Op(rawValue: family) else { return nil }
             return AtomQuantize.bytesMoved(op: op, m: w["m"], k: w["k"], outliers: w["outliers"])
@@ -43,7 +46,7 @@ public enum IntensityModel {
             // The dot products without the unpack: the kernel unpacks a weight vector once for MR rows,
             // so int4-dot (one unpack per dot) is no upper bound for it.
             return isa == ISATarget.avx2.rawValue ? "int8-i16" : "int8-dot"
-        case "attention-decode":
+        case "attention-decode", "gemm-f16":
             return "fp32-fma"
         default:
             return nil

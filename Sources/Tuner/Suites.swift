@@ -58,7 +58,9 @@ public struct Suite: Sendable {
             s.workloads += [4, 8].flatMap { bits in
                 attention.map { Workload(family: "attention-decode", shape: ["b": $0.b, "hq": 32, "hkv": 32, "d": 128, "ctx": $0.ctx, "kvbits": bits]) }
             }
-            s.summary += ", the fused quantize kernels that feed them, and decode attention over INT4 and INT8 KV caches"
+            // The FP16 lm_head of the quantized engines (vocabulary 32000 x hidden 4096).
+            s.workloads += [1, 16, 64, 256].map { Workload(family: "gemm-f16", shape: ["m": $0, "n": 32000, "k": 4096]) }
+            s.summary += ", the fused quantize kernels that feed them, decode attention over INT4 and INT8 KV caches, and the FP16 lm_head"
             return s
         }(),
     ]
