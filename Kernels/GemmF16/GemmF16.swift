@@ -83,7 +83,7 @@ public struct GemmF16: KernelFamily {
             switch isa {
             case .portable, .avxvnni: (4, 8)
             case .avx2: (4, 16)
-            case .avx512vnni: (4, 64)
+            case .avx512vnni: (4, 32)
             case .neonDotprod: (4, 16)
             }
         c["mr"] = .int(tile.mr)
@@ -96,12 +96,15 @@ public struct GemmF16: KernelFamily {
         return c
     }
 
-    /// The default tile, with MR no taller than M (a tile's extra rows would repeat the last one), one
-    /// thread per core splitting N.
+    /// The default tile's width with MR as tall as the registers allow (8 on AVX-512, 6 on AVX2 and NEON,
+    /// 4 in portable C) but no taller than M (a tile's extra rows would repeat the last one); one thread
+    /// per core, splitting N.
     public func analyticalConfiguration(for workload: Workload, machine: MachineContext) -> Configuration {
-        var c = defaultConfiguration(isa: bestTarget(on: machine), machine: machine)
+        let isa = bestTarget(on: machine)
+        var c = defaultConfiguration(isa: isa, machine: machine)
+        let tallest = isa == .avx512vnni ? 8 : (isa == .portable ? 4 : 6)
         let rows = parameter("mr")!.domain.values.compactMap { v -> Int? in if case .int(let i) = v { i } else { nil } }
-        c["mr"] = .int(rows.last { $0 <= min(workload["m"], c.int("mr")) } ?? 1)
+        c["mr"] = .int(rows.last { $0 <= min(workload["m"], tallest) } ?? 1)
         return c
     }
 

@@ -18,7 +18,7 @@ struct BenchCommand: ParsableCommand {
     )
 
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "gemm-w8a8, gemm-w4a4, rmsnorm-reorder-quantize, reorder-quantize, silu-mul-quantize, quantize (all three), attention-decode, or tuner.") var family: String
+    @Argument(help: "gemm-w8a8, gemm-w4a4, gemm-f16, rmsnorm-reorder-quantize, reorder-quantize, silu-mul-quantize, quantize (all three), attention-decode, or tuner.") var family: String
     static let defaultMList = "1,8,16,32,64,128,256"
     @Option(help: "Comma-separated M values (GEMMs: 1,8,...,256; quantize kernels: 1,16,64,256).") var mList: String = defaultMList
     @Option(help: "attention-decode: comma-separated context lengths.") var ctxList: String = "1024,4096"
@@ -163,6 +163,7 @@ struct BenchCommand: ParsableCommand {
     /// Bytes of a GEMM's prepacked weights: what a small-M run must stream from memory.
     static func weightBytes(_ family: String, _ workload: Workload) -> Double {
         if family == GemmW4A4().name { return GemmW4A4.weightBytes(workload) }
+        if family == GemmF16().name { return 2 * Double(workload["n"]) * Double(workload["k"]) }  // fp16 weights
         return Double(workload["n"]) * (Double(workload["k"]) + 4)  // INT8 codes and one fp32 scale per row
     }
 
@@ -175,12 +176,14 @@ struct BenchCommand: ParsableCommand {
         }
     }
 
-    /// The peak-compute point that bounds a GEMM variant: on AVX2 vpmaddubsw+vpmaddwd+vpaddd for
-    /// gemm-w8a8 and vpmaddubsw+vpaddw for gemm-w4a4 (its int16 group sums); the dot-product
-    /// instruction where the target has one; none for portable C.
+    /// The peak-compute point that bounds a GEMM variant: fp32 FMA for gemm-f16; on AVX2
+    /// vpmaddubsw+vpmaddwd+vpaddd for gemm-w8a8 and vpmaddubsw+vpaddw for gemm-w4a4 (its int16 group
+    /// sums); the dot-product instruction where the target has one; none for portable C.
     static func int8Ceiling(family: String, isa: String, threads: Int, placement: String) -> Configuration? {
         let op: PeakCompute.Operation
         switch ISATarget(rawValue: isa) {
+        case .avx2 where family == "gemm-f16", .avx512vnni where family == "gemm-f16", .neonDotprod where family == "gemm-f16":
+            op = .fp32FMA
         case .avx2: op = family == "gemm-w4a4" ? .int8I16 : .int8I32
         case .avx512vnni, .avxvnni, .neonDotprod: op = .int8Dot
         default: return nil
