@@ -163,7 +163,7 @@ struct GenerateCommand: ParsableCommand {
         if explain {
             print("")
             if mode == .fp32 { print("FP32 projections and lm_head run OpenBLAS cblas_sgemm (not dispatched); cache kernels:") } else {
-                print("lm_head runs OpenBLAS cblas_sgemm in every mode.")
+                print("lm_head runs gemm-f16 (FP16 weights, as Atom keeps it; layer \"-\" below).")
             }
             print(DispatchExplain.text(e.dispatchRecords, machine: runtime.machine.description.fingerprint.id, database: database))
         }

@@ -10,7 +10,7 @@ public enum DispatchExplain {
             "dispatch on machine \(machine), tuning database: \(database ?? "none (analytical configurations)")",
         ]
         let rows = records.sorted { a, b in
-            (a.layer ?? -1, order(a.role)) < (b.layer ?? -1, order(b.role))
+            (a.layer ?? Int.max, order(a.role)) < (b.layer ?? Int.max, order(b.role))
         }
         let header = ["layer", "kernel", "workload", "source", "variant"]
         var table = [header]
@@ -52,7 +52,7 @@ public enum DispatchExplain {
 
     private static let roles = [
         "qkv-quantize", "q_proj", "k_proj", "v_proj", "kv-append", "attention", "o-quantize", "o_proj", "gate/up-quantize",
-        "gate_proj", "up_proj", "down-quantize", "down_proj",
+        "gate_proj", "up_proj", "down-quantize", "down_proj", "lm_head",
     ]
 
     private static func order(_ role: String) -> Int { roles.firstIndex(of: role) ?? roles.count }

@@ -48,8 +48,8 @@ public enum ServeBench {
         public var batch: Int
         public var w4a4OverFP32: Double?
         public var w4a4OverW8A8: Double?
-        /// The same ratios on the time spent inside the decoder layers (lm_head excluded: it runs in
-        /// FP32 in every mode).
+        /// The same ratios on the time spent inside the decoder layers (lm_head excluded: FP32 in the fp32
+        /// mode, FP16 in the quantized ones).
         public var layersW4A4OverFP32: Double?
         public var layersW4A4OverW8A8: Double?
         /// A projection, not a measurement: the ratios of a 32-layer model, 32 / layers times the measured
@@ -131,7 +131,7 @@ public enum ServeBench {
     static let notes = [
         "KV caches are filled with random valid entries (kv-append of random rows), not by a prefill.",
         "Step time: one decode token for every sequence of the batch, greedy sampling included; modes interleaved step by step.",
-        "lm_head and the embedding run in FP32 (OpenBLAS) in every mode, as in Atom; layer ratios leave them out.",
+        "lm_head runs in FP32 (OpenBLAS) in the fp32 mode and with FP16 weights (gemm-f16) in w8a8 and w4a4, as Atom keeps it; layer ratios leave it out.",
         "projected32 ratios are projections to 32 layers from the measured per-layer and lm_head times, not measurements.",
     ]
 
