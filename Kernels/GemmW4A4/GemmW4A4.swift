@@ -60,6 +60,12 @@ public struct GemmW4A4: KernelFamily {
 
     public func check(_ config: Configuration, machine: MachineContext?) throws {
         try checkDomains(config)
+        try Self.checkBlocking(config, machine: machine)
+    }
+
+    /// The register tile, blocking, threads and machine rules (everything but the domains), shared with
+    /// gemm-w4a4-kv.
+    static func checkBlocking(_ config: Configuration, machine: MachineContext?) throws {
         let isa = ISATarget(rawValue: config.name("isa"))!
         let mr = config.int("mr"), nr = config.int("nr"), kc = config.int("kc")
         let mc = config.int("mc"), nc = config.int("nc")

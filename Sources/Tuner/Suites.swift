@@ -58,7 +58,12 @@ public struct Suite: Sendable {
             s.workloads += [4, 8].flatMap { bits in
                 attention.map { Workload(family: "attention-decode", shape: ["b": $0.b, "hq": 32, "hkv": 32, "d": 128, "ctx": $0.ctx, "kvbits": bits]) }
             }
-            s.summary += ", the fused quantize kernels that feed them, and decode attention over INT4 and INT8 KV caches"
+            // The K and V projections with the cache epilogue (32 KV heads of 128: N = 8192) into an INT4
+            // cache of 256 tokens a sequence (enough for the append plan's prefill chunk at m = 256).
+            s.workloads += [1, 16, 64, 256].map {
+                Workload(family: "gemm-w4a4-kv", shape: ["m": $0, "hkv": 32, "d": 128, "k": 4096, "outliers": 128, "ctx": 256, "kvbits": 4])
+            }
+            s.summary += ", the fused quantize kernels that feed them, the K/V projections writing an INT4 KV cache, and decode attention over INT4 and INT8 KV caches"
             return s
         }(),
     ]
