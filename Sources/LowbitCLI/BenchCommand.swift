@@ -62,14 +62,19 @@ struct BenchCommand: ParsableCommand {
             }
             let machine = try MachineModel(logger: logger).description
             let bench = BandwidthBenchmark(runner: try measure.runner(machine: machine, logger: logger), machine: machine, seed: measure.seed)
-            let cacheParams = try params.overrides()
-            let cache = cacheParams["cache"] ?? "int4"
-            guard KVCacheFormat(rawValue: cache) != nil, let page = Int(cacheParams["page"] ?? "16"), [16, 32, 64].contains(page) else {
-                throw ValidationError("gemm-w4a4-kv bench: --param cache=int4|int8|fp32 and --param page=16|32|64")
+            // --param values (checked against the family's domains) replace the analytical choice.
+            var overrides: [String: ParamValue] = [:]
+            for (key, text) in try params.overrides() {
+                guard let spec = f.parameter(key), let value = spec.domain.parse(text), spec.domain.contains(value) else {
+                    throw ValidationError("--param \(key)=\(text) is not a valid gemm-w4a4-kv parameter (see `lowbit kernels gemm-w4a4-kv`)")
+                }
+                overrides[key] = value
             }
+            let cache = overrides["cache"]?.description ?? "int4"
+            let page = overrides["page"].flatMap { Int($0.description) } ?? 16
             bench.kvProjection(
                 ms: try Self.parseList(mList == Self.defaultMList ? "1,16,64,256" : mList), hkv: dims["hkv"]!, d: dims["d"]!, k: k,
-                outliers: dims["outliers"]!, ctx: dims["ctx"]!, cache: cache, page: page)
+                outliers: dims["outliers"]!, ctx: dims["ctx"]!, cache: cache, page: page, overrides: overrides)
             return
         }
         if f is AtomQuantize || f is AttentionDecode {
