@@ -67,7 +67,10 @@ public struct GemmW4A4KV: KernelFamily {
     }
 
     public var parameters: [ParameterSpec] {
-        Self.gemm.parameters + [
+        Self.gemm.parameters.map { spec in
+            guard spec.name == "nc" else { return spec }
+            return ParameterSpec("nc", spec.domain, default: spec.defaultValue, "N block, rounded down to whole heads and panels (a multiple of lcm(nr, d), at least one)")
+        } + [
             ParameterSpec("cache", .names(KVCacheFormat.allCases.map(\.rawValue)), default: .name("int4"), "cache element format"),
             ParameterSpec("page", .ints([16, 32, 64]), default: .int(16), "tokens per cache page (must match the cache)"),
         ]

@@ -39,7 +39,7 @@ struct GemmW4A4KVRunTests {
         var threadedN = blocked  // threads along N: whole heads each
         threadedN["threads"] = .int(2)
         var points = [base, blocked, threaded, threadedN].map { ($0, KVCacheFormat.int4) }
-        for format in [KVCacheFormat.int8, .fp32] { points += [(base, format), (threadedN, format)] }
+        for format in [KVCacheFormat.int8, .fp32] { points.append((threadedN, format)) }
         for (point, format) in points {
             var config = point
             config["cache"] = .name(format.rawValue)
