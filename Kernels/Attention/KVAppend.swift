@@ -119,10 +119,7 @@ public struct KVAppend: KernelFamily {
             c.declare("const size_t", "page_size", "page_bytes(hkv, d)")
             c.declare("const size_t", "block", "block_bytes(d)")
             c.forLoop("int r = row0", "r < row1", "r++") { c in
-                c.declare("const int", "pos", "row_pos[r]")
-                c.declare("const int32_t", "page", "page_table[(size_t)row_seq[r] * max_pages + pos / PAGE]")
-                c.declare("const int", "slot", "pos % PAGE")
-                c.declare("unsigned char *", "base", "(unsigned char *)pool + (size_t)page * page_size")
+                KVPageLayout.renderSlotLookup(&c, row: "r")
                 c.forLoop("int h = 0", "h < hkv", "h++") { c in
                     c.declare("const size_t", "src", "((size_t)r * hkv + h) * d")
                     c.declare("unsigned char *", "k_block", "base + (size_t)(2 * h) * block")

@@ -114,6 +114,16 @@ public struct KVPageLayout: Sendable, Hashable {
         }
         c.function("static inline size_t page_bytes(int hkv, int d)") { c in c.line("return 2 * (size_t)hkv * block_bytes(d);") }
     }
+
+    /// Declares where token row `row` of an append goes: `pos`, the physical `page` of (row_seq[row],
+    /// pos / PAGE) from `page_table`, the `slot` in it, and `base`, the page's first byte in `pool`
+    /// (pages of `page_size` bytes).
+    static func renderSlotLookup(_ c: inout CSource, row: String) {
+        c.declare("const int", "pos", "row_pos[\(row)]")
+        c.declare("const int32_t", "page", "page_table[(size_t)row_seq[\(row)] * max_pages + pos / PAGE]")
+        c.declare("const int", "slot", "pos % PAGE")
+        c.declare("unsigned char *", "base", "(unsigned char *)pool + (size_t)page * page_size")
+    }
 }
 
 /// The quantization of one cache row, as plain Swift: the definition the append kernels match bit for bit

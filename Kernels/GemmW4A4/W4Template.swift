@@ -448,10 +448,7 @@ struct GemmW4A4Template {
             renderBlocks(&c, width: "nb", target: "finished + (size_t)ir * nb + jr, nb") { c in
                 c.comment("The block's rows of Y are final: quantize each (token, head) row into its cache slot.")
                 c.forLoop("int r = 0", "r < mc", "r++") { c in
-                    c.declare("const int", "pos", "row_pos[ic + r]")
-                    c.declare("const int32_t", "page", "page_table[(size_t)row_seq[ic + r] * max_pages + pos / PAGE]")
-                    c.declare("const int", "slot", "pos % PAGE")
-                    c.declare("unsigned char *", "base", "(unsigned char *)pool + (size_t)page * page_size")
+                    KVPageLayout.renderSlotLookup(&c, row: "ic + r")
                     c.declare("const float *", "x", "finished + (size_t)r * nb")
                     c.ifBlock("y") { c in c.line("memcpy(y + (size_t)(ic + r) * n + jc, x, (size_t)nc * sizeof(float));") }
                     c.forLoop("int col = 0", "col < nc", "col += d") { c in
