@@ -22,8 +22,9 @@ import Machine
 /// further sequence. The page size is the configuration's `page` and must match the cache.
 ///
 /// Threads split M in multiples of `mr` and N in multiples of lcm(nr, d), and the kernel blocks N by NC
-/// rounded to whole heads, so every head row of a block is final when the block is: the epilogue
-/// quantizes it from the thread's workspace while it is still in cache, and Y never goes to memory.
+/// rounded to whole heads, so every head row of a block is final when the block is. The last K block
+/// of each register tile leaves its Y where its fp32 partial sums were (the thread's workspace), and the
+/// epilogue gathers each row from there while it is still in cache: Y never goes to memory.
 ///
 /// Verification, and why it is sound: every gemm-w4a4 variant computes Y bit for bit like
 /// `GemmW4A4Reference` (exact integer group sums, the same fp32 multiplies and adds in the same order,

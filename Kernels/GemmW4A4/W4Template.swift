@@ -160,8 +160,8 @@ struct GemmW4A4Template {
                 c.line("return NC >= unit ? NC / unit * unit : unit;")
             }
             c.function("size_t \(name)_workspace_bytes(int d)") { c in
-                c.comment("an MC x KC block of unpacked activations, then fp32 partial sums and the finished Y of an MC x N block")
-                c.line("return (size_t)MC * KC + 2 * (size_t)MC * head_block(d) * sizeof(float);")
+                c.comment("an MC x KC block of unpacked activations, fp32 partial sums (then Y) of an MC x N block, one row of it")
+                c.line("return (size_t)MC * KC + ((size_t)MC + 1) * head_block(d) * sizeof(float);")
             }
         }
         c.comment("Signed 4-bit code i of a packed row (low nibble first).")
@@ -441,15 +441,20 @@ struct GemmW4A4Template {
             c.declare("const int", "nb", "head_block(d)")
             c.declare("int8_t *", "block", "(int8_t *)workspace")
             c.declare("float *", "partials", "(float *)((char *)workspace + (size_t)MC * KC)")
-            c.declare("float *", "finished", "partials + (size_t)MC * nb")
+            c.declare("float *", "x", "partials + (size_t)MC * nb")
             c.declare("const size_t", "panel_size", "panel_bytes(k, outliers)")
             c.declare("const size_t", "page_size", "page_bytes(hkv, d)")
             c.declare("const size_t", "kv_block", "block_bytes(d)")
-            renderBlocks(&c, width: "nb", target: "finished + (size_t)ir * nb + jr, nb") { c in
+            c.comment("The last K block of a tile leaves its Y in place of its partial sums (MR x NR, rows NR apart).")
+            renderBlocks(&c, width: "nb", target: "partial, NR") { c in
                 c.comment("The block's rows of Y are final: quantize each (token, head) row into its cache slot.")
                 c.forLoop("int r = 0", "r < mc", "r++") { c in
+                    c.comment("Gather row r from its tiles (the last panel of N may be narrower than NR).")
+                    c.declare("const float *", "tiles", "partials + (size_t)(r / MR) * (nb / NR) * MR * NR + (size_t)(r % MR) * NR")
+                    c.forLoop("int p = 0", "p < nc", "p += NR") { c in
+                        c.line("memcpy(x + p, tiles + (size_t)p * MR, (size_t)min_int(NR, nc - p) * sizeof(float));")
+                    }
                     KVPageLayout.renderSlotLookup(&c, row: "ic + r")
-                    c.declare("const float *", "x", "finished + (size_t)r * nb")
                     c.ifBlock("y") { c in c.line("memcpy(y + (size_t)(ic + r) * n + jc, x, (size_t)nc * sizeof(float));") }
                     c.forLoop("int col = 0", "col < nc", "col += d") { c in
                         c.comment("heads 0 .. hkv-1 of Y are K, the next hkv are V; a cache page interleaves them per head")
