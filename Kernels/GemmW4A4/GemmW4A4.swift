@@ -125,10 +125,13 @@ public struct GemmW4A4: KernelFamily {
     /// whole groups.
     public func analyticalConfiguration(for workload: Workload, machine: MachineContext) -> Configuration {
         let isa = bestTarget(on: machine)
-        let blocking = GemmBlocking(
+        return Self.blocking(isa).configure(self, base: defaultConfiguration(isa: isa, machine: machine), workload: workload, machine: machine)
+    }
+
+    static func blocking(_ isa: ISATarget) -> GemmBlocking {
+        GemmBlocking(
             weightBytesPerK: 0.5, kRound: AtomQuantization.groupSize, kcFloor: AtomQuantization.groupSize,
             lanes: W4Dialect.forTarget(isa)?.lanes ?? 1)
-        return blocking.configure(self, base: defaultConfiguration(isa: isa, machine: machine), workload: workload, machine: machine)
     }
 
     public func render(_ config: Configuration) throws -> KernelSource {

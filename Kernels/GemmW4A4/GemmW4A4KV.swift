@@ -126,13 +126,19 @@ public struct GemmW4A4KV: KernelFamily {
         return c
     }
 
-    /// gemm-w4a4's analytical blocking for the same GEMM, the cache format the workload fixes (if any)
-    /// and the default page.
+    /// gemm-w4a4's analytical blocking for the same GEMM, with panels that divide the head dimension
+    /// when some register tile allows it (threads then split N in whole heads, d columns, rather than
+    /// lcm(nr, d)), the cache format the workload fixes (if any) and the default page.
     public func analyticalConfiguration(for workload: Workload, machine: MachineContext) -> Configuration {
-        var c = Self.gemm.analyticalConfiguration(for: Self.gemmWorkload(workload), machine: machine)
-        for spec in parameters where c[spec.name] == nil { c[spec.name] = spec.defaultValue }
-        for (key, value) in workloadParameters(workload) { c[key] = value }
-        return c
+        let isa = bestTarget(on: machine)
+        var base = defaultConfiguration(isa: isa, machine: machine)
+        for (key, value) in workloadParameters(workload) { base[key] = value }
+        var blocking = GemmW4A4.blocking(isa)
+        let d = workload["d"], lanes = blocking.lanes
+        if parameter("nr")!.domain.values.contains(where: { if case .int(let nr) = $0 { nr % lanes == 0 && d % nr == 0 } else { false } }) {
+            blocking.panelWidths = { d % $0 == 0 }
+        }
+        return blocking.configure(self, base: base, workload: Self.gemmWorkload(workload), machine: machine)
     }
 
     func template(_ config: Configuration) -> GemmW4A4Template {

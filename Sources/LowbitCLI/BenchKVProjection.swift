@@ -8,7 +8,7 @@ extension BandwidthBenchmark {
     /// kernels it replaces: gemm-w4a4 writing fp32 Y, then kv-append quantizing Y into the cache. Same
     /// GEMM shape, blocking, threads, cache format and page size, one run; every row is verified first.
     func kvProjection(
-        ms: [Int], hkv: Int, d: Int, k: Int, outliers: Int, ctx: Int, cache: String, page: Int, overrides: [String: ParamValue], rounds: Int = 3
+        ms: [Int], hkv: Int, d: Int, k: Int, outliers: Int, ctx: Int, cache: String, page: Int, overrides: [String: ParamValue], rounds: Int = 5
     ) {
         let fused = GemmW4A4KV(), gemm = GemmW4A4(), append = KVAppend()
         var t = Table(
