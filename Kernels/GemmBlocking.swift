@@ -14,6 +14,8 @@ struct GemmBlocking {
     var kcFloor: Int
     /// Int32 lanes of the target's vectors (1 for portable C).
     var lanes: Int
+    /// The panel widths (nr) a caller can use; gemm-w4a4-kv wants panels that divide the head dimension.
+    var panelWidths: @Sendable (Int) -> Bool = { _ in true }
 
     func configure(
         _ family: some KernelFamily, base: Configuration, workload: Workload, machine: MachineContext,
@@ -24,7 +26,7 @@ struct GemmBlocking {
         let m = max(workload["m"], 1), n = max(workload["n"], 1), k = max(workload["k"], 1)
         var best: (mr: Int, nr: Int, score: Double)?
         for mr in ints("mr") {
-            for nr in ints("nr") {
+            for nr in ints("nr") where panelWidths(nr) {
                 var trial = c
                 trial["mr"] = .int(mr)
                 trial["nr"] = .int(nr)

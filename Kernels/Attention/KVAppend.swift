@@ -61,15 +61,17 @@ public struct KVAppend: KernelFamily {
 
     /// (start position, tokens appended) per sequence; depends on the workload only.
     public static func appendPlan(_ workload: Workload) -> [(start: Int, count: Int)] {
-        let b = workload["b"], ctx = workload["ctx"], new = workload["new"]
-        var rng = SeededGenerator(seed: AttentionShapes.workloadSeed(workload))
-        return (0..<b).map { i in
+        plan(workload).runs.map { ($0.start, $0.count) }
+    }
+
+    /// Sequence 0 appends `new` tokens, sequence 1 (empty) half as many, the others 1...new each.
+    static func plan(_ workload: Workload) -> KVAppendPlan {
+        let new = workload["new"]
+        return KVAppendPlan(sequences: workload["b"], ctx: workload["ctx"], seed: AttentionShapes.workloadSeed(workload)) { i, rng in
             switch i {
-            case 0: return (min(63, ctx - new), new)
-            case 1: return (0, max(1, (new + 1) / 2))
-            default:
-                let count = Int.random(in: 1...new, using: &rng)
-                return (Int.random(in: 0...(ctx - count), using: &rng), count)
+            case 0: new
+            case 1: max(1, (new + 1) / 2)
+            default: Int.random(in: 1...new, using: &rng)
             }
         }
     }
@@ -109,15 +111,7 @@ public struct KVAppend: KernelFamily {
         c.line()
         KVPageLayout.renderHelpers(&c, format: format)
         c.function("size_t \(name)_page_bytes(int hkv, int d)") { c in c.line("return page_bytes(hkv, d);") }
-        if format.isQuantized {
-            renderQuantizeRow(&c, format: format)
-        } else {
-            c.comment("fp32 cache: the row is copied as is.")
-            c.function("static void store_row(const float *x, int d, unsigned char *row, float *params)") { c in
-                c.line("(void)params;")
-                c.line("memcpy(row, x, (size_t)d * sizeof(float));")
-            }
-        }
+        KVQuantization.renderStoreRow(&c, format: format)
         c.function("""
             void \(name)(const float *k_new, const float *v_new, const int32_t *row_seq, const int32_t *row_pos,
                  const int32_t *page_table, int max_pages, void *pool, int hkv, int d, int row0, int row1)
@@ -125,10 +119,7 @@ public struct KVAppend: KernelFamily {
             c.declare("const size_t", "page_size", "page_bytes(hkv, d)")
             c.declare("const size_t", "block", "block_bytes(d)")
             c.forLoop("int r = row0", "r < row1", "r++") { c in
-                c.declare("const int", "pos", "row_pos[r]")
-                c.declare("const int32_t", "page", "page_table[(size_t)row_seq[r] * max_pages + pos / PAGE]")
-                c.declare("const int", "slot", "pos % PAGE")
-                c.declare("unsigned char *", "base", "(unsigned char *)pool + (size_t)page * page_size")
+                KVPageLayout.renderSlotLookup(&c, row: "r")
                 c.forLoop("int h = 0", "h < hkv", "h++") { c in
                     c.declare("const size_t", "src", "((size_t)r * hkv + h) * d")
                     c.declare("unsigned char *", "k_block", "base + (size_t)(2 * h) * block")
@@ -139,48 +130,6 @@ public struct KVAppend: KernelFamily {
             }
         }
         return KernelSource(name: name, isa: .portable, code: c.description, symbols: ["kernel": name, "page_bytes": "\(name)_page_bytes"])
-    }
-
-    private func renderQuantizeRow(_ c: inout CSource, format: KVCacheFormat) {
-        c.comment("The code of x: clamp(rne(x / s) + z, 0, MAX_CODE), true division, round half to even.")
-        c.function("static inline unsigned char code_of(float x, float s, float z)") { c in
-            c.declare("float", "q", "nearbyintf(x / s) + z")
-            c.line("q = q < 0.0f ? 0.0f : (q > MAX_CODE ? MAX_CODE : q);")
-            c.line("return (unsigned char)q;")
-        }
-        c.comment(lines: ["Quantizes one row of d values into row_bytes(d) codes and (scale, zero)."])
-        c.function("static void store_row(const float *x, int d, unsigned char *row, float *params)") { c in
-            c.declare("float", "lo", "x[0]")
-            c.declare("float", "hi", "x[0]")
-            c.forLoop("int i = 1", "i < d", "i++") { c in
-                c.line("lo = x[i] < lo ? x[i] : lo;")
-                c.line("hi = x[i] > hi ? x[i] : hi;")
-            }
-            c.declare("float", "s", "(hi - lo) / MAX_CODE")
-            c.ifBlock("s == 0.0f") { c in
-                c.comment("constant row (or an underflowing range): the step is its magnitude, so it dequantizes exactly")
-                c.line("s = fabsf(hi) > fabsf(lo) ? fabsf(hi) : fabsf(lo);")
-            }
-            c.ifBlock("s == 0.0f") { c in
-                c.comment("a row of zeros: every code 0, s = z = 0")
-                c.line("memset(row, 0, row_bytes(d));")
-                c.line("params[0] = 0.0f;")
-                c.line("params[1] = 0.0f;")
-                c.line("return;")
-            }
-            c.declare("const float", "z", "nearbyintf(-lo / s)")
-            if format == .int4 {
-                c.comment("byte j: element j in the low nibble, element j + d/2 (its RoPE partner) in the high nibble")
-                c.declare("const int", "half", "d / 2")
-                c.forLoop("int j = 0", "j < half", "j++") { c in
-                    c.line("row[j] = (unsigned char)(code_of(x[j], s, z) | (code_of(x[half + j], s, z) << 4));")
-                }
-            } else {
-                c.forLoop("int i = 0", "i < d", "i++") { c in c.line("row[i] = code_of(x[i], s, z);") }
-            }
-            c.line("params[0] = s;")
-            c.line("params[1] = z;")
-        }
     }
 
     public func makeInstance(workload: Workload, config: Configuration, symbols: SymbolTable, seed: UInt64) throws -> KernelInstance {
@@ -252,17 +201,10 @@ final class KVAppendInstance: KernelInstance {
         let format = KVCacheFormat(rawValue: config.name("cache"))!
         let hkv = workload["hkv"], d = workload["d"]
         layout = KVPageLayout(format: format, pageTokens: config.int("page"), kvHeads: hkv, headDim: d)
-        let plan = KVAppend.appendPlan(workload)
-        var seqs: [Int32] = [], positions: [Int32] = []
-        for (b, p) in plan.enumerated() {
-            for t in p.start..<p.start + p.count {
-                seqs.append(Int32(b))
-                positions.append(Int32(t))
-            }
-        }
-        rows = seqs.count
-        rowSeq = seqs
-        rowPos = positions
+        let plan = KVAppend.plan(workload)
+        rows = plan.rows
+        rowSeq = plan.sequences
+        rowPos = plan.positions
         var gen = KVRowGenerator(kvHeads: hkv, headDim: d, seed: seed)
         var k: [Float] = [], v: [Float] = []
         for _ in 0..<rows {
@@ -276,7 +218,7 @@ final class KVAppendInstance: KernelInstance {
         kNew = k
         vNew = v
         cache = PagedKVCache(
-            layout: layout, allocated: plan.map { $0.start + $0.count }, capacity: workload["ctx"], seed: seed)
+            layout: layout, allocated: plan.allocated, capacity: workload["ctx"], seed: seed)
         kBuffer = AlignedBuffer(copying: kNew)
         vBuffer = AlignedBuffer(copying: vNew)
         seqBuffer = AlignedBuffer(copying: rowSeq)
@@ -310,37 +252,16 @@ final class KVAppendInstance: KernelInstance {
     /// Bit-exact over the whole pool: the appended slots against the Swift reference append, everything
     /// else unchanged (the harness's fill pattern, read from a spare page).
     func verify() -> Verification {
-        let tolerance = "bit-exact (codes and parameters; the rest of the pool unchanged)"
-        guard let output, let spare = cache.sparePages.first else {
-            return Verification(passed: false, checked: 0, mismatches: 0, maxAbsError: .nan, maxRelError: .nan, tolerance: tolerance, firstMismatch: "no output bound")
-        }
-        var expected = cache
-        let fill = output.load(fromByteOffset: spare * layout.pageBytes, as: UInt32.self)
-        expected.pool.withUnsafeMutableBytes { raw in
-            let words = raw.bindMemory(to: UInt32.self)
-            for i in 0..<words.count { words[i] = fill }
-        }
+        guard let output else { return .unbound }
         let stride = layout.kvHeads * layout.headDim
-        kNew.withUnsafeBufferPointer { k in
-            vNew.withUnsafeBufferPointer { v in
-                for r in 0..<rows {
-                    expected.append(sequence: Int(rowSeq[r]), position: Int(rowPos[r]), k: k.baseAddress! + r * stride, v: v.baseAddress! + r * stride)
+        return cache.verifyAppend(actual: output) { expected in
+            kNew.withUnsafeBufferPointer { k in
+                vNew.withUnsafeBufferPointer { v in
+                    for r in 0..<rows {
+                        expected.append(sequence: Int(rowSeq[r]), position: Int(rowPos[r]), k: k.baseAddress! + r * stride, v: v.baseAddress! + r * stride)
+                    }
                 }
             }
         }
-        let actual = output.assumingMemoryBound(to: UInt8.self)
-        var mismatches = 0
-        var first: String?
-        for i in 0..<expected.pool.count where expected.pool[i] != actual[i] {
-            mismatches += 1
-            if first == nil {
-                let page = i / layout.pageBytes, inPage = i % layout.pageBytes
-                let block = inPage / layout.blockBytes, offset = inPage % layout.blockBytes
-                first = "page \(page) head \(block / 2) \(block % 2 == 0 ? "K" : "V") block byte \(offset): \(actual[i]), expected \(expected.pool[i])"
-            }
-        }
-        return Verification(
-            passed: mismatches == 0, checked: expected.pool.count, mismatches: mismatches, maxAbsError: mismatches == 0 ? 0 : .nan,
-            maxRelError: mismatches == 0 ? 0 : .nan, tolerance: tolerance, firstMismatch: first)
     }
 }

@@ -114,6 +114,16 @@ public struct KVPageLayout: Sendable, Hashable {
         }
         c.function("static inline size_t page_bytes(int hkv, int d)") { c in c.line("return 2 * (size_t)hkv * block_bytes(d);") }
     }
+
+    /// Declares where token row `row` of an append goes: `pos`, the physical `page` of (row_seq[row],
+    /// pos / PAGE) from `page_table`, the `slot` in it, and `base`, the page's first byte in `pool`
+    /// (pages of `page_size` bytes).
+    static func renderSlotLookup(_ c: inout CSource, row: String) {
+        c.declare("const int", "pos", "row_pos[\(row)]")
+        c.declare("const int32_t", "page", "page_table[(size_t)row_seq[\(row)] * max_pages + pos / PAGE]")
+        c.declare("const int", "slot", "pos % PAGE")
+        c.declare("unsigned char *", "base", "(unsigned char *)pool + (size_t)page * page_size")
+    }
 }
 
 /// The quantization of one cache row, as plain Swift: the definition the append kernels match bit for bit
@@ -180,6 +190,122 @@ public enum KVQuantization {
 
     public static func dequantize(_ q: (codes: [UInt8], scale: Float, zero: Float), count d: Int, format: KVCacheFormat) -> [Float] {
         q.codes.withUnsafeBytes { dequantize($0.baseAddress!, scale: q.scale, zero: q.zero, count: d, format: format) }
+    }
+}
+
+extension KVQuantization {
+    /// Renders `store_row(x, d, row, params)`, the C twin of `quantize` that every cache writer shares (the
+    /// same fp32 operations in the same order). The quantized formats need `MAX_CODE` defined, and all need
+    /// the `KVPageLayout.renderHelpers` functions before it.
+    static func renderStoreRow(_ c: inout CSource, format: KVCacheFormat) {
+        guard format.isQuantized else {
+            c.comment("fp32 cache: the row is copied as is.")
+            c.function("static void store_row(const float *x, int d, unsigned char *row, float *params)") { c in
+                c.line("(void)params;")
+                c.line("memcpy(row, x, (size_t)d * sizeof(float));")
+            }
+            return
+        }
+        c.comment("The code of x: clamp(rne(x / s) + z, 0, MAX_CODE), true division, round half to even.")
+        c.function("static inline unsigned char code_of(float x, float s, float z)") { c in
+            c.declare("float", "q", "nearbyintf(x / s) + z")
+            c.line("q = q < 0.0f ? 0.0f : (q > MAX_CODE ? MAX_CODE : q);")
+            c.line("return (unsigned char)q;")
+        }
+        c.comment(lines: ["Quantizes one row of d values into row_bytes(d) codes and (scale, zero)."])
+        c.function("static void store_row(const float *x, int d, unsigned char *row, float *params)") { c in
+            c.declare("float", "lo", "x[0]")
+            c.declare("float", "hi", "x[0]")
+            c.forLoop("int i = 1", "i < d", "i++") { c in
+                c.line("lo = x[i] < lo ? x[i] : lo;")
+                c.line("hi = x[i] > hi ? x[i] : hi;")
+            }
+            c.declare("float", "s", "(hi - lo) / MAX_CODE")
+            c.ifBlock("s == 0.0f") { c in
+                c.comment("constant row (or an underflowing range): the step is its magnitude, so it dequantizes exactly")
+                c.line("s = fabsf(hi) > fabsf(lo) ? fabsf(hi) : fabsf(lo);")
+            }
+            c.ifBlock("s == 0.0f") { c in
+                c.comment("a row of zeros: every code 0, s = z = 0")
+                c.line("memset(row, 0, row_bytes(d));")
+                c.line("params[0] = 0.0f;")
+                c.line("params[1] = 0.0f;")
+                c.line("return;")
+            }
+            c.declare("const float", "z", "nearbyintf(-lo / s)")
+            if format == .int4 {
+                c.comment("byte j: element j in the low nibble, element j + d/2 (its RoPE partner) in the high nibble")
+                c.declare("const int", "half", "d / 2")
+                c.forLoop("int j = 0", "j < half", "j++") { c in
+                    c.line("row[j] = (unsigned char)(code_of(x[j], s, z) | (code_of(x[half + j], s, z) << 4));")
+                }
+            } else {
+                c.forLoop("int i = 0", "i < d", "i++") { c in c.line("row[i] = code_of(x[i], s, z);") }
+            }
+            c.line("params[0] = s;")
+            c.line("params[1] = z;")
+        }
+    }
+}
+
+/// Where the rows of one append go: row r is token `positions[r]` of sequence `sequences[r]`. Rows are
+/// in plan order (sequence by sequence, positions ascending), and sequence b has `allocated[b]` =
+/// start + count tokens once the append is done (the pages a cache must hold for it).
+public struct KVAppendPlan: Sendable, Equatable {
+    public let runs: [KVAppendRun]
+    public let sequences: [Int32]
+    public let positions: [Int32]
+
+    public init(runs: [KVAppendRun]) {
+        self.runs = runs
+        var seqs: [Int32] = [], pos: [Int32] = []
+        for (b, run) in runs.enumerated() {
+            for t in run.start..<run.start + run.count {
+                seqs.append(Int32(b))
+                pos.append(Int32(t))
+            }
+        }
+        sequences = seqs
+        positions = pos
+    }
+
+    public var rows: Int { sequences.count }
+    public var allocated: [Int] { runs.map { $0.start + $0.count } }
+
+    /// `b` sequences of capacity `ctx` appending `count(b, &rng)` tokens each. The first run starts at
+    /// 63 (when ctx allows), so a run of 2 or more tokens crosses a page boundary for every page size; the
+    /// second starts empty; the others start anywhere (drawn after their count).
+    public init(sequences b: Int, ctx: Int, seed: UInt64, count: (_ sequence: Int, _ rng: inout SeededGenerator) -> Int) {
+        var rng = SeededGenerator(seed: seed)
+        self.init(
+            runs: (0..<b).map { i in
+                let n = count(i, &rng)
+                switch i {
+                case 0: return KVAppendRun(start: min(63, ctx - n), count: n)
+                case 1: return KVAppendRun(start: 0, count: n)
+                default: return KVAppendRun(start: Int.random(in: 0...(ctx - n), using: &rng), count: n)
+                }
+            })
+    }
+
+    /// `m` token rows the way a batch of a serving loop brings them: a prefill chunk of ceil(m / 2) tokens
+    /// in sequence 0 (from position 63: it crosses a page boundary when m >= 3), half the rest in
+    /// sequence 1 (a new sequence), and one decode token in each further sequence. Needs ctx >= ceil(m / 2).
+    public static func batch(rows m: Int, ctx: Int, seed: UInt64) -> KVAppendPlan {
+        let first = (m + 1) / 2, rest = m - first, second = (rest + 1) / 2
+        let counts = [first] + (second > 0 ? [second] : []) + Array(repeating: 1, count: rest - second)
+        return KVAppendPlan(sequences: counts.count, ctx: ctx, seed: seed) { i, _ in counts[i] }
+    }
+}
+
+/// One sequence's part of an append: `count` tokens from position `start`.
+public struct KVAppendRun: Sendable, Equatable {
+    public var start: Int
+    public var count: Int
+
+    public init(start: Int, count: Int) {
+        self.start = start
+        self.count = count
     }
 }
 
@@ -272,6 +398,50 @@ public struct PagedKVCache {
             return KVQuantization.dequantize(base + slot * layout.rowBytes, scale: s, zero: z, count: layout.headDim, format: layout.format)
         }
     }
+}
+
+extension PagedKVCache {
+    static let appendTolerance = "bit-exact (codes and parameters; the rest of the pool unchanged)"
+
+    /// Checks a kernel's pool (`actual`, `pool.count` bytes, filled by the harness before the run) bit for
+    /// bit against this cache after `append` (the reference appends): the appended slots exactly, every
+    /// other byte still the harness's fill pattern (read from a spare page, which no kernel may touch).
+    func verifyAppend(actual: UnsafeRawPointer, append: (inout PagedKVCache) -> Void) -> Verification {
+        guard let spare = sparePages.first else {
+            return Verification(
+                passed: false, checked: 0, mismatches: 0, maxAbsError: 0, maxRelError: 0, tolerance: Self.appendTolerance,
+                firstMismatch: "the cache has no spare page to read the fill pattern from")
+        }
+        var expected = self
+        let fill = actual.load(fromByteOffset: spare * layout.pageBytes, as: UInt32.self)
+        expected.pool.withUnsafeMutableBytes { raw in
+            let words = raw.bindMemory(to: UInt32.self)
+            for i in 0..<words.count { words[i] = fill }
+        }
+        append(&expected)
+        let bytes = actual.assumingMemoryBound(to: UInt8.self)
+        var mismatches = 0, largest = 0
+        var first: String?
+        for i in 0..<expected.pool.count where expected.pool[i] != bytes[i] {
+            mismatches += 1
+            largest = max(largest, abs(Int(bytes[i]) - Int(expected.pool[i])))
+            if first == nil {
+                let page = i / layout.pageBytes, inPage = i % layout.pageBytes
+                let block = inPage / layout.blockBytes, offset = inPage % layout.blockBytes
+                first = "page \(page) head \(block / 2) \(block % 2 == 0 ? "K" : "V") block byte \(offset): \(bytes[i]), expected \(expected.pool[i])"
+            }
+        }
+        // The errors are the largest byte difference (finite: results travel from the worker as JSON).
+        return Verification(
+            passed: mismatches == 0, checked: expected.pool.count, mismatches: mismatches, maxAbsError: Double(largest),
+            maxRelError: Double(largest) / 255, tolerance: Self.appendTolerance, firstMismatch: first)
+    }
+}
+
+extension Verification {
+    /// A verification of an instance that was never bound to an output.
+    static let unbound = Verification(
+        passed: false, checked: 0, mismatches: 0, maxAbsError: 0, maxRelError: 0, tolerance: "-", firstMismatch: "no output bound")
 }
 
 /// Random K and V rows the way the inputs of the cache kernels are made: uniform in [-1, 1], with a few

@@ -60,6 +60,12 @@ public struct GemmW4A4: KernelFamily {
 
     public func check(_ config: Configuration, machine: MachineContext?) throws {
         try checkDomains(config)
+        try Self.checkBlocking(config, machine: machine)
+    }
+
+    /// The register tile, blocking, threads and machine rules (everything but the domains), shared with
+    /// gemm-w4a4-kv.
+    static func checkBlocking(_ config: Configuration, machine: MachineContext?) throws {
         let isa = ISATarget(rawValue: config.name("isa"))!
         let mr = config.int("mr"), nr = config.int("nr"), kc = config.int("kc")
         let mc = config.int("mc"), nc = config.int("nc")
@@ -119,10 +125,13 @@ public struct GemmW4A4: KernelFamily {
     /// whole groups.
     public func analyticalConfiguration(for workload: Workload, machine: MachineContext) -> Configuration {
         let isa = bestTarget(on: machine)
-        let blocking = GemmBlocking(
+        return Self.blocking(isa).configure(self, base: defaultConfiguration(isa: isa, machine: machine), workload: workload, machine: machine)
+    }
+
+    static func blocking(_ isa: ISATarget) -> GemmBlocking {
+        GemmBlocking(
             weightBytesPerK: 0.5, kRound: AtomQuantization.groupSize, kcFloor: AtomQuantization.groupSize,
             lanes: W4Dialect.forTarget(isa)?.lanes ?? 1)
-        return blocking.configure(self, base: defaultConfiguration(isa: isa, machine: machine), workload: workload, machine: machine)
     }
 
     public func render(_ config: Configuration) throws -> KernelSource {

@@ -53,24 +53,66 @@ public enum GemmW4A4Reference {
     }
 }
 
-/// gemm-w4a4 bound to one workload's quantized inputs and a loaded variant.
-final class GemmW4A4Instance: KernelInstance {
+/// The operands of a W4A4 GEMM in kernel memory: the quantized activations as the kernels read them and
+/// the weights, packed by `prepare` with the variant's own packing function (gemm-w4a4 and gemm-w4a4-kv).
+final class W4Operands {
     typealias PackedBytes = @convention(c) (Int32, Int32, Int32) -> Int
-    typealias WorkspaceBytes = @convention(c) () -> Int
     typealias Pack = @convention(c) (
         UnsafePointer<UInt8>?, UnsafePointer<Float>?, UnsafePointer<Int8>?, UnsafePointer<Float>?, Int32, Int32, Int32,
         UnsafeMutableRawPointer?
     ) -> Void
+
+    let a: AtomQuantization.Quantized, w: AtomQuantization.Quantized
+    let k: Int, outliers: Int
+    let codes: AlignedBuffer, scales: AlignedBuffer, sums: AlignedBuffer, outlierCodes: AlignedBuffer, outlierScales: AlignedBuffer
+    let packed: AlignedBuffer
+    let pack: Pack
+
+    init(a: AtomQuantization.Quantized, w: AtomQuantization.Quantized, k: Int, outliers: Int, symbols: SymbolTable, names: [String: String]) throws {
+        self.a = a
+        self.w = w
+        self.k = k
+        self.outliers = outliers
+        codes = AlignedBuffer(copying: a.codes)
+        scales = AlignedBuffer(copying: a.scales)
+        sums = AlignedBuffer(copying: a.groupSums)
+        outlierCodes = AlignedBuffer(copying: a.outlierCodes + [0, 0, 0, 0])  // load4 may read a padded tail
+        outlierScales = AlignedBuffer(copying: a.outlierScales)
+        let packedBytes = try symbols.function(names["packed_bytes"]!, as: PackedBytes.self)
+        pack = try symbols.function(names["pack"]!, as: Pack.self)
+        packed = AlignedBuffer(byteCount: packedBytes(Int32(w.rows), Int32(k), Int32(outliers)))
+    }
+
+    /// Every buffer a kernel reads.
+    var regions: [UnsafeRawBufferPointer] { [codes, scales, sums, outlierCodes, outlierScales, packed].map(\.region) }
+
+    /// Bytes of the activations and packed weights.
+    var byteCount: Int { codes.byteCount + scales.byteCount + sums.byteCount + outlierCodes.byteCount + packed.byteCount }
+
+    func prepare() {
+        let w = self.w
+        w.codes.withUnsafeBufferPointer { codes in
+            w.scales.withUnsafeBufferPointer { scales in
+                w.outlierCodes.withUnsafeBufferPointer { oc in
+                    w.outlierScales.withUnsafeBufferPointer { os in
+                        pack(codes.baseAddress, scales.baseAddress, oc.baseAddress, os.baseAddress, Int32(w.rows), Int32(k), Int32(outliers), packed.pointer)
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// gemm-w4a4 bound to one workload's quantized inputs and a loaded variant.
+final class GemmW4A4Instance: KernelInstance {
+    typealias WorkspaceBytes = @convention(c) () -> Int
     typealias Kernel = @convention(c) (
         UnsafePointer<UInt8>?, UnsafePointer<Float>?, UnsafePointer<Int32>?, UnsafePointer<Int8>?, UnsafePointer<Float>?,
         UnsafeRawPointer?, UnsafeMutablePointer<Float>?, Int32, Int32, Int32, Int32, Int32, Int32, Int32, UnsafeMutableRawPointer?
     ) -> Void
 
     let m: Int, n: Int, k: Int, outliers: Int, seed: UInt64
-    let a: AtomQuantization.Quantized, w: AtomQuantization.Quantized
-    let aCodes: AlignedBuffer, aScales: AlignedBuffer, aSums: AlignedBuffer, aOutliers: AlignedBuffer, aOutlierScales: AlignedBuffer
-    let packed: AlignedBuffer
-    let pack: Pack
+    let operands: W4Operands
     let kernel: Kernel
     let workspaceBytesPerThread: Int
     let threadCount: Int
@@ -79,7 +121,7 @@ final class GemmW4A4Instance: KernelInstance {
     private var workspaces: [UnsafeMutableRawPointer] = []
 
     var outputBytes: Int { m * n * MemoryLayout<Float>.size }
-    var workingSetBytes: Int { aCodes.byteCount + aScales.byteCount + aSums.byteCount + aOutliers.byteCount + packed.byteCount + outputBytes }
+    var workingSetBytes: Int { operands.byteCount + outputBytes }
 
     init(workload: Workload, config: Configuration, symbols: SymbolTable, names: [String: String], seed: UInt64) throws {
         m = workload["m"]
@@ -88,39 +130,21 @@ final class GemmW4A4Instance: KernelInstance {
         outliers = workload.shape["outliers"] ?? AtomQuantization.defaultOutliers
         self.seed = seed
         var rng = SeededGenerator(seed: seed)
-        a = AtomQuantization.quantize(
+        let a = AtomQuantization.quantize(
             GemmW4A4Reference.rows(m, k: k, outliers: outliers, rng: &rng), rows: m, k: k, outliers: outliers, clip: AtomQuantization.activationClip)
-        w = AtomQuantization.quantize(
+        let w = AtomQuantization.quantize(
             GemmW4A4Reference.rows(n, k: k, outliers: outliers, rng: &rng), rows: n, k: k, outliers: outliers, clip: AtomQuantization.weightClip)
-        aCodes = AlignedBuffer(copying: a.codes)
-        aScales = AlignedBuffer(copying: a.scales)
-        aSums = AlignedBuffer(copying: a.groupSums)
-        aOutliers = AlignedBuffer(copying: a.outlierCodes + [0, 0, 0, 0])  // load4 may read a padded tail
-        aOutlierScales = AlignedBuffer(copying: a.outlierScales)
-        let packedBytes = try symbols.function(names["packed_bytes"]!, as: PackedBytes.self)
+        operands = try W4Operands(a: a, w: w, k: k, outliers: outliers, symbols: symbols, names: names)
         let workspaceBytes = try symbols.function(names["workspace_bytes"]!, as: WorkspaceBytes.self)
-        pack = try symbols.function(names["pack"]!, as: Pack.self)
         kernel = try symbols.function(names["kernel"]!, as: Kernel.self)
-        packed = AlignedBuffer(byteCount: packedBytes(Int32(n), Int32(k), Int32(outliers)))
         workspaceBytesPerThread = workspaceBytes()
         threadCount = config.int("threads")
         blocks = gemmThreadBlocks(m: m, n: n, config: config)
     }
 
-    var dataRegions: [UnsafeRawBufferPointer] { [aCodes, aScales, aSums, aOutliers, aOutlierScales, packed].map(\.region) }
+    var dataRegions: [UnsafeRawBufferPointer] { operands.regions }
 
-    func prepare() throws {
-        let w = self.w
-        w.codes.withUnsafeBufferPointer { codes in
-            w.scales.withUnsafeBufferPointer { scales in
-                w.outlierCodes.withUnsafeBufferPointer { oc in
-                    w.outlierScales.withUnsafeBufferPointer { os in
-                        pack(codes.baseAddress, scales.baseAddress, oc.baseAddress, os.baseAddress, Int32(n), Int32(k), Int32(outliers), packed.pointer)
-                    }
-                }
-            }
-        }
-    }
+    func prepare() throws { operands.prepare() }
 
     func bind(output: UnsafeMutableRawPointer, workspaces: [UnsafeMutableRawPointer]) {
         self.output = output.assumingMemoryBound(to: Float.self)
@@ -130,17 +154,18 @@ final class GemmW4A4Instance: KernelInstance {
     func run(thread index: Int) {
         let block = blocks[index]
         guard !block.rows.isEmpty, !block.cols.isEmpty else { return }
+        let o = operands
         kernel(
-            aCodes.pointer.assumingMemoryBound(to: UInt8.self), aScales.pointer.assumingMemoryBound(to: Float.self),
-            aSums.pointer.assumingMemoryBound(to: Int32.self), aOutliers.pointer.assumingMemoryBound(to: Int8.self),
-            aOutlierScales.pointer.assumingMemoryBound(to: Float.self), UnsafeRawPointer(packed.pointer), output,
+            o.codes.pointer.assumingMemoryBound(to: UInt8.self), o.scales.pointer.assumingMemoryBound(to: Float.self),
+            o.sums.pointer.assumingMemoryBound(to: Int32.self), o.outlierCodes.pointer.assumingMemoryBound(to: Int8.self),
+            o.outlierScales.pointer.assumingMemoryBound(to: Float.self), UnsafeRawPointer(o.packed.pointer), output,
             Int32(n), Int32(k), Int32(outliers), Int32(block.rows.lowerBound), Int32(block.rows.upperBound),
             Int32(block.cols.lowerBound), Int32(block.cols.upperBound), workspaces[index])
     }
 
     func verify() -> Verification {
         let expected = ReferenceCache.shared.value(for: "gemm-w4a4 \(m) \(n) \(k) \(outliers) \(seed)") {
-            GemmW4A4Reference.compute(a: a, w: w)
+            GemmW4A4Reference.compute(a: operands.a, w: operands.w)
         }
         return compareBitExact(expected: expected, actual: UnsafeBufferPointer(start: output!, count: m * n), columns: n)
     }

@@ -18,7 +18,7 @@ struct BenchCommand: ParsableCommand {
     )
 
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "gemm-w8a8, gemm-w4a4, gemm-f16, rmsnorm-reorder-quantize, reorder-quantize, silu-mul-quantize, quantize (all three), attention-decode, or tuner.") var family: String
+    @Argument(help: "gemm-w8a8, gemm-w4a4, gemm-w4a4-kv (fused K/V projection vs gemm-w4a4 + kv-append), gemm-f16, rmsnorm-reorder-quantize, reorder-quantize, silu-mul-quantize, quantize (all three), attention-decode, or tuner.") var family: String
     static let defaultMList = "1,8,16,32,64,128,256"
     @Option(help: "Comma-separated M values (GEMMs: 1,8,...,256; quantize kernels: 1,16,64,256).") var mList: String = defaultMList
     @Option(help: "attention-decode: comma-separated context lengths.") var ctxList: String = "1024,4096"
@@ -50,6 +50,33 @@ struct BenchCommand: ParsableCommand {
             return
         }
         let f = try KernelRegistry.family(named: family)
+        if f is GemmW4A4KV {
+            // The fused K/V projection against gemm-w4a4 + kv-append: Llama-7B's heads unless --shape says otherwise.
+            var dims = ["hkv": 32, "d": 128, "outliers": AtomQuantization.defaultOutliers, "ctx": 256]
+            for item in shapeExtras {
+                let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+                guard parts.count == 2, let v = Int(parts[1]), dims[parts[0]] != nil else {
+                    throw ValidationError("--shape expects one of \(dims.keys.sorted().joined(separator: ", ")) as name=integer, got '\(item)'")
+                }
+                dims[parts[0]] = v
+            }
+            let machine = try MachineModel(logger: logger).description
+            let bench = BandwidthBenchmark(runner: try measure.runner(machine: machine, logger: logger), machine: machine, seed: measure.seed)
+            // --param values (checked against the family's domains) replace the analytical choice.
+            var overrides: [String: ParamValue] = [:]
+            for (key, text) in try params.overrides() {
+                guard let spec = f.parameter(key), let value = spec.domain.parse(text), spec.domain.contains(value) else {
+                    throw ValidationError("--param \(key)=\(text) is not a valid gemm-w4a4-kv parameter (see `lowbit kernels gemm-w4a4-kv`)")
+                }
+                overrides[key] = value
+            }
+            let cache = overrides["cache"]?.description ?? "int4"
+            let page = overrides["page"].flatMap { Int($0.description) } ?? 16
+            bench.kvProjection(
+                ms: try Self.parseList(mList == Self.defaultMList ? "1,16,64,256" : mList), hkv: dims["hkv"]!, d: dims["d"]!, k: k,
+                outliers: dims["outliers"]!, ctx: dims["ctx"]!, cache: cache, page: page, overrides: overrides)
+            return
+        }
         if f is AtomQuantize || f is AttentionDecode {
             let machine = try MachineModel(logger: logger).description
             let bench = BandwidthBenchmark(runner: try measure.runner(machine: machine, logger: logger), machine: machine, seed: measure.seed)

@@ -14,11 +14,10 @@ public enum IntensityModel {
             // int8 A and W with one fp32 scale per row and per output channel; fp32 Y.
             return m * (k + 4) + n * (k + 4) + m * n * 4
         case "gemm-w4a4":
-            let o = w.shape["outliers"] ?? AtomQuantization.defaultOutliers
-            let normal = Double(w["k"] - o), groups = normal / Double(AtomQuantization.groupSize)
-            // A as the quantize kernels emit it: packed codes, scales and group sums, INT8 outliers and a scale.
-            let a = m * (normal / 2 + groups * 8 + Double(o) + 4)
-            return a + GemmW4A4.weightBytes(w) + m * n * 4
+            return w4a4Inputs(w) + m * n * 4
+        case "gemm-w4a4-kv":
+            // The same GEMM's inputs; out, only the cache rows (codes and parameters), never Y.
+            return w4a4Inputs(GemmW4A4KV.gemmWorkload(w)) + GemmW4A4KV.cacheBytes(w, config)
         case "gemm-f16":
             // fp32 X, fp16 W, fp32 Y.
             return m * k * 4 + n * k * 2 + m * n * 4
@@ -34,6 +33,14 @@ public enum IntensityModel {
         }
     }
 
+    /// A as the quantize kernels emit it (packed codes, scales and group sums, INT8 outliers and a scale)
+    /// and the packed weights of a gemm-w4a4 workload.
+    static func w4a4Inputs(_ w: Workload) -> Double {
+        let o = w.shape["outliers"] ?? AtomQuantization.defaultOutliers
+        let normal = Double(w["k"] - o), groups = normal / Double(AtomQuantization.groupSize)
+        return Double(w["m"]) * (normal / 2 + groups * 8 + Double(o) + 4) + GemmW4A4.weightBytes(w)
+    }
+
     /// The `peak-compute` operation that bounds the family's arithmetic on `isa`, or nil when the
     /// family is bounded by bandwidth alone (the quantize kernels count elements) or has no
     /// measured ceiling for that ISA (portable C).
@@ -42,7 +49,7 @@ public enum IntensityModel {
         switch family {
         case "gemm-w8a8":
             return isa == ISATarget.avx2.rawValue ? "int8-i32" : "int8-dot"
-        case "gemm-w4a4":
+        case "gemm-w4a4", "gemm-w4a4-kv":
             // The dot products without the unpack: the kernel unpacks a weight vector once for MR rows,
             // so int4-dot (one unpack per dot) is no upper bound for it.
             return isa == ISATarget.avx2.rawValue ? "int8-i16" : "int8-dot"

@@ -58,9 +58,14 @@ public struct Suite: Sendable {
             s.workloads += [4, 8].flatMap { bits in
                 attention.map { Workload(family: "attention-decode", shape: ["b": $0.b, "hq": 32, "hkv": 32, "d": 128, "ctx": $0.ctx, "kvbits": bits]) }
             }
+            // The K and V projections with the cache epilogue (32 KV heads of 128: N = 8192) into an INT4
+            // cache of 256 tokens a sequence (enough for the append plan's prefill chunk at m = 256).
+            s.workloads += [1, 16, 64, 256].map {
+                Workload(family: "gemm-w4a4-kv", shape: ["m": $0, "hkv": 32, "d": 128, "k": 4096, "outliers": 128, "ctx": 256, "kvbits": 4])
+            }
             // The FP16 lm_head of the quantized engines (vocabulary 32000 x hidden 4096).
             s.workloads += [1, 16, 64, 256].map { Workload(family: "gemm-f16", shape: ["m": $0, "n": 32000, "k": 4096]) }
-            s.summary += ", the fused quantize kernels that feed them, decode attention over INT4 and INT8 KV caches, and the FP16 lm_head"
+            s.summary += ", the fused quantize kernels that feed them, the K/V projections writing an INT4 KV cache, decode attention over INT4 and INT8 KV caches, and the FP16 lm_head"
             return s
         }(),
     ]

@@ -58,6 +58,12 @@ struct RooflineModelTests {
         let a: Double = 1984 + 248 + 128 + 4
         let weights: Double = 4096 * (1984 + 124 + 128 + 4)
         #expect(IntensityModel.bytes(family: "gemm-w4a4", workload: w4, config: Configuration([:])) == a + weights + 4096 * 4)
+        // gemm-w4a4-kv, the same GEMM as K/V projections (hkv = 16, d = 128: N = 4096) into an int4 cache:
+        // Y is never written; the 2 * 16 cache rows of 64 code bytes and 8 parameter bytes are.
+        let kvw = Workload(family: "gemm-w4a4-kv", shape: ["m": 1, "hkv": 16, "d": 128, "k": 4096, "outliers": 128, "ctx": 64])
+        let rows: Double = 2 * 16 * (64 + 8)
+        #expect(IntensityModel.bytes(family: "gemm-w4a4-kv", workload: kvw, config: Configuration(["cache": .name("int4")])) == a + weights + rows)
+        #expect(IntensityModel.computeOp(family: "gemm-w4a4-kv", isa: "avx2") == "int8-i16")
         // reorder-quantize M=16 K=4096 O=128: x and perm in; codes, scales, sums, outliers, scale out.
         let q = Workload(family: "reorder-quantize", shape: ["m": 16, "k": 4096, "outliers": 128])
         let qOut: Double = 16 * (1984 + 248 + 128 + 4)
