@@ -16,6 +16,9 @@ struct ReportBuilder {
     let trials: [TrialRecord]
     /// The latest serve-bench run of this machine.
     let serving: [ServingRecord]
+    /// The latest serve-bench run of each model on this machine (a model with more layers, or the same
+    /// model at other batch sizes, is its own run), oldest first.
+    let servingRuns: [[ServingRecord]]
 
     init(store: TuningStore, machine: MachineRecord) throws {
         self.machine = machine
@@ -25,6 +28,13 @@ struct ReportBuilder {
         let all = try store.serving(machine: machine.fingerprint)
         let latest = all.last?.session
         serving = all.filter { $0.session == latest }
+        var lastSession: [String: String] = [:]
+        for r in all { lastSession[r.model] = r.session }
+        let sessions = Set(lastSession.values)
+        servingRuns = all.reduce(into: [[ServingRecord]]()) { runs, r in
+            guard sessions.contains(r.session) else { return }
+            if let i = runs.firstIndex(where: { $0.first?.session == r.session }) { runs[i].append(r) } else { runs.append([r]) }
+        }
     }
 
     var topology: Topology { machine.description.topology }
@@ -120,8 +130,10 @@ struct ReportBuilder {
             yAxis: AxisSpec("GOP/s", kind: .linear), series: series)
     }
 
-    /// Decode throughput against batch size, one line per engine mode (the latest serve-bench run).
-    func servingChart() -> LineChart? {
+    /// Decode throughput against batch size, one line per engine mode (the latest serve-bench run, or
+    /// `run`).
+    func servingChart(_ run: [ServingRecord]? = nil) -> LineChart? {
+        let serving = run ?? self.serving
         guard let first = serving.first else { return nil }
         let modes = ["fp32", "w8a8", "w4a4"].filter { m in serving.contains { $0.mode == m } }
         let series = modes.map { mode in
@@ -200,13 +212,14 @@ struct ReportBuilder {
         if f.blocks.isEmpty { f.note("No tuning trials stored yet.") }
         report.sections.append(f)
 
-        if let chart = servingChart() {
-            var sv = HTMLReport.Section("Serving")
+        var sv = HTMLReport.Section("Serving")
+        for serving in servingRuns {
+            guard let chart = servingChart(serving) else { continue }
             sv.figure(chart, caption: "Tokens per second of batched decode, the three engine modes measured interleaved in one serve-bench run.")
             let batches = Set(serving.map(\.batch)).sorted()
             func tps(_ mode: String, _ b: Int) -> Double? { serving.first { $0.mode == mode && $0.batch == b }?.tokensPerSecond }
             sv.table(HTMLReport.Table(
-                caption: "Tokens per second and ratios (same run)",
+                caption: "Tokens per second and ratios (same run): \(serving.first?.model ?? "")",
                 header: ["batch", "FP32", "W8A8", "W4A4", "W4A4 / FP32", "W4A4 / W8A8"],
                 rows: batches.map { b in
                     let f = tps("fp32", b), e = tps("w8a8", b), a = tps("w4a4", b)
@@ -217,8 +230,8 @@ struct ReportBuilder {
                         (a.flatMap { x in e.map { String(format: "%.2fx", x / $0) } }) ?? "-",
                     ]
                 }))
-            report.sections.append(sv)
         }
+        if !servingRuns.isEmpty { report.sections.append(sv) }
         return report
     }
 
