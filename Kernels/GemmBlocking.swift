@@ -22,7 +22,7 @@ struct GemmBlocking {
         trial adjust: (inout Configuration) -> Void = { _ in }
     ) -> Configuration {
         var c = base
-        func ints(_ name: String) -> [Int] { family.parameter(name)!.domain.values.compactMap { if case .int(let v) = $0 { v } else { nil } } }
+        func ints(_ name: String) -> [Int] { family.intValues(name) }
         let m = max(workload["m"], 1), n = max(workload["n"], 1), k = max(workload["k"], 1)
         var best: (mr: Int, nr: Int, score: Double)?
         for mr in ints("mr") {
@@ -55,8 +55,7 @@ struct GemmBlocking {
         c["nc"] = .int(
             ints("nc").last { $0 % nr == 0 && Double($0 * kc) * weightBytesPerK <= l3Share / 2 && $0 <= max(n, nr) }
                 ?? ints("nc").first { $0 % nr == 0 } ?? nr)
-        let cores = max(1, topology.cores.count)
-        let threads = ints("threads").last { $0 <= cores } ?? 1
+        let threads = family.threadsPerCore(machine)
         c["threads"] = .int(threads)
         // Split M only when every thread still gets several row tiles and N alone would not feed them.
         let tm = (m >= 8 * mr * threads && n / nr < 4 * threads) ? threads : 1

@@ -111,27 +111,19 @@ public struct AtomQuantize: KernelFamily {
         }
     }
 
-    private var threadValues: [Int] {
-        parameter("threads")!.domain.values.compactMap { if case .int(let v) = $0 { v } else { nil } }
-    }
-
     /// Scalar-load gathers (valid on every target, and faster than vgatherdps on the AMD development
     /// machine; the tuner tries both); one thread per core when the machine is known.
     public func defaultConfiguration(isa: ISATarget, machine: MachineContext?) -> Configuration {
         var c = Configuration(Dictionary(uniqueKeysWithValues: parameters.map { ($0.name, $0.defaultValue) }))
         c["isa"] = .name(isa.rawValue)
-        if let machine {
-            let cores = max(1, machine.topology.cores.count)
-            c["threads"] = .int(threadValues.last { $0 <= cores } ?? 1)
-        }
+        if let machine { c["threads"] = .int(threadsPerCore(machine)) }
         return c
     }
 
     /// Rows are independent: one thread per core, but never more threads than rows.
     public func analyticalConfiguration(for workload: Workload, machine: MachineContext) -> Configuration {
         var c = defaultConfiguration(isa: bestTarget(on: machine), machine: machine)
-        let cap = max(1, min(machine.topology.cores.count, workload["m"]))
-        c["threads"] = .int(threadValues.last { $0 <= cap } ?? 1)
+        c["threads"] = .int(threadsPerCore(machine, limit: max(1, min(machine.topology.cores.count, workload["m"]))))
         return c
     }
 

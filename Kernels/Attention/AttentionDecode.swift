@@ -101,9 +101,7 @@ public struct AttentionDecode: KernelFamily {
         var c = Configuration(Dictionary(uniqueKeysWithValues: parameters.map { ($0.name, $0.defaultValue) }))
         c["isa"] = .name(isa.rawValue)
         if let machine {
-            let cores = max(1, machine.topology.cores.count)
-            let threads = parameter("threads")!.domain.values.compactMap { v -> Int? in if case .int(let i) = v { i } else { nil } }
-            c["threads"] = .int(threads.last { $0 <= cores } ?? 1)
+            c["threads"] = .int(threadsPerCore(machine))
         }
         return c
     }

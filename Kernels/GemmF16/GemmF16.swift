@@ -88,11 +88,7 @@ public struct GemmF16: KernelFamily {
             }
         c["mr"] = .int(tile.mr)
         c["nr"] = .int(tile.nr)
-        if let machine {
-            let cores = max(1, machine.topology.cores.count)
-            let threadValues = parameter("threads")!.domain.values.compactMap { v -> Int? in if case .int(let i) = v { i } else { nil } }
-            c["threads"] = .int(threadValues.last { $0 <= cores } ?? 1)
-        }
+        if let machine { c["threads"] = .int(threadsPerCore(machine)) }
         return c
     }
 
@@ -103,8 +99,7 @@ public struct GemmF16: KernelFamily {
         let isa = bestTarget(on: machine)
         var c = defaultConfiguration(isa: isa, machine: machine)
         let tallest = isa == .avx512vnni ? 8 : (isa == .portable ? 4 : 6)
-        let rows = parameter("mr")!.domain.values.compactMap { v -> Int? in if case .int(let i) = v { i } else { nil } }
-        c["mr"] = .int(rows.last { $0 <= min(workload["m"], tallest) } ?? 1)
+        c["mr"] = .int(intValues("mr").last { $0 <= min(workload["m"], tallest) } ?? 1)
         return c
     }
 

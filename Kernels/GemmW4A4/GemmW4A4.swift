@@ -114,9 +114,7 @@ public struct GemmW4A4: KernelFamily {
         c["nc"] = .int(512)
         c["kc"] = .int(1024)
         if let machine {
-            let cores = max(1, machine.topology.cores.count)
-            let threadValues = parameter("threads")!.domain.values.compactMap { v -> Int? in if case .int(let i) = v { i } else { nil } }
-            c["threads"] = .int(threadValues.last { $0 <= cores } ?? 1)
+            c["threads"] = .int(threadsPerCore(machine))
         }
         return c
     }

@@ -127,11 +127,8 @@ public struct GemmW8A8: KernelFamily {
         if let machine {
             // Largest kc whose micro-panel fits half of L1; threads: one per core.
             let l1 = Int(machine.topology.dataCache(level: 1)?.sizeBytes ?? 32768)
-            let kcValues = parameter("kc")!.domain.values.compactMap { v -> Int? in if case .int(let i) = v { i } else { nil } }
-            c["kc"] = .int(kcValues.last { $0 * tile.nr <= l1 / 2 } ?? 256)
-            let cores = max(1, machine.topology.cores.count)
-            let threadValues = parameter("threads")!.domain.values.compactMap { v -> Int? in if case .int(let i) = v { i } else { nil } }
-            c["threads"] = .int(threadValues.last { $0 <= cores } ?? 1)
+            c["kc"] = .int(intValues("kc").last { $0 * tile.nr <= l1 / 2 } ?? 256)
+            c["threads"] = .int(threadsPerCore(machine))
         }
         return c
     }

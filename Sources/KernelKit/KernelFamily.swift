@@ -137,6 +137,17 @@ extension KernelFamily {
 
     public func workloadParameters(_ workload: Workload) -> [String: ParamValue] { [:] }
 
+    /// The integer values of parameter `name`'s domain, in order (empty for names and unknown parameters).
+    public func intValues(_ name: String) -> [Int] {
+        parameter(name)?.domain.values.compactMap { if case .int(let v) = $0 { v } else { nil } } ?? []
+    }
+
+    /// The most threads the `threads` domain offers up to `limit` (default: one per core of `machine`).
+    public func threadsPerCore(_ machine: MachineContext, limit: Int? = nil) -> Int {
+        let cap = limit ?? max(1, machine.topology.cores.count)
+        return intValues("threads").last { $0 <= cap } ?? 1
+    }
+
     /// The best target this machine runs (the last of `targets` that runs), or portable.
     public func bestTarget(on machine: MachineContext) -> ISATarget {
         targets.last { $0.runs(on: machine.isa) } ?? .portable

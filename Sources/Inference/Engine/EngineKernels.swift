@@ -58,7 +58,7 @@ final class EngineKernels {
     func gemmW8A8(m: Int, n: Int, k: Int, layer: Int?, role: String) throws -> W8A8Gemm {
         let w = Workload(family: "gemm-w8a8", shape: ["m": Self.roundUpPowerOfTwo(m), "n": n, "k": k])
         let bound = try w8[w] ?? {
-            let b = try W8A8Gemm(provider.kernel(GemmW8A8(), for: w))
+            let b = try W8A8Gemm(provider.kernel(GemmW8A8(), for: w), workspace: true)
             w8[w] = b
             return b
         }()
@@ -69,7 +69,7 @@ final class EngineKernels {
     func gemmW4A4(m: Int, n: Int, k: Int, outliers: Int, layer: Int?, role: String) throws -> W4A4Gemm {
         let w = Workload(family: "gemm-w4a4", shape: ["m": Self.roundUpPowerOfTwo(m), "n": n, "k": k, "outliers": outliers])
         let bound = try w4[w] ?? {
-            let b = try W4A4Gemm(provider.kernel(GemmW4A4(), for: w))
+            let b = try W4A4Gemm(provider.kernel(GemmW4A4(), for: w), workspace: true)
             w4[w] = b
             return b
         }()
@@ -80,7 +80,7 @@ final class EngineKernels {
     func gemmF16(m: Int, n: Int, k: Int, role: String) throws -> F16Gemm {
         let w = Workload(family: "gemm-f16", shape: ["m": Self.roundUpPowerOfTwo(m), "n": n, "k": k])
         let bound = try f16[w] ?? {
-            let b = try F16Gemm(provider.kernel(GemmF16(), for: w))
+            let b = try F16Gemm(provider.kernel(GemmF16(), for: w), workspace: false)
             f16[w] = b
             return b
         }()

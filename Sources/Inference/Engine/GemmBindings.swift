@@ -1,17 +1,12 @@
 import KernelKit
 import Kernels
 
-/// gemm-w8a8 for one workload: the loaded variant's typed entry points and each share's block of Y.
-/// The packed weight layout (`[ceil(K/4)][NR][4]` codes, scales, `128 * colsum` per panel) is the same
-/// for every target of the template and depends on NR only.
-struct W8A8Gemm {
-    typealias PackedBytes = @convention(c) (Int32, Int32) -> Int
+/// A packed-weight GEMM variant for one workload: its `packed_bytes`, `pack` and `kernel` entry points
+/// with their C signatures, its per-share workspace (`workspace_bytes`, where the family has one), the
+/// panel width NR its packed layout depends on (the packing of every target of a template depends on NR
+/// only), and each share's block of Y.
+struct PackedGemm<PackedBytes, Pack, Kernel> {
     typealias WorkspaceBytes = @convention(c) () -> Int
-    typealias Pack = @convention(c) (UnsafePointer<Int8>?, UnsafePointer<Float>?, Int32, Int32, UnsafeMutableRawPointer?) -> Void
-    typealias Kernel = @convention(c) (
-        UnsafePointer<Int8>?, UnsafePointer<Float>?, UnsafeRawPointer?, UnsafeMutablePointer<Float>?,
-        Int32, Int32, Int32, Int32, Int32, Int32, UnsafeMutableRawPointer?
-    ) -> Void
 
     let loaded: LoadedKernel
     let packedBytes: PackedBytes
@@ -20,12 +15,12 @@ struct W8A8Gemm {
     let workspaceBytes: Int
     let nr: Int
 
-    init(_ loaded: LoadedKernel) throws {
+    init(_ loaded: LoadedKernel, workspace: Bool) throws {
         self.loaded = loaded
         packedBytes = try loaded.function("packed_bytes", as: PackedBytes.self)
         pack = try loaded.function("pack", as: Pack.self)
         kernel = try loaded.function("kernel", as: Kernel.self)
-        workspaceBytes = try loaded.function("workspace_bytes", as: WorkspaceBytes.self)()
+        workspaceBytes = workspace ? try loaded.function("workspace_bytes", as: WorkspaceBytes.self)() : 0
         nr = loaded.int("nr")
     }
 
@@ -35,10 +30,20 @@ struct W8A8Gemm {
     }
 }
 
-/// gemm-w4a4 for one workload (see `W8A8Gemm`; the packed layout depends on NR only as well).
-struct W4A4Gemm {
+/// gemm-w8a8: `[ceil(K/4)][NR][4]` codes, scales and `128 * colsum` per panel.
+enum W8A8Entry {
+    typealias PackedBytes = @convention(c) (Int32, Int32) -> Int
+    typealias Pack = @convention(c) (UnsafePointer<Int8>?, UnsafePointer<Float>?, Int32, Int32, UnsafeMutableRawPointer?) -> Void
+    typealias Kernel = @convention(c) (
+        UnsafePointer<Int8>?, UnsafePointer<Float>?, UnsafeRawPointer?, UnsafeMutablePointer<Float>?,
+        Int32, Int32, Int32, Int32, Int32, Int32, UnsafeMutableRawPointer?
+    ) -> Void
+}
+typealias W8A8Gemm = PackedGemm<W8A8Entry.PackedBytes, W8A8Entry.Pack, W8A8Entry.Kernel>
+
+/// gemm-w4a4: nibble-packed panels with group scales and INT8 outlier columns.
+enum W4A4Entry {
     typealias PackedBytes = @convention(c) (Int32, Int32, Int32) -> Int
-    typealias WorkspaceBytes = @convention(c) () -> Int
     typealias Pack = @convention(c) (
         UnsafePointer<UInt8>?, UnsafePointer<Float>?, UnsafePointer<Int8>?, UnsafePointer<Float>?, Int32, Int32, Int32,
         UnsafeMutableRawPointer?
@@ -47,28 +52,18 @@ struct W4A4Gemm {
         UnsafePointer<UInt8>?, UnsafePointer<Float>?, UnsafePointer<Int32>?, UnsafePointer<Int8>?, UnsafePointer<Float>?,
         UnsafeRawPointer?, UnsafeMutablePointer<Float>?, Int32, Int32, Int32, Int32, Int32, Int32, Int32, UnsafeMutableRawPointer?
     ) -> Void
-
-    let loaded: LoadedKernel
-    let packedBytes: PackedBytes
-    let pack: Pack
-    let kernel: Kernel
-    let workspaceBytes: Int
-    let nr: Int
-
-    init(_ loaded: LoadedKernel) throws {
-        self.loaded = loaded
-        packedBytes = try loaded.function("packed_bytes", as: PackedBytes.self)
-        pack = try loaded.function("pack", as: Pack.self)
-        kernel = try loaded.function("kernel", as: Kernel.self)
-        workspaceBytes = try loaded.function("workspace_bytes", as: WorkspaceBytes.self)()
-        nr = loaded.int("nr")
-    }
-
-    /// Each share's block of the [m][n] output (`gemmThreadBlocks` of the configuration).
-    func blocks(m: Int, n: Int) -> [(rows: Range<Int>, cols: Range<Int>)] {
-        gemmThreadBlocks(m: m, n: n, config: loaded.choice.configuration)
-    }
 }
+typealias W4A4Gemm = PackedGemm<W4A4Entry.PackedBytes, W4A4Entry.Pack, W4A4Entry.Kernel>
+
+/// gemm-f16 (the FP16 lm_head): panels of NR columns, `[k][NR]` halves; no workspace.
+enum F16Entry {
+    typealias PackedBytes = @convention(c) (Int32, Int32) -> Int
+    typealias Pack = @convention(c) (UnsafePointer<UInt16>?, Int32, Int32, UnsafeMutableRawPointer?) -> Void
+    typealias Kernel = @convention(c) (
+        UnsafePointer<Float>?, UnsafeRawPointer?, UnsafeMutablePointer<Float>?, Int32, Int32, Int32, Int32, Int32, Int32
+    ) -> Void
+}
+typealias F16Gemm = PackedGemm<F16Entry.PackedBytes, F16Entry.Pack, F16Entry.Kernel>
 
 /// One of the fused Atom quantize kernels for one workload: its entry point and each share's rows.
 struct AtomQuantizeKernel {
@@ -108,33 +103,4 @@ struct AtomQuantizeKernel {
     var rmsNorm: RMSNorm { unsafeBitCast(entry, to: RMSNorm.self) }
     var reorder: Reorder { unsafeBitCast(entry, to: Reorder.self) }
     var siluMul: SiluMul { unsafeBitCast(entry, to: SiluMul.self) }
-}
-
-/// gemm-f16 for one workload (the FP16 lm_head): entry points and each share's block of Y. The packed
-/// layout (panels of NR columns, `[k][NR]` halves) depends on NR only.
-struct F16Gemm {
-    typealias PackedBytes = @convention(c) (Int32, Int32) -> Int
-    typealias Pack = @convention(c) (UnsafePointer<UInt16>?, Int32, Int32, UnsafeMutableRawPointer?) -> Void
-    typealias Kernel = @convention(c) (
-        UnsafePointer<Float>?, UnsafeRawPointer?, UnsafeMutablePointer<Float>?, Int32, Int32, Int32, Int32, Int32, Int32
-    ) -> Void
-
-    let loaded: LoadedKernel
-    let packedBytes: PackedBytes
-    let pack: Pack
-    let kernel: Kernel
-    let nr: Int
-
-    init(_ loaded: LoadedKernel) throws {
-        self.loaded = loaded
-        packedBytes = try loaded.function("packed_bytes", as: PackedBytes.self)
-        pack = try loaded.function("pack", as: Pack.self)
-        kernel = try loaded.function("kernel", as: Kernel.self)
-        nr = loaded.int("nr")
-    }
-
-    /// Each share's block of the [m][n] output (`gemmThreadBlocks` of the configuration).
-    func blocks(m: Int, n: Int) -> [(rows: Range<Int>, cols: Range<Int>)] {
-        gemmThreadBlocks(m: m, n: n, config: loaded.choice.configuration)
-    }
 }
