@@ -1,10 +1,13 @@
 import KernelKit
 
 /// The analytical (BLIS-style) configuration both GEMM families derive from the shape and the caches,
-/// without measuring: the register tile that wastes the fewest rows of M and does the most multiply-adds
-/// per vector load; a K block whose packed weight panel fills half of L1; an M block whose activations
-/// fit half of L2; an N block whose panels fit half of this core's share of the last-level cache; one
-/// thread per core, splitting M only when N alone would not feed the threads.
+/// without measuring: the register tile that issues the fewest vector instructions per useful
+/// multiply-add over the whole of M (every row panel unpacks the weights again, padded rows cost as
+/// much as real ones); a K block whose packed weight panel fills half of L1; an M block whose
+/// activations fit half of L2; an N block whose panels fit half of this core's share of the last-level
+/// cache; one thread per core, splitting M only when N alone would not feed the threads. When one row
+/// panel covers M (decode), the weights stream from memory once: the K block takes the whole
+/// reduction where L1 allows and the packed panel is prefetched ahead (`pf`, where the family has it).
 struct GemmBlocking {
     /// Packed weight bytes per (k, output channel): 1 for INT8, 0.5 for INT4.
     var weightBytesPerK: Double
@@ -14,8 +17,27 @@ struct GemmBlocking {
     var kcFloor: Int
     /// Int32 lanes of the target's vectors (1 for portable C).
     var lanes: Int
+    /// Vector instructions per (row, weight vector) in the inner loop: the dot products and any adds.
+    var dotOps = 1
+    /// Vector instructions unpacking one weight vector (INT4 nibbles: xor, shift and two masks).
+    var unpackOps = 0
+    /// Activation broadcasts per (row, weight vector).
+    var broadcasts = 1
     /// The panel widths (nr) a caller can use; gemm-w4a4-kv wants panels that divide the head dimension.
     var panelWidths: @Sendable (Int) -> Bool = { _ in true }
+    /// Prefetch distance (bytes) along a streamed weight panel, for families with a `pf` parameter.
+    var streamPrefetch = 2048
+
+    /// Useful multiply-adds per issue cycle of a tile over all of M (a relative score): per step of
+    /// the K loop a row panel issues `v` weight loads, `mr * broadcasts` activation loads and
+    /// `v * (mr * dotOps + unpackOps)` vector instructions, two of each per cycle.
+    func tileScore(mr: Int, nr: Int, m: Int) -> Double {
+        let v = Double(nr) / Double(max(lanes, 1))
+        let panels = Double((m + mr - 1) / mr)
+        let alu = v * (Double(mr * dotOps) + Double(unpackOps))
+        let loads = v + Double(mr * broadcasts)
+        return Double(m * nr) / (panels * max(alu, loads) / 2)
+    }
 
     func configure(
         _ family: some KernelFamily, base: Configuration, workload: Workload, machine: MachineContext,
@@ -34,9 +56,7 @@ struct GemmBlocking {
                 trial["nc"] = .int(ints("nc").first { $0 % nr == 0 } ?? 64)
                 adjust(&trial)
                 guard (try? family.check(trial, machine: nil)) != nil else { continue }
-                // Multiply-adds per vector load (weights and activation broadcasts); rows past M are wasted.
-                let rows = Double(min(mr, m))
-                let score = rows * Double(nr) / (rows + Double(nr) / Double(max(lanes, 1)))
+                let score = tileScore(mr: mr, nr: nr, m: m)
                 if best == nil || score > best!.score + 1e-9 { best = (mr, nr, score) }
             }
         }
@@ -49,7 +69,10 @@ struct GemmBlocking {
         let llc = topology.lastLevelCache
         let l3Share = Double(Int(llc?.sizeBytes ?? 8 << 20) / max(1, llc?.pusPerInstance ?? 1))
         let kcCap = max(kcFloor, (k + kRound - 1) / kRound * kRound)
-        let kc = ints("kc").last { Double($0 * nr) * weightBytesPerK <= l1 / 2 && $0 <= kcCap } ?? ints("kc")[0]
+        // A panel reused by several row panels stays in half of L1; a streamed one (M <= mr) may fill it.
+        let streams = m <= mr
+        let l1Share = streams ? l1 : l1 / 2
+        let kc = ints("kc").last { Double($0 * nr) * weightBytesPerK <= l1Share && $0 <= kcCap } ?? ints("kc")[0]
         c["kc"] = .int(kc)
         c["mc"] = .int(ints("mc").last { $0 % mr == 0 && $0 * kc <= l2 / 2 && $0 <= max(m, mr) } ?? ints("mc").first { $0 % mr == 0 } ?? mr)
         c["nc"] = .int(
@@ -61,6 +84,9 @@ struct GemmBlocking {
         let tm = (m >= 8 * mr * threads && n / nr < 4 * threads) ? threads : 1
         c["tm"] = .int(ints("tm").contains(tm) ? tm : 1)
         c["placement"] = .name(ThreadPlacement.scatter.rawValue)
+        if family.parameter("pf") != nil {
+            c["pf"] = .int(streams ? ints("pf").last { $0 <= streamPrefetch } ?? 0 : 0)
+        }
         return c
     }
 }

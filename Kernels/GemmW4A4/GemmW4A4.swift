@@ -8,7 +8,7 @@ public struct GemmW4A4: KernelFamily {
 
     public let name = "gemm-w4a4"
     public let summary = "Atom W4A4: INT4 group-128 activations x weights, + O INT8 outlier channels, fp32 accumulation and output"
-    public let templateVersion = 1
+    public let templateVersion = 2
     public let dimensions = ["m", "n", "k", "outliers"]
     public let shapeRules = [
         "positive: m, n and k are at least 1",
@@ -27,6 +27,7 @@ public struct GemmW4A4: KernelFamily {
             ParameterSpec("mc", .ints([8, 16, 24, 32, 48, 64, 96, 128, 192, 256]), default: .int(64), "M block (unpacked activations kept in L2)"),
             ParameterSpec("nc", .ints([64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 4096]), default: .int(512), "N block (packed weights kept in L3)"),
             ParameterSpec("unpack", .names(["mask", "lut"]), default: .name("mask"), "nibble unpacking: shift and mask, or table lookup (vpshufb / tbl)"),
+            ParameterSpec("pf", .ints([0, 512, 1024, 2048, 4096, 8192]), default: .int(0), "software prefetch distance along the packed weight panel, bytes (0: none)"),
             ParameterSpec("threads", .ints([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]), default: .int(1), "worker threads"),
             ParameterSpec("tm", .ints([1, 2, 3, 4, 6, 8, 12, 16]), default: .int(1), "threads along M (threads / tm along N)"),
             ParameterSpec("placement", .names(ThreadPlacement.allCases.map(\.rawValue)), default: .name("scatter"), "which PUs the threads use"),
@@ -129,7 +130,9 @@ public struct GemmW4A4: KernelFamily {
     static func blocking(_ isa: ISATarget) -> GemmBlocking {
         GemmBlocking(
             weightBytesPerK: 0.5, kRound: AtomQuantization.groupSize, kcFloor: AtomQuantization.groupSize,
-            lanes: W4Dialect.forTarget(isa)?.lanes ?? 1)
+            lanes: W4Dialect.forTarget(isa)?.lanes ?? 1,
+            // AVX2 adds each vpmaddubsw into int16 sums; the dot-product targets do it in one instruction.
+            dotOps: isa == .avx2 ? 4 : 2, unpackOps: isa == .portable ? 0 : 4, broadcasts: 2)
     }
 
     public func render(_ config: Configuration) throws -> KernelSource {

@@ -19,11 +19,13 @@ struct GemmW4A4Template {
     var mr: Int { config.int("mr") }
     var nr: Int { config.int("nr") }
     var unpack: String { config.name("unpack") }
+    /// Software prefetch distance along the packed weight panel, bytes (0: none).
+    var prefetch: Int { config.int("pf") }
 
-    static let codeParameters = ["isa", "mr", "nr", "kc", "mc", "nc", "unpack"]
+    static let codeParameters = ["isa", "mr", "nr", "kc", "mc", "nc", "unpack", "pf"]
 
     var variantName: String {
-        let tile = "\(isa.rawValue.replacingOccurrences(of: "-", with: ""))_mr\(mr)_nr\(nr)_kc\(config.int("kc"))_mc\(config.int("mc"))_nc\(config.int("nc"))_\(unpack)"
+        let tile = "\(isa.rawValue.replacingOccurrences(of: "-", with: ""))_mr\(mr)_nr\(nr)_kc\(config.int("kc"))_mc\(config.int("mc"))_nc\(config.int("nc"))_\(unpack)_pf\(prefetch)"
         switch epilogue {
         case .fp32: return "gemm_w4a4__\(tile)"
         case .kvCache(let format, let page): return "gemm_w4a4_kv__\(tile)_\(format.rawValue)_p\(page)"
@@ -68,6 +70,7 @@ struct GemmW4A4Template {
         c.define("MC", config.int("mc"))
         c.define("NC", config.int("nc"))
         c.define("G", 128)
+        if prefetch > 0 { c.define("PREFETCH_BYTES", prefetch) }
         if case .kvCache(let format, let page) = epilogue {
             c.define("PAGE", page)
             if format.isQuantized { c.define("MAX_CODE", "\(format.maxCode).0f") }
@@ -252,6 +255,12 @@ struct GemmW4A4Template {
                 for i in rows { for j in cols { c.line("c\(i)_\(j) = \(d.zero);") } }
                 c.forLoop("int q = 0", "q < G / 8", "q++") { c in
                     for j in cols { c.lines(d.unpack(unpack, "bg + ((size_t)q * NR + \(j * d.lanes)) * 4", "wlo\(j)", "whi\(j)")) }
+                    if prefetch > 0 {
+                        // One prefetch per cache line this step reads (NR * 4 bytes), PREFETCH_BYTES ahead in the panel.
+                        for line in stride(from: 0, to: max(nr * 4, 64), by: 64) {
+                            c.line("__builtin_prefetch(bg + ((size_t)q * NR) * 4 + \(line) + PREFETCH_BYTES);")
+                        }
+                    }
                     for i in rows {
                         c.declare("const \(d.intVector)", "alo\(i)", d.broadcast("load4(a\(i) + g * G + 8 * q)"))
                         c.declare("const \(d.intVector)", "ahi\(i)", d.broadcast("load4(a\(i) + g * G + 8 * q + 4)"))
@@ -327,6 +336,9 @@ struct GemmW4A4Template {
                 c.declare("const int", "group", "k0 / G + g")
                 c.declare("const uint8_t *", "bg", "panel + (size_t)group * (G / 2) * NR")
                 c.declare("const float *", "w_scale", "(const float *)(panel + (size_t)normal / 2 * NR) + (size_t)group * NR")
+                if prefetch > 0 {
+                    c.forLoop("int line = 0", "line < G / 2 * NR", "line += 64") { c in c.line("__builtin_prefetch(bg + line + PREFETCH_BYTES);") }
+                }
                 c.forLoop("int i = 0", "i < MR", "i++") { c in
                     c.declare("const int", "r", "i < rows ? i : rows - 1")
                     c.declare("const int8_t *", "ai", "a + (size_t)r * KC + g * G")

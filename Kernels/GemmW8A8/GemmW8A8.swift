@@ -146,7 +146,6 @@ public struct GemmW8A8: KernelFamily {
             trial["ku"] = .int(ku)
         }
         c["ku"] = .int(ku)
-        c["pf"] = .int(0)
         return c
     }
 

@@ -103,8 +103,15 @@ struct BenchCommand: ParsableCommand {
         let context = MachineContext(machine)
         let runner = try measure.runner(machine: machine, logger: logger)
         let overrides = try params.overrides()
-        let skipped = f.targets.filter { !$0.runs(on: machine.isa) }
-        let variants = try f.targets.filter { $0.runs(on: machine.isa) }.map { isa -> Configuration in
+        // `--param isa=X` benchmarks that one variant; otherwise every target this machine runs.
+        let chosen = try overrides["isa"].map { name -> [ISATarget] in
+            guard let isa = ISATarget(rawValue: name), f.targets.contains(isa) else {
+                throw ValidationError("--param isa=\(name): \(f.name) has the variants \(f.targets.map(\.rawValue).joined(separator: ", "))")
+            }
+            return [isa]
+        } ?? f.targets
+        let skipped = chosen.filter { !$0.runs(on: machine.isa) }
+        let variants = try chosen.filter { $0.runs(on: machine.isa) }.map { isa -> Configuration in
             var o = overrides
             o["isa"] = isa.rawValue
             return try f.configuration(overrides: o, machine: context)

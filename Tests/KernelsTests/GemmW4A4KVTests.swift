@@ -38,7 +38,7 @@ struct GemmW4A4KVTemplateTests {
     @Test func sourceNamesTheEpilogueAndSharesTheCacheHelpers() throws {
         let config = try family.configuration(overrides: ["isa": "avx2", "cache": "int4", "page": "32"], machine: nil)
         let source = try family.render(config)
-        #expect(source.name == "gemm_w4a4_kv__avx2_mr4_nr8_kc1024_mc64_nc512_mask_int4_p32")
+        #expect(source.name == "gemm_w4a4_kv__avx2_mr4_nr8_kc1024_mc64_nc512_mask_pf0_int4_p32")
         #expect(source.code.hasPrefix("/*\n * gemm-w4a4-kv, template version \(family.templateVersion)"))
         #expect(source.code.contains("#define PAGE 32") && source.code.contains("#define MAX_CODE 15.0f"))
         // The cache layout and quantizer are kv-append's, rendered from the same place.
@@ -49,7 +49,7 @@ struct GemmW4A4KVTemplateTests {
         #expect(source.symbols["page_bytes"] == "\(source.name)_page_bytes")
         // gemm-w4a4 itself keeps its fp32 epilogue and knows nothing of the cache.
         let gemm = try GemmW4A4().render(GemmW4A4().configuration(overrides: ["isa": "avx2"], machine: nil))
-        #expect(gemm.name == "gemm_w4a4__avx2_mr4_nr8_kc1024_mc64_nc512_mask")
+        #expect(gemm.name == "gemm_w4a4__avx2_mr4_nr8_kc1024_mc64_nc512_mask_pf0")
         #expect(!gemm.code.contains("store_row") && !gemm.code.contains("PAGE") && !gemm.code.contains("math.h"))
         #expect(gemm.code.contains("size_t \(gemm.name)_workspace_bytes(void)"))
         #expect(gemm.symbols["page_bytes"] == nil)

@@ -18,6 +18,7 @@ struct GemmW4A4TemplateTests {
             var small = config
             small["mr"] = .int(1)
             small["kc"] = .int(128)
+            small["pf"] = .int(2048)
             for c in [config, small] {
                 let source = try family.render(c)
                 do {
@@ -28,6 +29,21 @@ struct GemmW4A4TemplateTests {
                 }
             }
         }
+    }
+
+    /// Decode-sized M streams the weights once: one row panel covers M (a second would unpack every
+    /// weight again), and the panel is prefetched; large M reuses panels from L1 and does not prefetch.
+    @Test func analyticalTileCoversDecodeRowsInOnePanel() throws {
+        let machine = MachineContext(try MachineModel().description)
+        for m in [1, 2, 3, 4, 8] {
+            let w = Workload(family: family.name, shape: ["m": m, "n": 11008, "k": 4096, "outliers": 128])
+            let c = family.analyticalConfiguration(for: w, machine: machine)
+            #expect(c.int("mr") >= m, "M = \(m): \(c)")
+            #expect(c.int("pf") > 0, "M = \(m): \(c)")
+            #expect(throws: Never.self) { try family.check(c, machine: machine) }
+        }
+        let large = family.analyticalConfiguration(for: Workload(family: family.name, shape: ["m": 256, "n": 4096, "k": 4096, "outliers": 128]), machine: machine)
+        #expect(large.int("pf") == 0 && large.int("mr") >= 4, "\(large)")
     }
 
     @Test func shapesThatBreakTheLayoutNameTheRule() {

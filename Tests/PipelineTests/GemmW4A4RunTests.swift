@@ -20,6 +20,7 @@ struct GemmW4A4RunTests {
         var blocked = base  // several K blocks: fp32 partial sums between them
         blocked["kc"] = .int(128)
         blocked["unpack"] = .name("lut")
+        blocked["pf"] = .int(1024)  // prefetching past the last panel reads nothing it uses
         var threaded = base
         threaded["threads"] = .int(2)
         threaded["tm"] = .int(2)
