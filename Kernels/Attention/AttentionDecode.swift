@@ -26,7 +26,7 @@ public struct AttentionDecode: KernelFamily {
 
     public let name = "attention-decode"
     public let summary = "decode attention over a paged int4/int8/fp32 KV cache: RoPE on dequantized K, GQA, online softmax, split-K merge"
-    public let templateVersion = 4
+    public let templateVersion = 5
     public let dimensions = ["b", "hq", "hkv", "d", "ctx"]
     public let shapeRules = [
         "positive: b, hq, hkv, d and ctx are at least 1",

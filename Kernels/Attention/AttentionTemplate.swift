@@ -279,7 +279,10 @@ struct AttentionTemplate {
                 pair(&c, suffix: u, vector: true)
                 c.declare("const \(d.vector)", "csv\(u)", d.load("cs\(u) + i"))
                 c.declare("const \(d.vector)", "snv\(u)", d.load("sn\(u) + i"))
-                c.line("a\(u) = \(d.madd("ql", d.sub(d.mul("lo\(u)", "csv\(u)"), d.mul("hi\(u)", "snv\(u)")), "a\(u)"));")
+                // lo * cos - hi * sin, with the subtraction fused where the dialect has fnmadd
+                let rotatedLo = d.exp.map { $0.fnmadd("hi\(u)", "snv\(u)", d.mul("lo\(u)", "csv\(u)")) }
+                    ?? d.sub(d.mul("lo\(u)", "csv\(u)"), d.mul("hi\(u)", "snv\(u)"))
+                c.line("a\(u) = \(d.madd("ql", rotatedLo, "a\(u)"));")
                 c.line("b\(u) = \(d.madd("qh", d.madd("lo\(u)", "snv\(u)", d.mul("hi\(u)", "csv\(u)")), "b\(u)"));")
             }
         }, scalar: { c in
@@ -301,9 +304,11 @@ struct AttentionTemplate {
                 + (prefetch ? " next[j], next_slots[j]: token j of the next block (NULL past the end), prefetched." : ""),
         ])
         let nextParameter = prefetch ? " const unsigned char *const *next, const int *next_slots," : ""
+        let nextArguments = prefetch ? " next, next_slots," : ""
         c.function("""
-            static void score_fused(const float *q, const unsigned char *const *base,\(nextParameter) const int *slots,
-                 size_t k_offset, int t, int n, int d, const float *rope_cos, const float *rope_sin, float *scores)
+            static inline __attribute__((always_inline)) void score_fused_d(const float *restrict q,
+                 const unsigned char *const *base,\(nextParameter) const int *slots, size_t k_offset, int t, int n,
+                 int d, const float *rope_cos, const float *rope_sin, float *restrict scores)
             """) { c in
             c.declare("const int", "half", "d / 2")
             c.declare("int", "j", "0")
@@ -311,6 +316,18 @@ struct AttentionTemplate {
             if unroll > 1 {
                 c.forLoop("", "j < n", "j++") { c in fusedScoreTokens(&c, count: 1) }
             }
+        }
+        specialized(&c, signature: """
+            static void score_fused(const float *q, const unsigned char *const *base,\(nextParameter) const int *slots,
+                 size_t k_offset, int t, int n, int d, const float *rope_cos, const float *rope_sin, float *scores)
+            """, call: { "score_fused_d(q, base,\(nextArguments) slots, k_offset, t, n, \($0), rope_cos, rope_sin, scores);" })
+    }
+
+    /// A wrapper that calls the always-inlined body with d = 128 (Llama's head dimension) as a constant,
+    /// so its loops over d have fixed trip counts and the row offsets fold, or with the given d.
+    private func specialized(_ c: inout CSource, signature: String, call: @escaping (String) -> String) {
+        c.function(signature) { c in
+            c.ifBlock("d == 128") { c in c.line(call("128")) } else: { c in c.line(call("d")) }
         }
     }
 
@@ -325,8 +342,8 @@ struct AttentionTemplate {
             }
         c.comment(lines: ["acc = alpha * acc + sum_j p[j] * v_j over the n tokens of a block, straight from the cache rows", "(the V block of the head starts v_offset bytes into each page)."] + lines)
         c.function("""
-            static void accumulate_fused(float *acc, float alpha, const float *p, const unsigned char *const *base,
-                 const int *slots, size_t v_offset, int n, int d)
+            static inline __attribute__((always_inline)) void accumulate_fused_d(float *restrict acc, float alpha,
+                 const float *restrict p, const unsigned char *const *base, const int *slots, size_t v_offset, int n, int d)
             """) { c in
             c.declare("const int", "half", "d / 2")
             c.declare("const unsigned char *", "rows[TB]")
@@ -394,6 +411,10 @@ struct AttentionTemplate {
                 c.line("acc[half + i] = hi;")
             })
         }
+        specialized(&c, signature: """
+            static void accumulate_fused(float *acc, float alpha, const float *p, const unsigned char *const *base,
+                 const int *slots, size_t v_offset, int n, int d)
+            """, call: { "accumulate_fused_d(acc, alpha, p, base, slots, v_offset, n, \($0));" })
     }
 
     private func renderLoadK(_ c: inout CSource) {
