@@ -12,6 +12,9 @@ struct BandwidthBenchmark {
     let runner: KernelRunner
     let machine: MachineDescription
     let seed: UInt64
+    /// The user's --param values (already checked against the family's domains); `isa` picks the one
+    /// variant to run.
+    var overrides: [String: ParamValue] = [:]
 
     var context: MachineContext { MachineContext(machine) }
 
@@ -20,14 +23,16 @@ struct BandwidthBenchmark {
         runner.cold ? "data cold (caches evicted before every sample, ceilings too)" : "data hot (inputs reused by every sample, ceilings too)"
     }
 
-    /// The variants to compare: portable and the best target this machine runs, default configurations
-    /// with one thread per core.
+    /// The variants to compare: portable and the best target this machine runs (or the one --param isa
+    /// names), default configurations with one thread per core, then the --param values.
     func variants(_ f: any KernelFamily, fixed: [String: ParamValue]) -> [Configuration] {
         let best = f.bestTarget(on: context)
-        return Array(Set([ISATarget.portable, best])).sorted { $0.rawValue < $1.rawValue }.map { isa in
+        let chosen = overrides["isa"].flatMap { ISATarget(rawValue: $0.description) }.map { [$0] } ?? Array(Set([ISATarget.portable, best]))
+        return chosen.sorted { $0.rawValue < $1.rawValue }.map { isa in
             var c = f.defaultConfiguration(isa: isa, machine: context)
             let cores = max(1, machine.topology.cores.count)
             if f.parameter("threads") != nil { c["threads"] = .int(min(cores, 2)) }
+            for (k, v) in overrides where f.parameter(k) != nil { c[k] = v }
             for (k, v) in fixed { c[k] = v }
             return c
         }
@@ -83,7 +88,7 @@ struct BandwidthBenchmark {
         var int4: [Int: Double] = [:], int8: [Int: Double] = [:]
         for ctx in ctxs {
             let w = Workload(family: f.name, shape: ["b": batch, "hq": 32, "hkv": 32, "d": 128, "ctx": ctx])
-            for cache in ["int4", "int8", "fp32"] {
+            for cache in overrides["cache"].map({ [$0.description] }) ?? ["int4", "int8", "fp32"] {
                 for c in variants(f, fixed: ["cache": .name(cache)]) {
                     let r = row(f, w, c, bytes: AttentionDecode.kvBytes(w, c), op: .read, into: &t)
                     if c["isa"]!.description != "portable", let time = r.timing?.min {

@@ -11,9 +11,11 @@ struct BenchCommand: ParsableCommand {
         commandName: "bench",
         abstract: "Benchmark a family's variants against ceilings measured in the same run, or the tuner (`bench tuner`).",
         discussion: """
-            gemm-w8a8: M in --m-list, N = --n, K = --k. Each variant this machine runs is measured with its
-            hand-picked default configuration, in the same run, interleaved per shape; every row is
-            verified against the Swift reference before it is timed.
+            GEMMs: M in --m-list, N = --n, K = --k. Each variant this machine runs is measured in the same
+            run, interleaved per shape (the best target with the analytical configuration for the shape,
+            the others with their defaults); every row is verified against the Swift reference before it
+            is timed. --param name=value sets a parameter in every row; --param isa=X runs that variant
+            only.
             """
     )
 
@@ -42,7 +44,8 @@ struct BenchCommand: ParsableCommand {
         if family == "quantize" {
             // The three fused quantize kernels, one table each.
             let machine = try MachineModel(logger: logger).description
-            let bench = BandwidthBenchmark(runner: try measure.runner(machine: machine, logger: logger), machine: machine, seed: measure.seed)
+            var bench = BandwidthBenchmark(runner: try measure.runner(machine: machine, logger: logger), machine: machine, seed: measure.seed)
+            bench.overrides = try Self.checkedOverrides(try params.overrides(), for: AtomQuantize.families[0])
             for q in AtomQuantize.families {
                 bench.quantize(q, ms: try Self.parseList(mList == Self.defaultMList ? "1,16,64,256" : mList))
                 print("")
@@ -63,13 +66,7 @@ struct BenchCommand: ParsableCommand {
             let machine = try MachineModel(logger: logger).description
             let bench = BandwidthBenchmark(runner: try measure.runner(machine: machine, logger: logger), machine: machine, seed: measure.seed)
             // --param values (checked against the family's domains) replace the analytical choice.
-            var overrides: [String: ParamValue] = [:]
-            for (key, text) in try params.overrides() {
-                guard let spec = f.parameter(key), let value = spec.domain.parse(text), spec.domain.contains(value) else {
-                    throw ValidationError("--param \(key)=\(text) is not a valid gemm-w4a4-kv parameter (see `lowbit kernels gemm-w4a4-kv`)")
-                }
-                overrides[key] = value
-            }
+            let overrides = try Self.checkedOverrides(try params.overrides(), for: f)
             let cache = overrides["cache"]?.description ?? "int4"
             let page = overrides["page"].flatMap { Int($0.description) } ?? 16
             bench.kvProjection(
@@ -79,7 +76,8 @@ struct BenchCommand: ParsableCommand {
         }
         if f is AtomQuantize || f is AttentionDecode {
             let machine = try MachineModel(logger: logger).description
-            let bench = BandwidthBenchmark(runner: try measure.runner(machine: machine, logger: logger), machine: machine, seed: measure.seed)
+            var bench = BandwidthBenchmark(runner: try measure.runner(machine: machine, logger: logger), machine: machine, seed: measure.seed)
+            bench.overrides = try Self.checkedOverrides(try params.overrides(), for: f)
             if let q = f as? AtomQuantize {
                 bench.quantize(q, ms: try Self.parseList(mList == Self.defaultMList ? "1,16,64,256" : mList))
             } else {
@@ -199,6 +197,18 @@ struct BenchCommand: ParsableCommand {
         if family == GemmW4A4().name { return GemmW4A4.weightBytes(workload) }
         if family == GemmF16().name { return 2 * Double(workload["n"]) * Double(workload["k"]) }  // fp16 weights
         return Double(workload["n"]) * (Double(workload["k"]) + 4)  // INT8 codes and one fp32 scale per row
+    }
+
+    /// --param values parsed and checked against `f`'s parameter domains.
+    static func checkedOverrides(_ text: [String: String], for f: any KernelFamily) throws -> [String: ParamValue] {
+        var overrides: [String: ParamValue] = [:]
+        for (key, value) in text {
+            guard let spec = f.parameter(key), let parsed = spec.domain.parse(value), spec.domain.contains(parsed) else {
+                throw ValidationError("--param \(key)=\(value) is not a valid \(f.name) parameter (see `lowbit kernels \(f.name)`)")
+            }
+            overrides[key] = parsed
+        }
+        return overrides
     }
 
     static func parseList(_ text: String) throws -> [Int] {
