@@ -6,8 +6,10 @@ import KernelKit
 /// much as real ones); a K block whose packed weight panel fills half of L1; an M block whose
 /// activations fit half of L2; an N block whose panels fit half of this core's share of the last-level
 /// cache; one thread per core, splitting M only when N alone would not feed the threads. When one row
-/// panel covers M (decode), the weights stream from memory once: the K block takes the whole
-/// reduction where L1 allows and the packed panel is prefetched ahead (`pf`, where the family has it).
+/// panel covers M (decode), the weights stream from memory once and the K block takes the whole
+/// reduction where L1 allows. The packed panel is prefetched ahead (`pf`, where the family has it) at
+/// every M: the first row panel of each block streams it from memory, and the hardware prefetcher
+/// stops at every panel boundary (measured: gemm-w4a4 at M = 16 twice as fast cold, M = 256 no slower).
 struct GemmBlocking {
     /// Packed weight bytes per (k, output channel): 1 for INT8, 0.5 for INT4.
     var weightBytesPerK: Double
@@ -25,7 +27,7 @@ struct GemmBlocking {
     var broadcasts = 1
     /// The panel widths (nr) a caller can use; gemm-w4a4-kv wants panels that divide the head dimension.
     var panelWidths: @Sendable (Int) -> Bool = { _ in true }
-    /// Prefetch distance (bytes) along a streamed weight panel, for families with a `pf` parameter.
+    /// Prefetch distance (bytes) along the weight panels, for families with a `pf` parameter.
     var streamPrefetch = 2048
 
     /// Useful multiply-adds per issue cycle of a tile over all of M (a relative score): per step of
@@ -85,7 +87,7 @@ struct GemmBlocking {
         c["tm"] = .int(ints("tm").contains(tm) ? tm : 1)
         c["placement"] = .name(ThreadPlacement.scatter.rawValue)
         if family.parameter("pf") != nil {
-            c["pf"] = .int(streams ? ints("pf").last { $0 <= streamPrefetch } ?? 0 : 0)
+            c["pf"] = .int(ints("pf").last { $0 <= streamPrefetch } ?? 0)
         }
         return c
     }

@@ -32,7 +32,7 @@ struct GemmW4A4TemplateTests {
     }
 
     /// Decode-sized M streams the weights once: one row panel covers M (a second would unpack every
-    /// weight again), and the panel is prefetched; large M reuses panels from L1 and does not prefetch.
+    /// weight again); every M prefetches the panels (the first row panel streams them from memory).
     @Test func analyticalTileCoversDecodeRowsInOnePanel() throws {
         let machine = MachineContext(try MachineModel().description)
         for m in [1, 2, 3, 4, 8] {
@@ -43,7 +43,7 @@ struct GemmW4A4TemplateTests {
             #expect(throws: Never.self) { try family.check(c, machine: machine) }
         }
         let large = family.analyticalConfiguration(for: Workload(family: family.name, shape: ["m": 256, "n": 4096, "k": 4096, "outliers": 128]), machine: machine)
-        #expect(large.int("pf") == 0 && large.int("mr") >= 4, "\(large)")
+        #expect(large.int("pf") > 0 && large.int("mr") >= 4, "\(large)")
     }
 
     @Test func shapesThatBreakTheLayoutNameTheRule() {
