@@ -240,10 +240,20 @@ public final class TuningStore: Sendable {
             ])
         let id = db.lastInsertedRowID
         if trial.status == "ok", let gops = trial.gops, gops.isFinite, gops > 0 {
-            let current = try Double.fetchOne(
-                db, sql: "SELECT gops FROM best WHERE machine = ? AND workload_key = ?",
+            // A newer template version replaces the best whatever its speed (the older code is gone);
+            // within one version the faster trial wins.
+            let current = try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT b.gops AS gops, t.template_version AS version FROM best b JOIN trials t ON t.id = b.trial_id
+                    WHERE b.machine = ? AND b.workload_key = ?
+                    """,
                 arguments: [trial.machine, trial.workload.description])
-            if current.map({ gops > $0 }) ?? true {
+            let replaces = current.map { row -> Bool in
+                let version: Int = row["version"], best: Double = row["gops"]
+                return trial.templateVersion != version ? trial.templateVersion > version : gops > best
+            } ?? true
+            if replaces {
                 try db.execute(
                     sql: """
                         INSERT INTO best (machine, workload_key, workload_id, trial_id, gops, updated_at)

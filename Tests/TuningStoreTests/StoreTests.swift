@@ -111,6 +111,22 @@ struct StoreTests {
         #expect(try store.workloads() == [gemm(1), gemm(64)])
     }
 
+    /// A template change makes the old best's code unreachable: the first trial of a newer version takes
+    /// the best however slow, an older version's trial never does, and within a version speed decides.
+    @Test func newerTemplateVersionReplacesTheBest() throws {
+        let dir = TempDir()
+        let store = try TuningStore(path: dir.file("db.sqlite"))
+        let w = gemm(64)
+        try store.insert(trial(workload: w, configuration: config(mr: 1), gops: 500, templateVersion: 1))
+        let newer = try store.insert(trial(workload: w, configuration: config(mr: 2), gops: 100, templateVersion: 2))
+        #expect(try store.best(machine: "test-machine", workload: w)?.trialID == newer)
+        try store.insert(trial(workload: w, configuration: config(mr: 3), gops: 900, templateVersion: 1))
+        #expect(try store.best(machine: "test-machine", workload: w)?.trialID == newer)
+        let faster = try store.insert(trial(workload: w, configuration: config(mr: 4), gops: 150, templateVersion: 2))
+        let best = try #require(try store.best(machine: "test-machine", workload: w))
+        #expect(best.trialID == faster && best.templateVersion == 2)
+    }
+
     @Test func trialRoundTripsEveryField() throws {
         let dir = TempDir()
         let store = try TuningStore(path: dir.file("db.sqlite"))
