@@ -67,7 +67,9 @@ struct TuneCommand: ParsableCommand {
 
         var workloads: [(any KernelFamily, Workload)]
         var budget: Budget
+        var chosenSuite: Suite?
         if let name = suite, let s = Suite.named(name) {
+            chosenSuite = s
             workloads = try s.workloads.map { (try KernelRegistry.family(named: $0.family), $0) }
             budget = s.budget
         } else {
@@ -90,6 +92,8 @@ struct TuneCommand: ParsableCommand {
         var summaries: [TuneSummary] = []
         for (f, workload) in workloads {
             if Interrupt.requested { break }
+            runner.cold = tuningMeasure.cold || (chosenSuite?.measuresCold(workload) ?? false)
+            if runner.cold && !tuningMeasure.cold { print("\(workload): measured cold (the suite's decode-sized GEMMs stream their weights from memory)") }
             var fixed = try fixedParameters(f, machine: machine)
             try f.checkShape(workload)
             if f.parameter("isa") != nil, fixed["isa"] == nil, !allIsas { fixed["isa"] = .name(f.bestTarget(on: machine).rawValue) }

@@ -6,6 +6,16 @@ public struct Suite: Sendable {
     public var summary: String
     public var workloads: [Workload]
     public var budget: Budget
+    /// GEMM workloads (those with an `n`) with `m` up to this are measured cold: at decode batch sizes a
+    /// model's weights stream from memory, and a configuration tuned on weights sitting in the cache
+    /// (prefetch distance, K block) can lose when they do not. nil: as the command line says.
+    public var coldUpToM: Int?
+
+    /// Whether `workload` is measured cold in this suite.
+    public func measuresCold(_ workload: Workload) -> Bool {
+        guard let limit = coldUpToM, let m = workload.shape["m"], workload.shape["n"] != nil else { return false }
+        return m <= limit
+    }
 
     /// Linear layers of Llama-7B (hidden 4096, intermediate 11008): q/k/v/o are 4096 x 4096, gate and
     /// up 11008 x 4096, down 4096 x 11008 (N x K, weights [N][K]).
@@ -25,7 +35,8 @@ public struct Suite: Sendable {
                     }
                 }
             },
-            budget: Budget(maxTrials: 24, maxTime: .seconds(120), patience: 10))
+            budget: Budget(maxTrials: 24, maxTime: .seconds(120), patience: 10),
+            coldUpToM: 16)
     }
 
     public static let all: [Suite] = [

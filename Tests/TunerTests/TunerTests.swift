@@ -196,6 +196,16 @@ struct StrategyTests {
         #expect(Budget.parseDuration("2.5s") == .milliseconds(2500))
         #expect(Budget.parseDuration("soon") == nil)
     }
+
+    /// The Llama suites time decode-sized GEMMs with their weights coming from memory, the rest as asked.
+    @Test func llamaSuitesMeasureDecodeGEMMsCold() throws {
+        let suite = try #require(Suite.named("default"))
+        #expect(suite.measuresCold(Workload(family: "gemm-w4a4", shape: ["m": 1, "n": 4096, "k": 4096, "outliers": 128])))
+        #expect(suite.measuresCold(Workload(family: "gemm-w8a8", shape: ["m": 16, "n": 11008, "k": 4096])))
+        #expect(!suite.measuresCold(Workload(family: "gemm-w8a8", shape: ["m": 64, "n": 11008, "k": 4096])))
+        #expect(!suite.measuresCold(Workload(family: "silu-mul-quantize", shape: ["m": 1, "k": 11008, "outliers": 128])))
+        #expect(!(try #require(Suite.named("smoke"))).measuresCold(Workload(family: "gemm-w8a8", shape: ["m": 1, "n": 512, "k": 512])))
+    }
 }
 
 @Suite("Tuning with the database", .serialized)
