@@ -72,7 +72,7 @@ struct AtomQuantizeTemplate {
             quantizeGroupScalar(&c)
             quantizeOutliersScalar(&c)
         }
-        kernel(&c, name: name)
+        kernel(&c, name: name, buffered: gathersToBuffer(d))
         return KernelSource(name: name, isa: isa, code: c.description, symbols: ["kernel": name])
     }
 
@@ -310,19 +310,24 @@ struct AtomQuantizeTemplate {
 
     private func quantizeGroupVector(_ c: inout CSource, _ d: QuantDialect) {
         let step = d.lanes * d.nibbleVectors
+        let buffered = gathersToBuffer(d)
+        // y itself is the gathered buffer when nothing is applied to x[perm].
+        let source = buffered && op == .reorderQuantize ? "xg" : "y"
         c.comment(lines: [
             "One group of GROUP channels from j0: y staged in y[], s = absmax * CLIP / 7, the codes packed",
-            "straight from registers, and their sum.",
+            "straight from registers, and their sum."
+                + (buffered ? " xg holds the group's x[perm[j]], gathered by the caller." : ""),
         ])
-        c.function("static void quantize_group(const row_inputs *in, int j0, uint8_t *codes, float *scale, int32_t *sum)") { c in
-            c.declare("_Alignas(64) float", "y[GROUP]")
-            if gathersToBuffer(d) { c.line("gather_x(in->x, in->perm + j0, GROUP, y);") }
+        // What y needs: the gathered group alone (reorder), or the row's inputs and the group's first channel too.
+        let inputs = source == "xg" ? "const float *xg" : buffered ? "const row_inputs *in, const float *xg, int j0" : "const row_inputs *in, int j0"
+        c.function("static void quantize_group(\(inputs), uint8_t *codes, float *scale, int32_t *sum)") { c in
+            if source == "y" { c.declare("_Alignas(64) float", "y[GROUP]") }
             c.comment("four running maxima: the lanes' dependency chains overlap")
             c.line("\(d.vec) \((0..<4).map { "a\($0) = \(d.zero)" }.joined(separator: ", "));")
             c.forLoop("int j = 0", "j < GROUP", "j += 4 * LANES") { c in
                 for a in 0..<4 {
                     let j = a == 0 ? "j" : "j + \(a) * LANES"
-                    c.declare("const \(d.vec)", "v\(a)", yVector(d, j: "j0 + \(j)", gathered: "y", at: j))
+                    c.declare("const \(d.vec)", "v\(a)", yVector(d, j: "j0 + \(j)", gathered: buffered ? "xg" : "y", at: j))
                     if op != .reorderQuantize || vectorGather { c.line(d.store("y", j, "v\(a)")) }
                     c.line("a\(a) = \(d.max("a\(a)", d.abs("v\(a)")));")
                 }
@@ -339,7 +344,7 @@ struct AtomQuantizeTemplate {
             c.forLoop("int j = 0", "j < GROUP", "j += \(step)") { c in
                 for v in 0..<d.nibbleVectors {
                     let at = v == 0 ? "j" : "j + \(v * d.lanes)"
-                    c.declare("const \(d.ivec)", "c\(v)", codes(d, "y", at, -8, 7))
+                    c.declare("const \(d.ivec)", "c\(v)", codes(d, source, at, -8, 7))
                 }
                 for v in 0..<d.nibbleVectors { c.line("total = \(d.iadd("total", "c\(v)"));") }
                 c.line("store_nibbles(codes + j / 2, \((0..<d.nibbleVectors).map { "c\($0)" }.joined(separator: ", ")));")
@@ -454,7 +459,7 @@ struct AtomQuantizeTemplate {
 
     // MARK: Kernel
 
-    private func kernel(_ c: inout CSource, name: String) {
+    private func kernel(_ c: inout CSource, name: String, buffered: Bool) {
         let inputs: String
         let rowInit: String
         switch op {
@@ -479,6 +484,7 @@ struct AtomQuantizeTemplate {
             """) { c in
             c.declare("const int", "normal", "k - outliers")
             c.declare("const int", "groups", "normal / GROUP")
+            if buffered { c.declare("_Alignas(64) float", "staged[2][GROUP]") }
             if op.reorders {
                 c.comment(lines: [
                     "The reordered reads jump around the row, which the hardware prefetcher cannot follow: each",
@@ -500,7 +506,17 @@ struct AtomQuantizeTemplate {
                 if op.reorders {
                     c.declare("const char *", "next", "m + 1 < m1 ? (const char *)(x + (size_t)(m + 1) * k) : NULL")
                 }
+                if buffered {
+                    c.comment(lines: [
+                        "Double-buffered gather: group g + 1 is gathered before group g is quantized, so the scalar",
+                        "stores of a group have left the store buffer when the vector loads read them back.",
+                    ])
+                    c.ifBlock("groups > 0") { c in c.line("gather_x(in.x, perm, GROUP, staged[0]);") }
+                }
                 c.forLoop("int g = 0", "g < groups", "g++") { c in
+                    if buffered {
+                        c.ifBlock("g + 1 < groups") { c in c.line("gather_x(in.x, perm + (g + 1) * GROUP, GROUP, staged[(g + 1) % 2]);") }
+                    }
                     if op.reorders {
                         c.ifBlock("next") { c in
                             c.declare("const size_t", "first", "(size_t)g * lines_per_group")
@@ -509,7 +525,8 @@ struct AtomQuantizeTemplate {
                             }
                         }
                     }
-                    c.line("quantize_group(&in, g * GROUP, row_codes + g * (GROUP / 2), row_scales + g, row_sums + g);")
+                    let inputs = !buffered ? "&in, g * GROUP" : op == .reorderQuantize ? "staged[g % 2]" : "&in, staged[g % 2], g * GROUP"
+                    c.line("quantize_group(\(inputs), row_codes + g * (GROUP / 2), row_scales + g, row_sums + g);")
                 }
                 c.ifBlock("outliers > 0") { c in
                     c.line("quantize_outliers(&in, normal, outliers, outlier_codes + (size_t)m * outliers, outlier_scales + m, stage);")
