@@ -8,7 +8,7 @@ public struct GemmW4A4: KernelFamily {
 
     public let name = "gemm-w4a4"
     public let summary = "Atom W4A4: INT4 group-128 activations x weights, + O INT8 outlier channels, fp32 accumulation and output"
-    public let templateVersion = 2
+    public let templateVersion = 3
     public let dimensions = ["m", "n", "k", "outliers"]
     public let shapeRules = [
         "positive: m, n and k are at least 1",
@@ -21,13 +21,14 @@ public struct GemmW4A4: KernelFamily {
     public var parameters: [ParameterSpec] {
         [
             ParameterSpec("isa", .names(targets.map(\.rawValue)), default: .name("portable"), "instruction set of the micro-kernel"),
-            ParameterSpec("mr", .ints([1, 2, 3, 4, 5, 6, 8]), default: .int(4), "rows of the register tile"),
+            ParameterSpec("mr", .ints([1, 2, 3, 4, 5, 6, 8, 12, 16]), default: .int(4), "rows of the register tile"),
             ParameterSpec("nr", .ints([4, 8, 16, 24, 32, 48, 64]), default: .int(8), "columns of the register tile (= packed panel width)"),
             ParameterSpec("kc", .ints([128, 256, 512, 1024, 2048, 4096]), default: .int(512), "K block, whole groups"),
             ParameterSpec("mc", .ints([8, 16, 24, 32, 48, 64, 96, 128, 192, 256]), default: .int(64), "M block (unpacked activations kept in L2)"),
             ParameterSpec("nc", .ints([64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 4096]), default: .int(512), "N block (packed weights kept in L3)"),
             ParameterSpec("unpack", .names(["mask", "lut"]), default: .name("mask"), "nibble unpacking: shift and mask, or table lookup (vpshufb / tbl)"),
             ParameterSpec("pf", .ints([0, 512, 1024, 2048, 4096, 8192]), default: .int(0), "software prefetch distance along the packed weight panel, bytes (0: none)"),
+            ParameterSpec("acc", .names(["registers", "memory"]), default: .name("registers"), "where the tile's fp32 sums live: vector registers, or the tile's partial buffer in L1 (frees registers for taller tiles)"),
             ParameterSpec("threads", .ints([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]), default: .int(1), "worker threads"),
             ParameterSpec("tm", .ints([1, 2, 3, 4, 6, 8, 12, 16]), default: .int(1), "threads along M (threads / tm along N)"),
             ParameterSpec("placement", .names(ThreadPlacement.allCases.map(\.rawValue)), default: .name("scatter"), "which PUs the threads use"),
@@ -36,7 +37,8 @@ public struct GemmW4A4: KernelFamily {
 
     public let constraints = [
         "vector-width: nr is a multiple of the target's int32 lanes (avx2/avx-vnni 8, avx512-vnni 16, neon 4)",
-        "registers: 2 * mr * nr/lanes accumulators (int group sums and fp32) + 2 * nr/lanes unpacked weight vectors + 4 fit the vector registers; portable: mr * nr <= 128",
+        "registers: mr * nr/lanes int group sums (+ as many fp32 sums with acc=registers) + 2 * nr/lanes unpacked weight vectors + 4 fit the vector registers; portable: mr * nr <= 128",
+        "acc-target: acc=memory needs a vector target",
         "mc-tiles: mc is a multiple of mr",
         "nc-panels: nc is a multiple of nr",
         "thread-layout: threads is a multiple of tm",
@@ -75,12 +77,15 @@ public struct GemmW4A4: KernelFamily {
                 throw ConstraintViolation("vector-width", "nr=\(nr) is not a multiple of \(d.lanes) int32 lanes for \(isa)")
             }
             let v = nr / d.lanes
-            let needed = 2 * mr * v + 2 * v + 4
+            let sums = config.name("acc") == "memory" ? mr * v : 2 * mr * v
+            let needed = sums + 2 * v + 4
             guard needed <= d.registers else {
                 throw ConstraintViolation("registers", "mr=\(mr) nr=\(nr) on \(isa) needs \(needed) vector registers; the target has \(d.registers)")
             }
         } else if mr * nr > 128 {
             throw ConstraintViolation("registers", "mr * nr = \(mr * nr) scalar accumulators; the portable tile allows 128")
+        } else if config.name("acc") == "memory" {
+            throw ConstraintViolation("acc-target", "acc=memory is for the vector targets; the portable tile keeps its sums in an array already")
         }
         guard mc % mr == 0 else { throw ConstraintViolation("mc-tiles", "mc=\(mc) is not a multiple of mr=\(mr)") }
         guard nc % nr == 0 else { throw ConstraintViolation("nc-panels", "nc=\(nc) is not a multiple of nr=\(nr)") }
@@ -124,7 +129,18 @@ public struct GemmW4A4: KernelFamily {
     /// whole groups.
     public func analyticalConfiguration(for workload: Workload, machine: MachineContext) -> Configuration {
         let isa = bestTarget(on: machine)
-        return Self.blocking(isa).configure(self, base: defaultConfiguration(isa: isa, machine: machine), workload: workload, machine: machine)
+        var c = Self.blocking(isa).configure(self, base: defaultConfiguration(isa: isa, machine: machine), workload: workload, machine: machine) {
+            Self.placeAccumulators(&$0)
+        }
+        Self.placeAccumulators(&c)
+        return c
+    }
+
+    /// fp32 sums in registers when they fit beside the integer sums, else in the tile's partial buffer.
+    static func placeAccumulators(_ c: inout Configuration) {
+        guard let d = W4Dialect.forTarget(ISATarget(rawValue: c.name("isa"))!) else { return }
+        let v = c.int("nr") / d.lanes
+        c["acc"] = .name(2 * c.int("mr") * v + 2 * v + 4 <= d.registers ? "registers" : "memory")
     }
 
     static func blocking(_ isa: ISATarget) -> GemmBlocking {

@@ -46,7 +46,7 @@ public struct GemmW4A4KV: KernelFamily {
 
     public let name = "gemm-w4a4-kv"
     public let summary = "gemm-w4a4 for the K and V projections, its epilogue quantizing each (token, head) row into the paged KV cache (int4, int8 or fp32)"
-    public let templateVersion = 2
+    public let templateVersion = 3
     public let dimensions = ["m", "hkv", "d", "k", "outliers", "ctx"]
     public let shapeRules = [
         "positive: m, hkv, d, k and ctx are at least 1",
@@ -138,7 +138,11 @@ public struct GemmW4A4KV: KernelFamily {
         if parameter("nr")!.domain.values.contains(where: { if case .int(let nr) = $0 { nr % lanes == 0 && d % nr == 0 } else { false } }) {
             blocking.panelWidths = { d % $0 == 0 }
         }
-        return blocking.configure(self, base: base, workload: Self.gemmWorkload(workload), machine: machine)
+        var c = blocking.configure(self, base: base, workload: Self.gemmWorkload(workload), machine: machine) {
+            GemmW4A4.placeAccumulators(&$0)
+        }
+        GemmW4A4.placeAccumulators(&c)
+        return c
     }
 
     func template(_ config: Configuration) -> GemmW4A4Template {

@@ -21,11 +21,14 @@ struct GemmW4A4Template {
     var unpack: String { config.name("unpack") }
     /// Software prefetch distance along the packed weight panel, bytes (0: none).
     var prefetch: Int { config.int("pf") }
+    /// The tile's fp32 sums stay in the `partial` buffer (L1) instead of registers, which leaves the
+    /// registers to the integer group sums of a taller tile.
+    var memoryAccumulators: Bool { config.name("acc") == "memory" }
 
-    static let codeParameters = ["isa", "mr", "nr", "kc", "mc", "nc", "unpack", "pf"]
+    static let codeParameters = ["isa", "mr", "nr", "kc", "mc", "nc", "unpack", "pf", "acc"]
 
     var variantName: String {
-        let tile = "\(isa.rawValue.replacingOccurrences(of: "-", with: ""))_mr\(mr)_nr\(nr)_kc\(config.int("kc"))_mc\(config.int("mc"))_nc\(config.int("nc"))_\(unpack)_pf\(prefetch)"
+        let tile = "\(isa.rawValue.replacingOccurrences(of: "-", with: ""))_mr\(mr)_nr\(nr)_kc\(config.int("kc"))_mc\(config.int("mc"))_nc\(config.int("nc"))_\(unpack)_pf\(prefetch)\(memoryAccumulators ? "_accmem" : "")"
         switch epilogue {
         case .fp32: return "gemm_w4a4__\(tile)"
         case .kvCache(let format, let page): return "gemm_w4a4_kv__\(tile)_\(format.rawValue)_p\(page)"
@@ -242,11 +245,18 @@ struct GemmW4A4Template {
             if !d.offsetWeights { c.line("(void)a_sums; /* signed x signed dot products need no correction */") }
             c.lines(d.fixedConstants)
             c.lines(d.outlierConstants)
-            c.line("\(d.floatVector) \(rows.flatMap { i in cols.map { "f\(i)_\($0)" } }.joined(separator: ", "));")
-            c.ifBlock("first") { c in
-                for i in rows { for j in cols { c.line("f\(i)_\(j) = \(d.splatFloat("0.0f"));") } }
-            } else: { c in
-                for i in rows { for j in cols { c.line("f\(i)_\(j) = \(d.loadFloat("partial + \(i) * NR + \(j * d.lanes)"));") } }
+            if memoryAccumulators {
+                c.comment("fp32 sums live in partial[MR][NR] (L1): each group adds its scaled sum there")
+                c.ifBlock("first") { c in
+                    for i in rows { for j in cols { c.line(d.storeFloat(fsum(i, j, d), d.splatFloat("0.0f"))) } }
+                }
+            } else {
+                c.line("\(d.floatVector) \(rows.flatMap { i in cols.map { "f\(i)_\($0)" } }.joined(separator: ", "));")
+                c.ifBlock("first") { c in
+                    for i in rows { for j in cols { c.line("f\(i)_\(j) = \(d.splatFloat("0.0f"));") } }
+                } else: { c in
+                    for i in rows { for j in cols { c.line("f\(i)_\(j) = \(d.loadFloat(fsum(i, j, d)));") } }
+                }
             }
             c.forLoop("int g = 0", "g < kc / G", "g++") { c in
                 c.declare("const int", "group", "k0 / G + g")
@@ -277,12 +287,14 @@ struct GemmW4A4Template {
                     for j in cols {
                         var sum = d.widen("c\(i)_\(j)")
                         if d.offsetWeights { sum = d.subInt(sum, d.splatInt("8 * a_sums[(size_t)r\(i) * groups + group]")) }
-                        c.line("f\(i)_\(j) = \(d.addFloat("f\(i)_\(j)", d.mulFloat(d.toFloat(sum), d.mulFloat("as\(i)", "ws\(j)"))));")
+                        addScaled(&c, d, i, j, d.mulFloat(d.toFloat(sum), d.mulFloat("as\(i)", "ws\(j)")))
                     }
                 }
             }
             c.ifBlock("!last") { c in
-                for i in rows { for j in cols { c.line(d.storeFloat("partial + \(i) * NR + \(j * d.lanes)", "f\(i)_\(j)")) } }
+                if !memoryAccumulators {
+                    for i in rows { for j in cols { c.line(d.storeFloat(fsum(i, j, d), "f\(i)_\(j)")) } }
+                }
                 c.line("return;")
             }
             c.ifBlock("outliers > 0") { c in
@@ -307,7 +319,7 @@ struct GemmW4A4Template {
                     c.declare("const \(d.floatVector)", "xs\(i)", d.splatFloat("a_outlier_scales[\(rowIndex(i))]"))
                     for j in cols {
                         let sum = d.outlierOffset ? d.subInt("o\(i)_\(j)", "cs\(j)") : "o\(i)_\(j)"
-                        c.line("f\(i)_\(j) = \(d.addFloat("f\(i)_\(j)", d.mulFloat(d.toFloat(sum), d.mulFloat("xs\(i)", "os\(j)"))));")
+                        addScaled(&c, d, i, j, d.mulFloat(d.toFloat(sum), d.mulFloat("xs\(i)", "os\(j)")))
                     }
                 }
             }
@@ -315,12 +327,28 @@ struct GemmW4A4Template {
             c.declare("const int", "direct", "rows == MR && cols == NR")
             c.declare("float *", "out", "direct ? y : spill")
             c.declare("const int", "ldo", "direct ? ldy : NR")
-            for i in rows { for j in cols { c.line(d.storeFloat("out + \(i) * ldo + \(j * d.lanes)", "f\(i)_\(j)")) } }
+            for i in rows {
+                for j in cols {
+                    c.line(d.storeFloat("out + \(i) * ldo + \(j * d.lanes)", memoryAccumulators ? d.loadFloat(fsum(i, j, d)) : "f\(i)_\(j)"))
+                }
+            }
             c.ifBlock("!direct") { c in
                 c.forLoop("int i = 0", "i < rows", "i++") { c in
                     c.line("memcpy(y + (size_t)i * ldy, spill + i * NR, (size_t)cols * sizeof(float));")
                 }
             }
+        }
+    }
+
+    /// Where the fp32 sum of tile row i, vector j waits between K blocks (and lives, with memory accumulators).
+    private func fsum(_ i: Int, _ j: Int, _ d: W4Dialect) -> String { "partial + \(i) * NR + \(j * d.lanes)" }
+
+    /// f[i][j] += term, in a register or in `partial`; the same fp32 operations either way.
+    private func addScaled(_ c: inout CSource, _ d: W4Dialect, _ i: Int, _ j: Int, _ term: String) {
+        if memoryAccumulators {
+            c.line(d.storeFloat(fsum(i, j, d), d.addFloat(d.loadFloat(fsum(i, j, d)), term)))
+        } else {
+            c.line("f\(i)_\(j) = \(d.addFloat("f\(i)_\(j)", term));")
         }
     }
 

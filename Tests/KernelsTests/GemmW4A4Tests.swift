@@ -19,7 +19,13 @@ struct GemmW4A4TemplateTests {
             small["mr"] = .int(1)
             small["kc"] = .int(128)
             small["pf"] = .int(2048)
-            for c in [config, small] {
+            var memory = config
+            if let lanes = ["avx2": 8, "avx-vnni": 8, "avx512-vnni": 16, "neon-dotprod": 4][isa.rawValue] {
+                memory["acc"] = .name("memory")
+                memory["mr"] = .int(4)
+                memory["nr"] = .int(2 * lanes)
+            }
+            for c in [config, small, memory] {
                 let source = try family.render(c)
                 do {
                     try checkCompiles(CompileJob(name: source.name, source: source.code, flags: isa.compilerFlags, compiler: compiler), target: cross)
@@ -69,6 +75,13 @@ struct GemmW4A4TemplateTests {
         var c = family.defaultConfiguration(isa: .avx2, machine: nil)
         c["mr"] = .int(6)
         #expect(throws: ConstraintViolation.self) { try family.check(c, machine: nil) }
+        // fp32 sums in memory leave the registers to the integer sums: 6 + 2 + 4 fit AVX2's 16
+        c["acc"] = .name("memory")
+        c["mc"] = .int(48)
+        #expect(throws: Never.self) { try family.check(c, machine: nil) }
+        var portable = family.defaultConfiguration(isa: .portable, machine: nil)
+        portable["acc"] = .name("memory")
+        #expect(throws: ConstraintViolation.self) { try family.check(portable, machine: nil) }
     }
 }
 

@@ -26,13 +26,20 @@ struct GemmW4A4RunTests {
         threaded["tm"] = .int(2)
         var threadedN = blocked
         threadedN["threads"] = .int(2)
+        // fp32 sums kept in the tile's partial buffer: the same sums, bit for bit
+        var memory = base
+        if let lanes = ["avx2": 8, "avx-vnni": 8, "avx512-vnni": 16, "neon-dotprod": 4][isa.rawValue] {
+            memory["acc"] = .name("memory")
+            memory["nr"] = .int(2 * lanes)
+            memory["kc"] = .int(256)
+        }
         let shapes: [[String: Int]] = [
             ["m": 1, "n": 37, "k": 256, "outliers": 128],
             ["m": 3, "n": 50, "k": 384, "outliers": 0],
             ["m": 17, "n": 65, "k": 512, "outliers": 128],
             ["m": 5, "n": 9, "k": 388, "outliers": 4],
         ]
-        for config in [base, blocked, threaded, threadedN] {
+        for config in [base, blocked, threaded, threadedN, memory] {
             for shape in shapes {
                 let workload = Workload(family: family.name, shape: shape)
                 let r = runner.run(family, workload, config, seed: UInt64(shape["m"]! * 31 + shape["k"]!), verifyOnly: true)
