@@ -21,7 +21,7 @@ public struct GemmW4A4: KernelFamily {
     public var parameters: [ParameterSpec] {
         [
             ParameterSpec("isa", .names(targets.map(\.rawValue)), default: .name("portable"), "instruction set of the micro-kernel"),
-            ParameterSpec("mr", .ints([1, 2, 3, 4, 5, 6, 8, 12, 16]), default: .int(4), "rows of the register tile"),
+            ParameterSpec("mr", .ints([1, 2, 3, 4, 5, 6, 8, 12]), default: .int(4), "rows of the register tile"),
             ParameterSpec("nr", .ints([4, 8, 16, 24, 32, 48, 64]), default: .int(8), "columns of the register tile (= packed panel width)"),
             ParameterSpec("kc", .ints([128, 256, 512, 1024, 2048, 4096]), default: .int(512), "K block, whole groups"),
             ParameterSpec("mc", .ints([8, 16, 24, 32, 48, 64, 96, 128, 192, 256]), default: .int(64), "M block (unpacked activations kept in L2)"),
