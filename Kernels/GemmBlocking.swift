@@ -28,7 +28,7 @@ struct GemmBlocking {
     /// The panel widths (nr) a caller can use; gemm-w4a4-kv wants panels that divide the head dimension.
     var panelWidths: @Sendable (Int) -> Bool = { _ in true }
     /// Prefetch distance (bytes) along the weight panels, for families with a `pf` parameter.
-    var streamPrefetch = 2048
+    var panelPrefetch = 2048
 
     /// Useful multiply-adds per issue cycle of a tile over all of M (a relative score): per step of
     /// the K loop a row panel issues `v` weight loads, `mr * broadcasts` activation loads and
@@ -94,7 +94,7 @@ struct GemmBlocking {
         c["tm"] = .int(ints("tm").contains(tm) ? tm : 1)
         c["placement"] = .name(ThreadPlacement.scatter.rawValue)
         if family.parameter("pf") != nil {
-            c["pf"] = .int(ints("pf").last { $0 <= streamPrefetch } ?? 0)
+            c["pf"] = .int(ints("pf").last { $0 <= panelPrefetch } ?? 0)
         }
         return c
     }
