@@ -76,9 +76,7 @@ public struct GemmW4A4: KernelFamily {
             guard nr % d.lanes == 0 else {
                 throw ConstraintViolation("vector-width", "nr=\(nr) is not a multiple of \(d.lanes) int32 lanes for \(isa)")
             }
-            let v = nr / d.lanes
-            let sums = config.name("acc") == "memory" ? mr * v : 2 * mr * v
-            let needed = sums + 2 * v + 4
+            let needed = registersNeeded(mr: mr, vectors: nr / d.lanes, memoryAccumulators: config.name("acc") == "memory")
             guard needed <= d.registers else {
                 throw ConstraintViolation("registers", "mr=\(mr) nr=\(nr) on \(isa) needs \(needed) vector registers; the target has \(d.registers)")
             }
@@ -129,18 +127,28 @@ public struct GemmW4A4: KernelFamily {
     /// whole groups.
     public func analyticalConfiguration(for workload: Workload, machine: MachineContext) -> Configuration {
         let isa = bestTarget(on: machine)
-        var c = Self.blocking(isa).configure(self, base: defaultConfiguration(isa: isa, machine: machine), workload: workload, machine: machine) {
-            Self.placeAccumulators(&$0)
-        }
-        Self.placeAccumulators(&c)
-        return c
+        return Self.analytical(self, blocking: Self.blocking(isa), base: defaultConfiguration(isa: isa, machine: machine), workload: workload, machine: machine)
     }
 
-    /// fp32 sums in registers when they fit beside the integer sums, else in the tile's partial buffer.
-    static func placeAccumulators(_ c: inout Configuration) {
-        guard let d = W4Dialect.forTarget(ISATarget(rawValue: c.name("isa"))!) else { return }
-        let v = c.int("nr") / d.lanes
-        c["acc"] = .name(2 * c.int("mr") * v + 2 * v + 4 <= d.registers ? "registers" : "memory")
+    /// Vector registers a SIMD tile needs: the integer group sums, as many fp32 sums unless they live in
+    /// memory, two unpacked weight vectors per column vector, and four constants.
+    static func registersNeeded(mr: Int, vectors v: Int, memoryAccumulators: Bool) -> Int {
+        (memoryAccumulators ? mr * v : 2 * mr * v) + 2 * v + 4
+    }
+
+    /// `blocking`'s configuration (shared with gemm-w4a4-kv), each candidate tile keeping its fp32 sums
+    /// in registers when they fit beside the integer sums, else in the tile's partial buffer.
+    static func analytical(
+        _ family: some KernelFamily, blocking: GemmBlocking, base: Configuration, workload: Workload, machine: MachineContext
+    ) -> Configuration {
+        func placeAccumulators(_ c: inout Configuration) {
+            guard let d = W4Dialect.forTarget(ISATarget(rawValue: c.name("isa"))!) else { return }
+            let fits = registersNeeded(mr: c.int("mr"), vectors: c.int("nr") / d.lanes, memoryAccumulators: false) <= d.registers
+            c["acc"] = .name(fits ? "registers" : "memory")
+        }
+        var c = blocking.configure(family, base: base, workload: workload, machine: machine, trial: placeAccumulators)
+        placeAccumulators(&c)
+        return c
     }
 
     static func blocking(_ isa: ISATarget) -> GemmBlocking {

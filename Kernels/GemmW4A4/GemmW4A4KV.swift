@@ -138,11 +138,7 @@ public struct GemmW4A4KV: KernelFamily {
         if parameter("nr")!.domain.values.contains(where: { if case .int(let nr) = $0 { nr % lanes == 0 && d % nr == 0 } else { false } }) {
             blocking.panelWidths = { d % $0 == 0 }
         }
-        var c = blocking.configure(self, base: base, workload: Self.gemmWorkload(workload), machine: machine) {
-            GemmW4A4.placeAccumulators(&$0)
-        }
-        GemmW4A4.placeAccumulators(&c)
-        return c
+        return GemmW4A4.analytical(self, blocking: blocking, base: base, workload: Self.gemmWorkload(workload), machine: machine)
     }
 
     func template(_ config: Configuration) -> GemmW4A4Template {
