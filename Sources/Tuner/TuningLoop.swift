@@ -11,7 +11,13 @@ import TuningStore
 public protocol TrialExecutor: AnyObject {
     /// Identifies the compiler in database keys, e.g. "clang version 21.0.0 (/opt/swift/usr/bin/clang)".
     var compilerIdentity: String { get }
+    /// Whether trials are timed cold (caches evicted before every sample).
+    var cold: Bool { get }
     func execute(_ family: any KernelFamily, _ workload: Workload, _ config: Configuration) -> TrialResult
+}
+
+extension TrialExecutor {
+    public var cold: Bool { false }
 }
 
 extension KernelRunner: TrialExecutor {
@@ -90,8 +96,9 @@ public final class Tuner {
         self.logger = logger
     }
 
-    /// Tunes one workload. Points already stored for this machine, template version and compiler are
-    /// loaded first and never measured again; each new trial is stored as soon as it finishes.
+    /// Tunes one workload. Points already stored for this machine, template version, compiler and data
+    /// condition (hot or cold, as the executor measures) are loaded first and never measured again;
+    /// each new trial is stored as soon as it finishes.
     public func tune(
         family: any KernelFamily, workload: Workload, strategy: inout any SearchStrategy, budget: Budget,
         fixed: [String: ParamValue] = [:], restricted: [String: [ParamValue]] = [:], progress: ((TuneProgress) -> Void)? = nil
@@ -142,11 +149,16 @@ public final class Tuner {
             stop: stop, elapsed: clock.now - start, curve: curve)
     }
 
-    /// Stored trials of this (machine, workload, template version, compiler), as observations.
+    /// Stored trials of this (machine, workload, template version, compiler, data condition), as
+    /// observations: a hot timing says nothing about the same point timed cold, and the other way round
+    /// (a failure, which was never timed, counts for both).
     func resumedObservations(family: any KernelFamily, workload: Workload) throws -> [Observation] {
         guard let store else { return [] }
         return try store.trials(machine: fingerprint, workload: workload)
-            .filter { $0.templateVersion == family.templateVersion && $0.compiler == executor.compilerIdentity }
+            .filter {
+                $0.templateVersion == family.templateVersion && $0.compiler == executor.compilerIdentity
+                    && (!$0.succeeded || $0.isCold == executor.cold)
+            }
             .map { Observation(configuration: $0.configuration, gops: $0.succeeded ? $0.gops : nil, counters: Self.counterValues($0.counters)) }
     }
 

@@ -135,9 +135,9 @@ public struct ImportReport: Sendable, CustomStringConvertible {
     public var machine: String
     /// Workloads that had no best before: the imported record is now the best.
     public var added: [Workload] = []
-    /// The imported record was faster and replaced the stored best.
+    /// The imported record outranked the stored best (`BestRank`) and replaced it.
     public var replaced: [Conflict] = []
-    /// The stored best was at least as fast (or was the same point) and stays.
+    /// The stored best ranks at least as high (or was the same point) and stays.
     public var kept: [Conflict] = []
 
     public var description: String {
@@ -148,7 +148,7 @@ public struct ImportReport: Sendable, CustomStringConvertible {
         for c in replaced {
             lines.append(
                 "  \(c.workload): replaced the stored record: \(Self.gops(c.importedGops)) GOP/s imported vs "
-                    + "\(Self.gops(c.storedGops)) measured here")
+                    + "\(Self.gops(c.storedGops)) measured here" + (c.note.map { " (\($0))" } ?? ""))
         }
         for c in kept {
             if let note = c.note {
@@ -202,8 +202,9 @@ extension TuningStore {
     ///
     /// The machine is recorded (its ceilings taken when the export has them). Each entry is stored
     /// as an `ok` trial with strategy `import` (so it has a trial id, and its point is not measured
-    /// again); it becomes the best only when it is strictly faster than the stored best, or when
-    /// there is none. The report says, per workload, which record was kept and why.
+    /// again); it becomes the best only when it outranks the stored best (`BestRank`: newer template
+    /// version, then cold over hot, then faster), or when there is none. The report says, per
+    /// workload, which record was kept and why.
     public func importExport(_ export: TuningExport) throws -> ImportReport {
         guard export.schema == TuningExport.schemaName, export.version <= TuningExport.currentVersion else {
             throw TuningStoreError.invalidExport("schema \(export.schema) version \(export.version)")
@@ -238,7 +239,12 @@ extension TuningStore {
                 for row in rows {
                     let workload = row.trial.workload
                     let stored = try Row.fetchOne(
-                        db, sql: "SELECT trial_id, gops FROM best WHERE machine = ? AND workload_key = ?",
+                        db,
+                        sql: """
+                            SELECT b.trial_id AS trial_id, b.gops AS gops, t.template_version AS version,
+                                t.data_state AS data_state
+                            FROM best b JOIN trials t ON t.id = b.trial_id WHERE b.machine = ? AND b.workload_key = ?
+                            """,
                         arguments: [fingerprint, workload.description])
                     let incoming = row.trial.gops ?? 0
                     let (id, inserted) = try Self.insert(row, db)
@@ -271,10 +277,21 @@ extension TuningStore {
                                   note: "the same point is already stored as trial \(id); "
                                       + "\(ImportReport.gops(storedGops)) GOP/s best measured vs "
                                       + "\(ImportReport.gops(incoming)) imported"))
-                    } else if incoming > storedGops {
-                        report.replaced.append(.init(workload: workload, storedGops: storedGops, importedGops: incoming))
+                    } else if try Int64.fetchOne(
+                        db, sql: "SELECT trial_id FROM best WHERE machine = ? AND workload_key = ?",
+                        arguments: [fingerprint, workload.description]) == id
+                    {
+                        report.replaced.append(
+                            .init(workload: workload, storedGops: storedGops, importedGops: incoming,
+                                  note: BestRank(row.trial).contrast(with: try Self.rank(stored), "the imported record", "the stored one")))
                     } else {
-                        report.kept.append(.init(workload: workload, storedGops: storedGops, importedGops: incoming))
+                        report.kept.append(
+                            .init(workload: workload, storedGops: storedGops, importedGops: incoming,
+                                  note: try Self.rank(stored).contrast(with: BestRank(row.trial), "the stored record", "the imported one")
+                                      .map {
+                                          "\(ImportReport.gops(storedGops)) GOP/s measured vs \(ImportReport.gops(incoming)) imported, "
+                                              + "and \($0)"
+                                      }))
                     }
                 }
                 return .commit

@@ -81,32 +81,83 @@ public struct TrialRecord: Codable, Sendable, Equatable {
     /// True for a trial that verified and was timed.
     public var succeeded: Bool { status == "ok" }
 
-    /// The identity of "the same point": machine, workload, template version, compiler, flags and
-    /// configuration, as canonical text (one `name=value` line each). Stored verbatim in a UNIQUE
-    /// column: a point with the same key is never stored (or measured) twice.
+    /// Whether the data were cold in the timed region (the caches evicted before every sample): the
+    /// `dataState` text of a cold measurement starts with "cold".
+    public var isCold: Bool { Self.isCold(dataState) }
+
+    public static func isCold(_ dataState: String?) -> Bool { dataState?.hasPrefix("cold") ?? false }
+
+    /// The identity of "the same point": machine, workload, template version, compiler, flags,
+    /// configuration and, for a cold measurement, the line `data=cold`, as canonical text (one
+    /// `name=value` line each). Stored verbatim in a UNIQUE column: a point with the same key is never
+    /// stored (or measured) twice. A hot and a cold measurement of one configuration are two points:
+    /// they time different things.
     public var pointKey: String {
         Self.pointKey(
             machine: machine, workload: workload, templateVersion: templateVersion, compiler: compiler, flags: flags,
-            configuration: configuration)
+            configuration: configuration, cold: isCold)
     }
 
     /// `pointKey` for values that are not (yet) a record.
     public static func pointKey(
         machine: String, workload: Workload, templateVersion: Int, compiler: String, flags: [String],
-        configuration: Configuration
+        configuration: Configuration, cold: Bool = false
     ) -> String {
-        [
+        ([
             "machine=\(machine)",
             "workload=\(workload.description)",
             "template=\(templateVersion)",
             "compiler=\(compiler)",
             "flags=\(flags.joined(separator: " "))",
             "configuration=\(configuration.description)",
-        ].joined(separator: "\n")
+        ] + (cold ? [Self.coldPointLine] : [])).joined(separator: "\n")
+    }
+
+    /// The line a cold measurement's `pointKey` ends with.
+    static let coldPointLine = "data=cold"
+}
+
+/// How the best record of a (machine, workload) is chosen among its `ok` trials: the greater rank
+/// wins, compared in this order:
+/// 1. the newer template version (the older generated code is gone);
+/// 2. cold over hot: a workload measured with the caches evicted is measured as it runs when its data
+///    stream from memory (the decode GEMMs of a model whose layers do not fit in cache); a hot timing
+///    of the same workload answers another question, and is not allowed to outrank it;
+/// 3. the higher GOP/s.
+/// A trial replaces the stored best only when its rank is strictly greater.
+public struct BestRank: Comparable, Sendable {
+    public var templateVersion: Int
+    public var cold: Bool
+    public var gops: Double
+
+    public init(templateVersion: Int, cold: Bool, gops: Double) {
+        self.templateVersion = templateVersion
+        self.cold = cold
+        self.gops = gops
+    }
+
+    public init(_ trial: TrialRecord) {
+        self.init(templateVersion: trial.templateVersion, cold: trial.isCold, gops: trial.gops ?? 0)
+    }
+
+    public static func < (a: BestRank, b: BestRank) -> Bool {
+        if a.templateVersion != b.templateVersion { return a.templateVersion < b.templateVersion }
+        if a.cold != b.cold { return !a.cold }
+        return a.gops < b.gops
+    }
+
+    /// What besides GOP/s decided between `self` (named `name`) and a record of rank `other` (named
+    /// `otherName`), in words; nil when both are of one template version and one data condition.
+    public func contrast(with other: BestRank, _ name: String, _ otherName: String) -> String? {
+        if templateVersion != other.templateVersion {
+            return "\(name) is of template version \(templateVersion), \(otherName) of \(other.templateVersion)"
+        }
+        if cold != other.cold { return "\(name) was measured \(cold ? "cold" : "hot"), \(otherName) \(other.cold ? "cold" : "hot")" }
+        return nil
     }
 }
 
-/// The best measured trial for one (machine, workload): the fastest `ok` trial by GOP/s.
+/// The best measured trial for one (machine, workload): the `ok` trial of the greatest `BestRank`.
 public struct BestRecord: Codable, Sendable, Equatable {
     public var machine: String
     public var workload: Workload

@@ -13,7 +13,7 @@ enum Schema {
     static let applicationID: Int32 = 0x6C6F_7762
     /// The schema version this build writes and understands (the `schema_version` row of
     /// `lowbit_meta`; one per migration).
-    static let version = 3
+    static let version = 4
     static let sqliteMagic = Array("SQLite format 3\0".utf8)
 
     /// Versioned migrations. Never edit a registered migration: add a new one, and bump `version`.
@@ -113,6 +113,34 @@ enum Schema {
                     CREATE INDEX serving_machine ON serving(machine, measured_at);
                     """)
             try db.execute(sql: "UPDATE lowbit_meta SET value = '3' WHERE key = 'schema_version'")
+        }
+        migrator.registerMigration("v4") { db in
+            // A cold measurement is its own point (`TrialRecord.pointKey` ends with `data=cold`), and the
+            // best of a workload is chosen by `BestRank`: template version, then cold over hot, then
+            // GOP/s (earlier trial on a tie). Rekey the cold trials and choose every best again.
+            try db.execute(
+                sql: """
+                    UPDATE trials SET point_key = point_key || char(10) || ?
+                    WHERE substr(data_state, 1, 4) = 'cold' AND substr(point_key, -9) != ?
+                    """,
+                arguments: [TrialRecord.coldPointLine, TrialRecord.coldPointLine])
+            try db.execute(
+                sql: """
+                    WITH ranked AS (
+                        SELECT id, machine, workload_key, workload_id, gops, ROW_NUMBER() OVER (
+                            PARTITION BY machine, workload_key
+                            ORDER BY template_version DESC, COALESCE(substr(data_state, 1, 4) = 'cold', 0) DESC,
+                                gops DESC, id ASC) AS position
+                        FROM trials WHERE status = 'ok' AND gops > 0 AND gops < 1e308
+                    )
+                    INSERT INTO best (machine, workload_key, workload_id, trial_id, gops, updated_at)
+                    SELECT machine, workload_key, workload_id, id, gops, ? FROM ranked WHERE position = 1
+                    ON CONFLICT(machine, workload_key) DO UPDATE SET
+                        trial_id = excluded.trial_id, gops = excluded.gops, updated_at = excluded.updated_at
+                    WHERE best.trial_id != excluded.trial_id
+                    """,
+                arguments: [Date()])
+            try db.execute(sql: "UPDATE lowbit_meta SET value = '4' WHERE key = 'schema_version'")
         }
         return migrator
     }

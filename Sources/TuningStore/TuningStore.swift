@@ -194,8 +194,9 @@ public final class TuningStore: Sendable {
     /// 1. if a trial with the same `pointKey` is stored, nothing is written and its id is returned
     ///    (the same point is never stored twice; the first measurement stands);
     /// 2. the workload is added if new, and the trial inserted;
-    /// 3. if the trial is `ok` with a finite, positive `gops` strictly greater than the stored best
-    ///    for (machine, workload), or there is none, it becomes the best. Failures never do.
+    /// 3. if the trial is `ok` with a finite, positive `gops` and its `BestRank` (template version,
+    ///    then cold over hot, then GOP/s) is strictly greater than the stored best's for (machine,
+    ///    workload), or there is none, it becomes the best. Failures never do.
     @discardableResult
     public func insert(_ trial: TrialRecord) throws -> Int64 {
         let row = try TrialRow(trial)
@@ -240,19 +241,15 @@ public final class TuningStore: Sendable {
             ])
         let id = db.lastInsertedRowID
         if trial.status == "ok", let gops = trial.gops, gops.isFinite, gops > 0 {
-            // A newer template version replaces the best whatever its speed (the older code is gone);
-            // within one version the faster trial wins.
             let current = try Row.fetchOne(
                 db,
                 sql: """
-                    SELECT b.gops AS gops, t.template_version AS version FROM best b JOIN trials t ON t.id = b.trial_id
+                    SELECT b.gops AS gops, t.template_version AS version, t.data_state AS data_state
+                    FROM best b JOIN trials t ON t.id = b.trial_id
                     WHERE b.machine = ? AND b.workload_key = ?
                     """,
                 arguments: [trial.machine, trial.workload.description])
-            let replaces = current.map { row -> Bool in
-                let version: Int = row["version"], best: Double = row["gops"]
-                return trial.templateVersion != version ? trial.templateVersion > version : gops > best
-            } ?? true
+            let replaces = try current.map { BestRank(trial) > (try Self.rank($0)) } ?? true
             if replaces {
                 try db.execute(
                     sql: """
@@ -265,6 +262,11 @@ public final class TuningStore: Sendable {
             }
         }
         return (id, true)
+    }
+
+    /// The rank of a stored best from a row with `gops`, `version` and `data_state`.
+    static func rank(_ row: Row) throws -> BestRank {
+        BestRank(templateVersion: row["version"], cold: TrialRecord.isCold(row["data_state"]), gops: row["gops"])
     }
 
     /// True when a trial with this `TrialRecord.pointKey` is stored.

@@ -46,6 +46,9 @@ final class FakeExecutor: TrialExecutor {
     var calls: [Configuration] = []
     var delay: Duration = .zero
     var constant: Double?
+    /// Times "cold": the results carry a cold data state and `coldFactor` times the throughput.
+    var cold = false
+    var coldFactor = 0.5
 
     static func throughput(_ c: Configuration) -> Double {
         func l(_ name: String) -> Double { log2(Double(c.int(name))) }
@@ -64,7 +67,8 @@ final class FakeExecutor: TrialExecutor {
             r.message = "the variant died of SIGSEGV (signal 11) during run"
             return r
         }
-        r.gops = constant ?? Self.throughput(config)
+        r.gops = (constant ?? Self.throughput(config)) * (cold ? coldFactor : 1)
+        r.dataState = cold ? "cold: the fake executor's caches" : "hot (fake)"
         return r
     }
 }
@@ -233,4 +237,30 @@ struct TuningStoreIntegrationTests {
         let best = try #require(try store.best(machine: "test-machine", workload: TunerFixtures.workload))
         #expect(abs(best.gops - (b.best?.gops ?? 0)) < 1e-9)
     }
+
+    @Test func aColdRunMeasuresHotPointsAgainAndItsBestWins() throws {
+        let store = try temporaryStore()
+        let hot = FakeExecutor()
+        var s1: any SearchStrategy = ModelGuidedSearch(seed: 4)
+        let a = try TunerFixtures.tuner(hot, store: store).tune(family: ToyFamily(), workload: TunerFixtures.workload, strategy: &s1, budget: Budget(maxTrials: 12))
+        let hotBest = try #require(try store.best(machine: "test-machine", workload: TunerFixtures.workload))
+
+        let cold = FakeExecutor()
+        cold.cold = true
+        var s2: any SearchStrategy = ModelGuidedSearch(seed: 4)
+        let b = try TunerFixtures.tuner(cold, store: store).tune(family: ToyFamily(), workload: TunerFixtures.workload, strategy: &s2, budget: Budget(maxTrials: 12))
+        // Only the failures (never timed) carry over; the hot timings do not stand in for cold ones.
+        #expect(b.resumed == a.failures)
+        #expect(b.trials == 12)
+        #expect(!Set(hot.calls).isDisjoint(with: Set(cold.calls)), "the cold run should time some of the hot run's points again")
+        // Every cold trial is stored beside the hot one of the same configuration (its own point).
+        let stored = try store.trials(machine: "test-machine")
+        #expect(stored.count == 24)
+        // The cold best replaces the hot one although its GOP/s are lower.
+        let best = try #require(try store.best(machine: "test-machine", workload: TunerFixtures.workload))
+        #expect(best.dataState?.hasPrefix("cold") == true)
+        #expect(best.gops < hotBest.gops)
+        #expect(abs(best.gops - (b.best?.gops ?? 0)) < 1e-9)
+    }
 }
+

@@ -102,6 +102,30 @@ struct ExportTests {
         #expect(try local.trials(workload: gemm(64)).count == 2)
     }
 
+    @Test func importRanksColdAboveHot() throws {
+        let dir = TempDir()
+        let id = "x86_64-amd-2c-00000000000000e3"
+        let cold = "cold: caches evicted before every sample"
+        let local = try TuningStore(path: dir.file("local.sqlite"))
+        try local.record(machine: machine(id))
+        try local.insert(trial(machine: id, workload: gemm(1), configuration: config(kc: 128), gops: 40, dataState: cold))
+        try local.insert(trial(machine: id, workload: gemm(8), configuration: config(kc: 128), gops: 300))
+
+        let remote = try TuningStore(path: dir.file("remote.sqlite"))
+        try remote.record(machine: machine(id))
+        try remote.insert(trial(machine: id, workload: gemm(1), configuration: config(kc: 512), gops: 90))
+        try remote.insert(trial(machine: id, workload: gemm(8), configuration: config(kc: 512), gops: 200, dataState: cold))
+        let report = try local.importExport(try remote.export(machine: id, lowbitVersion: "0.1.0"))
+        // The faster hot import loses to the cold record; the slower cold import wins over the hot one.
+        #expect(report.kept.map(\.workload) == [gemm(1)])
+        #expect(report.replaced.map(\.workload) == [gemm(8)])
+        let text = report.description
+        #expect(text.contains("kept the stored record: 40.0 GOP/s measured vs 90.0 imported, and the stored record was measured cold, the imported one hot"))
+        #expect(text.contains("replaced the stored record: 200.0 GOP/s imported vs 300.0 measured here (the imported record was measured cold, the stored one hot)"))
+        #expect(try local.best(machine: id, workload: gemm(1))?.configuration == config(kc: 128))
+        #expect(try local.best(machine: id, workload: gemm(8))?.configuration == config(kc: 512))
+    }
+
     @Test func exportNeedsAKnownMachineAndDecodeChecksTheSchema() throws {
         let dir = TempDir()
         let store = try TuningStore(path: dir.file("db.sqlite"))

@@ -19,7 +19,7 @@ struct MigrationTests {
             ALTER TABLE trials DROP COLUMN attainment;
             ALTER TABLE trials DROP COLUMN binding;
             DROP TABLE serving;
-            DELETE FROM grdb_migrations WHERE identifier IN ('v2', 'v3');
+            DELETE FROM grdb_migrations WHERE identifier IN ('v2', 'v3', 'v4');
             UPDATE lowbit_meta SET value = '1' WHERE key = 'schema_version';
             """)
         #expect(try sqlite(path, "SELECT value FROM lowbit_meta WHERE key = 'schema_version';") == "1")
@@ -37,6 +37,40 @@ struct MigrationTests {
         #expect(back.attainment == 0.42 && back.binding == "compute: int8-dot avx512-vnni")
         let best = try #require(try store.best(machine: "test-machine", workload: gemm(16)))
         #expect(best.attainment == 0.42)
+    }
+
+    @Test(.enabled(if: sqlite3Path != nil, "needs the sqlite3 shell"))
+    func versionFourRekeysColdTrialsAndRanksColdBestsAboveHot() throws {
+        let dir = TempDir()
+        let path = dir.file("lowbit.sqlite")
+        let cold = "cold: every line flushed before every sample"
+        var coldKey = ""
+        do {
+            let store = try TuningStore(path: path)
+            try store.insert(trial(workload: gemm(1), configuration: config(mr: 1), gops: 500))
+            let coldTrial = trial(workload: gemm(1), configuration: config(mr: 2), gops: 100, dataState: cold)
+            coldKey = coldTrial.pointKey
+            try store.insert(coldTrial)
+            try store.insert(trial(workload: gemm(64), configuration: config(mr: 1), gops: 70))
+        }
+        #expect(coldKey.hasSuffix("\ndata=cold"))
+        // What a version-3 build left: cold keys without the data line, the faster hot trial as the best.
+        _ = try sqlite(path, """
+            PRAGMA journal_mode = DELETE;
+            UPDATE trials SET point_key = substr(point_key, 1, length(point_key) - 10) WHERE data_state LIKE 'cold%';
+            UPDATE best SET trial_id = (SELECT id FROM trials WHERE gops = 500), gops = 500 WHERE workload_key = '\(gemm(1).description)';
+            DELETE FROM grdb_migrations WHERE identifier = 'v4';
+            UPDATE lowbit_meta SET value = '3' WHERE key = 'schema_version';
+            """)
+        #expect(try sqlite(path, "SELECT gops FROM best WHERE workload_key = '\(gemm(1).description)';") == "500.0")
+
+        let store = try TuningStore(path: path)
+        #expect(try sqlite(path, "SELECT value FROM lowbit_meta WHERE key = 'schema_version';") == "4")
+        #expect(try store.hasPoint(coldKey))
+        let best = try #require(try store.best(machine: "test-machine", workload: gemm(1)))
+        #expect(best.gops == 100 && best.dataState == cold)
+        #expect(try store.best(machine: "test-machine", workload: gemm(64))?.gops == 70)
+        #expect(try store.trials().count == 3)
     }
 
     @Test func servingPointsRoundTrip() throws {

@@ -127,6 +127,26 @@ struct StoreTests {
         #expect(best.trialID == faster && best.templateVersion == 2)
     }
 
+    @Test func aColdTrialOutranksHotOnesAndIsItsOwnPoint() throws {
+        let dir = TempDir()
+        let store = try TuningStore(path: dir.file("db.sqlite"))
+        let w = gemm(1)
+        let coldState = "cold: every line of the kernel's 1 MiB flushed from the caches before every sample"
+        try store.insert(trial(workload: w, configuration: config(mr: 1), gops: 500))
+        // The same configuration timed cold is another point, and its best replaces the hot one.
+        let cold = try store.insert(trial(workload: w, configuration: config(mr: 1), gops: 100, dataState: coldState))
+        #expect(try store.trials(workload: w).count == 2)
+        #expect(try store.best(machine: "test-machine", workload: w)?.trialID == cold)
+        // A faster hot trial does not displace it; a faster cold one does; a newer version always does.
+        try store.insert(trial(workload: w, configuration: config(mr: 2), gops: 900))
+        #expect(try store.best(machine: "test-machine", workload: w)?.trialID == cold)
+        let faster = try store.insert(trial(workload: w, configuration: config(mr: 3), gops: 150, dataState: coldState))
+        #expect(try store.best(machine: "test-machine", workload: w)?.trialID == faster)
+        let newer = try store.insert(trial(workload: w, configuration: config(mr: 3), gops: 50, templateVersion: 2))
+        #expect(try store.best(machine: "test-machine", workload: w)?.trialID == newer)
+        #expect(BestRank(templateVersion: 1, cold: true, gops: 1) > BestRank(templateVersion: 1, cold: false, gops: 1000))
+    }
+
     @Test func trialRoundTripsEveryField() throws {
         let dir = TempDir()
         let store = try TuningStore(path: dir.file("db.sqlite"))

@@ -46,7 +46,8 @@ let testFlags = ["-std=c11", "-O3", "-fPIC", "-mavx2", "-mfma"]
 func trial(
     machine: String = "test-machine", workload: Workload = gemm(64), configuration: KernelKit.Configuration = config(),
     status: String = "ok", gops: Double? = 100, templateVersion: Int = 1, compiler: String = testCompiler,
-    flags: [String] = testFlags, strategy: String? = "grid", session: String? = "s1", createdAt: Date = Date()
+    flags: [String] = testFlags, strategy: String? = "grid", session: String? = "s1", createdAt: Date = Date(),
+    dataState: String = "warm (weights fit in L3)"
 ) -> TrialRecord {
     let timing = gops.map { g -> TimingSummary in
         let seconds = 2.0 * Double(workload["m"] * workload["n"] * workload["k"]) / (g * 1e9)
@@ -58,7 +59,7 @@ func trial(
         stage: status == "ok" ? "time" : "verify", message: status == "ok" ? nil : "mismatch at [0][3]",
         timing: status == "ok" ? timing : nil, gops: gops,
         counters: [CounterValue(event: "task-clock", value: 123_456, status: .counted, source: "os:clock_gettime")],
-        bindingsHonoured: true, dataState: "warm (weights fit in L3)", strategy: strategy, session: session,
+        bindingsHonoured: true, dataState: dataState, strategy: strategy, session: session,
         createdAt: createdAt)
 }
 
