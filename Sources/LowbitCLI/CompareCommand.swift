@@ -30,8 +30,9 @@ struct CompareCommand: ParsableCommand {
         try f.checkShape(workload)
         let machine = try MachineModel(logger: logger).description
         let context = MachineContext(machine)
-        let store = try database.open(logger: logger)
-        let ceilings = Ceilings(flat: try store.machine(machine.fingerprint.id)?.ceilings ?? [:])
+        // Read only: no database file is created when there is none (no ceilings, no tuned row then).
+        let store = database.exists ? try database.open(logger: logger) : nil
+        let ceilings = Ceilings(flat: try store?.machine(machine.fingerprint.id)?.ceilings ?? [:])
         let runner = try measure.runner(machine: machine, logger: logger)
         let fixed = f.workloadParameters(workload)
 
@@ -44,7 +45,7 @@ struct CompareCommand: ParsableCommand {
         var analytical = f.analyticalConfiguration(for: workload, machine: context)
         for (k, v) in fixed { analytical[k] = v }
         variants.append(("analytical", analytical))
-        if let best = try store.best(machine: machine.fingerprint.id, workload: workload) {
+        if let best = try store?.best(machine: machine.fingerprint.id, workload: workload) {
             variants.append(("best tuned", best.configuration))
         }
 

@@ -18,7 +18,7 @@ struct DbCommand: ParsableCommand {
         @OptionGroup var database: DatabaseOptions
 
         func run() throws {
-            let store = try database.open(logger: global.logger("lowbit.db"))
+            let store = try database.openExisting(logger: global.logger("lowbit.db"))
             var t = Table(["fingerprint", "CPU", "workloads", "trials", "last seen"], alignments: [.left, .left, .right, .right, .left])
             for m in try store.machines() {
                 let trials = try store.trials(machine: m.fingerprint)
@@ -35,7 +35,7 @@ struct DbCommand: ParsableCommand {
         @OptionGroup var database: DatabaseOptions
 
         func run() throws {
-            let store = try database.open(logger: global.logger("lowbit.db"))
+            let store = try database.openExisting(logger: global.logger("lowbit.db"))
             let c = try store.counts()
             let problems = try store.check()
             print("database   \(database.path)")
@@ -53,7 +53,7 @@ struct DbCommand: ParsableCommand {
         @Option(help: "Only this machine fingerprint (default: all).") var machine: String?
 
         func run() throws {
-            let store = try database.open(logger: global.logger("lowbit.db"))
+            let store = try database.openExisting(logger: global.logger("lowbit.db"))
             var t = Table(
                 ["machine", "workload", "GOP/s", "min", "samples", "roofline", "binding ceiling", "configuration"],
                 alignments: [.left, .left, .right, .right, .right, .right, .left, .left])
@@ -85,7 +85,7 @@ struct DbCommand: ParsableCommand {
         }
 
         func run() throws {
-            let store = try database.open(logger: global.logger("lowbit.db"))
+            let store = try database.openExisting(logger: global.logger("lowbit.db"))
             var t = Table(
                 ["id", "workload", "status", "GOP/s", "roofline", "strategy", "configuration / message"],
                 alignments: [.right, .left, .left, .right, .right, .left, .left])
@@ -110,7 +110,7 @@ struct DbCommand: ParsableCommand {
         @Option(help: "Only trials older than this many days.") var olderThanDays: Double?
 
         func run() throws {
-            let store = try database.open(logger: global.logger("lowbit.db"))
+            let store = try database.openExisting(logger: global.logger("lowbit.db"))
             let cutoff = olderThanDays.map { Date().addingTimeInterval(-$0 * 86400) }
             let removed = try store.prune(machine: machine, keepFailures: keepFailures, olderThan: cutoff)
             print("removed \(removed) trial(s) from \(database.path)")
@@ -142,7 +142,7 @@ struct ExportCommand: ParsableCommand {
 
     func run() throws {
         let logger = global.logger("lowbit.export")
-        let store = try database.open(logger: logger)
+        let store = try database.openExisting(logger: logger)
         let fingerprint = try machine ?? MachineModel(logger: logger).description.fingerprint.id
         let path = try Self.write(store: store, fingerprint: fingerprint, out: out, format: format)
         print("wrote \(path)")

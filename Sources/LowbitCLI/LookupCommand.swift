@@ -30,10 +30,12 @@ struct LookupCommand: ParsableCommand {
         let workload = try shape.workload(for: f)
         try f.checkShape(workload)
         let description = try MachineModel(logger: logger).description
-        let store = try database.open(logger: logger)
-        let answer = try store.lookup(machine: machine ?? description.fingerprint.id, workload: workload) {
-            f.analyticalConfiguration(for: workload, machine: MachineContext(description))
-        }
+        let analytical = { f.analyticalConfiguration(for: workload, machine: MachineContext(description)) }
+        // Without a database the runtime falls back to the analytical configuration; say so, create nothing.
+        let answer =
+            database.exists
+            ? try database.open(logger: logger).lookup(machine: machine ?? description.fingerprint.id, workload: workload, fallback: analytical)
+            : LookupResult(configuration: analytical(), source: .analyticalDefault, warning: "no tuning database at \(database.path)")
         if json {
             print(try JSONOutput.encode(answer))
             return

@@ -14,7 +14,7 @@ struct ReportCommand: ParsableCommand {
 
     func run() throws {
         let logger = global.logger("lowbit.report")
-        let store = try database.open(logger: logger)
+        let store = try database.openExisting(logger: logger)
         let fingerprint = try machine ?? MachineModel(logger: logger).description.fingerprint.id
         guard let record = try store.machine(fingerprint) else {
             throw ValidationError("no machine \(fingerprint) in \(database.path); run `lowbit roofline measure` or `lowbit tune` first")

@@ -54,7 +54,7 @@ struct RooflineCommand: ParsableCommand {
 
         func run() throws {
             let logger = global.logger("lowbit.roofline")
-            let store = try database.open(logger: logger)
+            let store = try database.openExisting(logger: logger)
             let fingerprint = try machine ?? MachineModel(logger: logger).description.fingerprint.id
             guard let record = try store.machine(fingerprint) else {
                 throw ValidationError("no machine \(fingerprint) in \(database.path); run `lowbit roofline measure` first")

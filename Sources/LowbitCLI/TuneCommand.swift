@@ -17,6 +17,20 @@ struct DatabaseOptions: ParsableArguments {
     var path: String { db ?? TuningStore.defaultPath() }
 
     func open(logger: Logger) throws -> TuningStore { try TuningStore(path: path, logger: logger) }
+
+    /// Whether a file is at `path`.
+    var exists: Bool { FileManager.default.fileExists(atPath: path) }
+
+    /// Opens the database for a command that only reads it: with nothing at `path` it says how to
+    /// make one (and creates no file there).
+    func openExisting(logger: Logger) throws -> TuningStore {
+        guard exists else {
+            throw ValidationError(
+                "no tuning database at \(path) (nothing measured yet): `lowbit tune ...` or `lowbit roofline measure` "
+                    + "creates it; --db or $LOWBIT_DB points at another one")
+        }
+        return try open(logger: logger)
+    }
 }
 
 extension StrategyKind: ExpressibleByArgument {}

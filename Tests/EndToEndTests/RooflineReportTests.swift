@@ -110,10 +110,19 @@ struct RooflineReportTests {
         }
     }
 
-    @Test func showWithoutCeilingsSaysWhatToRun() throws {
-        let empty = FileManager.default.temporaryDirectory.appendingPathComponent("lowbit-empty-\(UUID().uuidString).sqlite").path
-        let show = try LowbitBinary().run(["roofline", "show", "--db", empty])
-        #expect(show.status != 0)
-        #expect(show.stderr.contains("lowbit roofline measure"))
+    @Test func readOnlyCommandsOnAMissingDatabaseSayWhatToRunAndCreateNothing() throws {
+        let missing = FileManager.default.temporaryDirectory.appendingPathComponent("lowbit-missing-\(UUID().uuidString).sqlite").path
+        let bin = try LowbitBinary()
+        for command in [["roofline", "show"], ["db", "show"], ["db", "best"], ["db", "trials"], ["db", "list"], ["export"], ["report", "--out", missing + "-plots"]] {
+            let r = try bin.run(command + ["--db", missing])
+            #expect(r.status != 0, "\(command)")
+            #expect(r.stderr.contains("no tuning database at \(missing)") && r.stderr.contains("lowbit roofline measure"), "\(command): \(r.stderr)")
+        }
+        // lookup answers what a runtime would do without a database: the analytical configuration.
+        let lookup = try bin.run(["lookup", "gemm-w8a8", "--m", "4", "--n", "64", "--k", "128", "--db", missing])
+        #expect(lookup.status == 0)
+        #expect(lookup.stdout.contains("analytical default") && lookup.stdout.contains("no tuning database at \(missing)"))
+        #expect(!FileManager.default.fileExists(atPath: missing))
+        #expect(!FileManager.default.fileExists(atPath: missing + "-plots"))
     }
 }
