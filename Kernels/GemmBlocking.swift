@@ -32,19 +32,20 @@ struct GemmBlocking {
 
     /// Useful multiply-adds per issue cycle of a tile over all of M (a relative score): per step of
     /// the K loop a row panel issues `v` weight loads, `mr * broadcasts` activation loads and
-    /// `v * (mr * dotOps + unpackOps)` vector instructions, two of each per cycle. With several row
-    /// panels (compute-bound M) the front end, four instructions a cycle, counts too: a broadcast that
-    /// feeds a single vector (v = 1) is folded into the dot product as an indexed memory operand, which
-    /// Intel cores split into two again (measured, gemm-w4a4 cold: 8 x 32 with fp32 sums in L1 beats
-    /// 8 x 16 in registers by 22% at M = 64 and 15% at M = 16). One panel (decode M) streams its weights
-    /// from memory, where the narrower panel that takes the whole K in one block wins (M = 4: 4 x 16 at
-    /// 1.27 ms, 4 x 32 at 1.45 ms).
+    /// `v * (mr * dotOps + unpackOps)` vector instructions, two of each per cycle, and the front end
+    /// takes four instructions a cycle, where a broadcast that feeds a single vector (v = 1) is folded
+    /// into the dot product as an indexed memory operand, which Intel cores split into two again.
+    /// Measured, gemm-w4a4 cold, N = 11008, K = 4096: 8 x 32 with fp32 sums in L1 beats 8 x 16 in
+    /// registers by 22% at M = 64, 15% at M = 16 and 10-15% at M = 8 (one row panel: 1.63-1.84 ms vs
+    /// 1.88-2.01; a microbenchmark of the 8 x 16 inner loop runs 16 dot products in 4.1 ns with the
+    /// activations in registers and 5.6-6.8 ns with them folded from memory); at M = 2 and 4, where the
+    /// weights' stream binds, 16 and 32 wide measure the same within the run-to-run noise.
     func tileScore(mr: Int, nr: Int, m: Int) -> Double {
         let v = Double(nr) / Double(max(lanes, 1))
         let panels = Double((m + mr - 1) / mr)
         let alu = v * (Double(mr * dotOps) + Double(unpackOps))
         let loads = v + Double(mr * broadcasts)
-        let instructions = panels > 1 ? alu + loads + (v == 1 ? Double(mr * broadcasts) : 0) : 0
+        let instructions = alu + loads + (v == 1 ? Double(mr * broadcasts) : 0)
         return Double(m * nr) / (panels * max(alu / 2, loads / 2, instructions / 4))
     }
 
