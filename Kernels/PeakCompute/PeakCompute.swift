@@ -26,7 +26,7 @@ public struct PeakCompute: KernelFamily {
 
     public let name = "peak-compute"
     public let summary = "compute ceilings: independent fp32 FMA or int8 dot-product chains per thread"
-    public let templateVersion = 1
+    public let templateVersion = 2
     public let dimensions = ["iterations"]
     public let shapeRules = ["range: 1 <= iterations <= 2^20 (keeps fp32 sums exact)"]
     public let targets: [ISATarget] = [.avx2, .avxvnni, .avx512vnni, .neonDotprod]
