@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import KernelKit
 import Machine
+import Roofline
 import TuningStore
 
 struct DbCommand: ParsableCommand {
@@ -57,10 +58,19 @@ struct DbCommand: ParsableCommand {
             var t = Table(
                 ["machine", "workload", "GOP/s", "min", "samples", "roofline", "binding ceiling", "configuration"],
                 alignments: [.left, .left, .right, .right, .right, .right, .left, .left])
+            // Roofline columns against the ceilings stored now (re-measured ceilings apply to old trials too);
+            // the trial's stored attainment where they cannot be computed.
+            var machines: [String: MachineRecord?] = [:]
             for b in try store.bests(machine: machine, family: family) {
+                if machines[b.machine] == nil { machines[b.machine] = .some(try store.machine(b.machine)) }
+                let record = machines[b.machine] ?? nil
+                let now = record.flatMap { r in
+                    r.ceilings.flatMap { c in ReportBuilder.attainment(of: b, ceilings: Ceilings(flat: c), topology: r.description.topology) }
+                }
+                let fraction = now?.fraction ?? b.attainment, binding = now?.binding ?? b.binding
                 t.add([
                     b.machine, b.workload.description, String(format: "%.1f", b.gops), b.minSeconds.map(TrialReport.ms) ?? "-",
-                    b.samples.map(String.init) ?? "-", b.attainment.map { String(format: "%.0f%%", 100 * $0) } ?? "-", b.binding ?? "-",
+                    b.samples.map(String.init) ?? "-", fraction.map { String(format: "%.0f%%", 100 * $0) } ?? "-", binding ?? "-",
                     b.configuration.description,
                 ])
             }

@@ -49,13 +49,18 @@ struct ReportBuilder {
 
     var rows: [Row] {
         bests.sorted { ($0.family, $0.workload.description) < ($1.family, $1.workload.description) }.map { b in
-            let ops = (try? KernelRegistry.family(named: b.family)).map { $0.usefulOps(b.workload, b.configuration) }
-            let a = ops.flatMap {
-                Attainment.of(
-                    family: b.family, workload: b.workload, config: b.configuration, achieved: b.gops, usefulOps: $0,
-                    ceilings: ceilings, topology: topology, cold: b.dataState?.hasPrefix("cold") ?? false)
-            }
-            return Row(best: b, attainment: a)
+            Row(best: b, attainment: Self.attainment(of: b, ceilings: ceilings, topology: topology))
+        }
+    }
+
+    /// A best record against the ceilings given (those stored now, which may be newer than the trial's
+    /// own `attainment`); nil for a family this build does not know or a shape with no byte model.
+    static func attainment(of b: BestRecord, ceilings: Ceilings, topology: Topology) -> Attainment? {
+        let ops = (try? KernelRegistry.family(named: b.family)).map { $0.usefulOps(b.workload, b.configuration) }
+        return ops.flatMap {
+            Attainment.of(
+                family: b.family, workload: b.workload, config: b.configuration, achieved: b.gops, usefulOps: $0,
+                ceilings: ceilings, topology: topology, cold: TrialRecord.isCold(b.dataState))
         }
     }
 
