@@ -4,7 +4,8 @@ import KernelKit
 /// fp32 group epilogue, and the INT8 outlier dot product.
 ///
 /// Weights are stored as signed 4-bit codes; x86 targets unpack them to the unsigned form w + 8
-/// (`u8` operand of vpmaddubsw / vpdpbusd) and subtract 8 * sum(a) per group, which the quantize
+/// (`u8` operand of vpmaddubsw / vpdpbusd) and correct by 8 * sum(a) per group (the int32 sums of
+/// vpdpbusd start from -8 * sum(a); the int16 sums of AVX2 subtract it when widened), which the quantize
 /// kernel already provides as the group sum. Arm's sdot is signed x signed and needs no correction.
 struct W4Dialect: Sendable {
     var lanes: Int
@@ -119,7 +120,7 @@ struct W4Dialect: Sendable {
 
     static let avxvnni: W4Dialect = {
         var d = avx2
-        d.note = "VEX vpdpbusd(w + 8, a) accumulates each group exactly in int32, minus 8 * sum(a)"
+        d.note = "VEX vpdpbusd(w + 8, a) accumulates each group exactly in int32, starting from -8 * sum(a)"
         d.int16Groups = false
         d.fixedConstants = []
         d.accumulate = { acc, w, a in "_mm256_dpbusd_avx_epi32(\(acc), \(w), \(a))" }
@@ -133,7 +134,7 @@ struct W4Dialect: Sendable {
 
     static let avx512vnni = W4Dialect(
         lanes: 16, registers: 32, headers: ["immintrin.h"], intVector: "__m512i", floatVector: "__m512",
-        note: "vpdpbusd(w + 8, a) accumulates each group exactly in int32, minus 8 * sum(a)",
+        note: "vpdpbusd(w + 8, a) accumulates each group exactly in int32, starting from -8 * sum(a)",
         offsetWeights: true, int16Groups: false,
         zero: "_mm512_setzero_si512()",
         fixedConstants: [],

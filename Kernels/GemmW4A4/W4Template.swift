@@ -24,6 +24,12 @@ struct GemmW4A4Template {
     /// The tile's fp32 sums stay in the `partial` buffer (L1) instead of registers, which leaves the
     /// registers to the integer group sums of a taller tile.
     var memoryAccumulators: Bool { config.name("acc") == "memory" }
+    /// int32 group sums of w + 8 start at -8 * sum(a) instead of subtracting it per row and column
+    /// vector after the group (int16 group sums, AVX2, are widened first and subtract it then).
+    private var startsAtOffset: Bool {
+        guard let d = W4Dialect.forTarget(isa) else { return false }
+        return d.offsetWeights && !d.int16Groups
+    }
 
     static let codeParameters = ["isa", "mr", "nr", "kc", "mc", "nc", "unpack", "pf", "acc"]
 
@@ -261,8 +267,17 @@ struct GemmW4A4Template {
             c.forLoop("int g = 0", "g < kc / G", "g++") { c in
                 c.declare("const int", "group", "k0 / G + g")
                 c.declare("const uint8_t *", "bg", "panel + (size_t)group * (G / 2) * NR")
+                for i in rows { c.declare("const int", "r\(i)", rowIndex(i)) }
                 c.line("\(d.intVector) \(rows.flatMap { i in cols.map { "c\(i)_\($0)" } }.joined(separator: ", "));")
-                for i in rows { for j in cols { c.line("c\(i)_\(j) = \(d.zero);") } }
+                if startsAtOffset {
+                    c.comment("The sums start at -8 * sum(a) of the row's group: the offset of w + 8, subtracted up front.")
+                    for i in rows {
+                        c.declare("const \(d.intVector)", "offset\(i)", d.splatInt("-8 * a_sums[(size_t)r\(i) * groups + group]"))
+                        for j in cols { c.line("c\(i)_\(j) = offset\(i);") }
+                    }
+                } else {
+                    for i in rows { for j in cols { c.line("c\(i)_\(j) = \(d.zero);") } }
+                }
                 c.forLoop("int q = 0", "q < G / 8", "q++") { c in
                     for j in cols { c.lines(d.unpack(unpack, "bg + ((size_t)q * NR + \(j * d.lanes)) * 4", "wlo\(j)", "whi\(j)")) }
                     if prefetch > 0 {
@@ -282,11 +297,10 @@ struct GemmW4A4Template {
                 c.declare("const float *", "w_scale", "(const float *)(panel + (size_t)normal / 2 * NR) + (size_t)group * NR")
                 for j in cols { c.declare("const \(d.floatVector)", "ws\(j)", d.loadFloat("w_scale + \(j * d.lanes)")) }
                 for i in rows {
-                    c.declare("const int", "r\(i)", rowIndex(i))
                     c.declare("const \(d.floatVector)", "as\(i)", d.splatFloat("a_scales[(size_t)r\(i) * groups + group]"))
                     for j in cols {
                         var sum = d.widen("c\(i)_\(j)")
-                        if d.offsetWeights { sum = d.subInt(sum, d.splatInt("8 * a_sums[(size_t)r\(i) * groups + group]")) }
+                        if d.offsetWeights && !startsAtOffset { sum = d.subInt(sum, d.splatInt("8 * a_sums[(size_t)r\(i) * groups + group]")) }
                         addScaled(&c, d, i, j, d.mulFloat(d.toFloat(sum), d.mulFloat("as\(i)", "ws\(j)")))
                     }
                 }

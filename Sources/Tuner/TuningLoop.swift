@@ -114,13 +114,19 @@ public final class Tuner {
         var curve: [Double] = []
         var stop = StopReason.exhausted
         if resumed > 0 { logger.info("\(workload): \(resumed) points already measured; resuming") }
+        // After a template change the stored best of the older code is the first point measured: the
+        // search then starts from what was fastest before instead of losing it to a short budget.
+        var carried = try carriedBest(family: family, workload: workload, space: space, history: history)
+        if let carried { logger.info("\(workload): measuring the best configuration of the older template first: \(carried)") }
 
         while true {
             if shouldStop() { stop = .interrupted; break }
             if let max = budget.maxTrials, trials >= max { stop = .trials; break }
             if let max = budget.maxTime, clock.now - start >= max { stop = .time; break }
             if let patience = budget.patience, sinceImprovement >= patience { stop = .patience; break }
-            guard let config = strategy.next(space: space, history: history) else { stop = .exhausted; break }
+            let proposal = carried ?? strategy.next(space: space, history: history)
+            carried = nil
+            guard let config = proposal else { stop = .exhausted; break }
 
             let result = executor.execute(family, workload, config)
             trials += 1
@@ -147,6 +153,16 @@ public final class Tuner {
         return TuneSummary(
             workload: workload, strategy: strategy.name, trials: trials, failures: failures, resumed: resumed, best: best,
             stop: stop, elapsed: clock.now - start, curve: curve)
+    }
+
+    /// The stored best of (machine, workload) when it was measured with an older template version, its
+    /// configuration is in this run's space, and this version has not measured it yet.
+    func carriedBest(family: any KernelFamily, workload: Workload, space: SearchSpace, history: [Observation]) throws -> Configuration? {
+        guard let store, let best = try store.best(machine: fingerprint, workload: workload),
+              best.templateVersion < family.templateVersion, space.isValid(best.configuration),
+              !history.contains(where: { $0.configuration == best.configuration })
+        else { return nil }
+        return best.configuration
     }
 
     /// Stored trials of this (machine, workload, template version, compiler, data condition), as

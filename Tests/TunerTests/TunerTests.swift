@@ -262,5 +262,28 @@ struct TuningStoreIntegrationTests {
         #expect(best.gops < hotBest.gops)
         #expect(abs(best.gops - (b.best?.gops ?? 0)) < 1e-9)
     }
+
+    @Test func aNewTemplateVersionMeasuresTheOlderBestFirst() throws {
+        let store = try temporaryStore()
+        // What the older template found fastest (a point the search would not propose first).
+        let older = Configuration(["a": .int(128), "b": .int(2), "c": .int(2048), "d": .int(1)])
+        try store.insert(TrialRecord(
+            machine: "test-machine", family: "toy", workload: TunerFixtures.workload, configuration: older, templateVersion: 0,
+            compiler: "fake-cc 1.0", status: "ok", stage: "done", gops: 1e6))
+        let executor = FakeExecutor()
+        var strategy: any SearchStrategy = ModelGuidedSearch(seed: 4)
+        let summary = try TunerFixtures.tuner(executor, store: store).tune(
+            family: ToyFamily(), workload: TunerFixtures.workload, strategy: &strategy, budget: Budget(maxTrials: 4))
+        #expect(executor.calls.first == older)
+        #expect(executor.calls.count == 4 && summary.trials == 4)
+        // The version-1 trials replace the version-0 best whatever their speed.
+        #expect(try store.best(machine: "test-machine", workload: TunerFixtures.workload)?.templateVersion == 1)
+        // A second run does not measure it again.
+        let again = FakeExecutor()
+        var s2: any SearchStrategy = ModelGuidedSearch(seed: 4)
+        _ = try TunerFixtures.tuner(again, store: store).tune(
+            family: ToyFamily(), workload: TunerFixtures.workload, strategy: &s2, budget: Budget(maxTrials: 2))
+        #expect(!again.calls.contains(older))
+    }
 }
 
