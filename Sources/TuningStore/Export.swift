@@ -238,14 +238,7 @@ extension TuningStore {
                 report = ImportReport(machine: fingerprint)
                 for row in rows {
                     let workload = row.trial.workload
-                    let stored = try Row.fetchOne(
-                        db,
-                        sql: """
-                            SELECT b.trial_id AS trial_id, b.gops AS gops, t.template_version AS version,
-                                t.data_state AS data_state
-                            FROM best b JOIN trials t ON t.id = b.trial_id WHERE b.machine = ? AND b.workload_key = ?
-                            """,
-                        arguments: [fingerprint, workload.description])
+                    let stored = try Self.storedBest(db, machine: fingerprint, workload: workload)
                     let incoming = row.trial.gops ?? 0
                     let (id, inserted) = try Self.insert(row, db)
                     guard let stored else {
@@ -265,8 +258,7 @@ extension TuningStore {
                         }
                         continue
                     }
-                    let storedID: Int64 = stored["trial_id"]
-                    let storedGops: Double = stored["gops"]
+                    let storedID = stored.trialID, storedGops = stored.gops
                     if storedID == id {
                         report.kept.append(
                             .init(workload: workload, storedGops: storedGops, importedGops: incoming,
@@ -277,17 +269,14 @@ extension TuningStore {
                                   note: "the same point is already stored as trial \(id); "
                                       + "\(ImportReport.gops(storedGops)) GOP/s best measured vs "
                                       + "\(ImportReport.gops(incoming)) imported"))
-                    } else if try Int64.fetchOne(
-                        db, sql: "SELECT trial_id FROM best WHERE machine = ? AND workload_key = ?",
-                        arguments: [fingerprint, workload.description]) == id
-                    {
+                    } else if try Self.storedBest(db, machine: fingerprint, workload: workload)?.trialID == id {
                         report.replaced.append(
                             .init(workload: workload, storedGops: storedGops, importedGops: incoming,
-                                  note: BestRank(row.trial).contrast(with: try Self.rank(stored), "the imported record", "the stored one")))
+                                  note: BestRank(row.trial).contrast(with: stored.rank, "the imported record", "the stored one")))
                     } else {
                         report.kept.append(
                             .init(workload: workload, storedGops: storedGops, importedGops: incoming,
-                                  note: try Self.rank(stored).contrast(with: BestRank(row.trial), "the stored record", "the imported one")
+                                  note: stored.rank.contrast(with: BestRank(row.trial), "the stored record", "the imported one")
                                       .map {
                                           "\(ImportReport.gops(storedGops)) GOP/s measured vs \(ImportReport.gops(incoming)) imported, "
                                               + "and \($0)"

@@ -241,15 +241,8 @@ public final class TuningStore: Sendable {
             ])
         let id = db.lastInsertedRowID
         if trial.status == "ok", let gops = trial.gops, gops.isFinite, gops > 0 {
-            let current = try Row.fetchOne(
-                db,
-                sql: """
-                    SELECT b.gops AS gops, t.template_version AS version, t.data_state AS data_state
-                    FROM best b JOIN trials t ON t.id = b.trial_id
-                    WHERE b.machine = ? AND b.workload_key = ?
-                    """,
-                arguments: [trial.machine, trial.workload.description])
-            let replaces = try current.map { BestRank(trial) > (try Self.rank($0)) } ?? true
+            let current = try storedBest(db, machine: trial.machine, workload: trial.workload)
+            let replaces = current.map { BestRank(trial) > $0.rank } ?? true
             if replaces {
                 try db.execute(
                     sql: """
@@ -264,9 +257,19 @@ public final class TuningStore: Sendable {
         return (id, true)
     }
 
-    /// The rank of a stored best from a row with `gops`, `version` and `data_state`.
-    static func rank(_ row: Row) throws -> BestRank {
-        BestRank(templateVersion: row["version"], cold: TrialRecord.isCold(row["data_state"]), gops: row["gops"])
+    /// The stored best of (machine, workload): its trial, GOP/s and rank.
+    static func storedBest(_ db: Database, machine: String, workload: Workload) throws -> (trialID: Int64, gops: Double, rank: BestRank)? {
+        try Row.fetchOne(
+            db,
+            sql: """
+                SELECT b.trial_id AS trial_id, b.gops AS gops, t.template_version AS version, t.data_state AS data_state
+                FROM best b JOIN trials t ON t.id = b.trial_id WHERE b.machine = ? AND b.workload_key = ?
+                """,
+            arguments: [machine, workload.description]
+        ).map { row in
+            (row["trial_id"], row["gops"],
+             BestRank(templateVersion: row["version"], cold: TrialRecord.isCold(row["data_state"]), gops: row["gops"]))
+        }
     }
 
     /// True when a trial with this `TrialRecord.pointKey` is stored.
