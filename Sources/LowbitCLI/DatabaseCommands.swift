@@ -60,11 +60,9 @@ struct DbCommand: ParsableCommand {
                 alignments: [.left, .left, .right, .right, .right, .right, .left, .left])
             // Roofline columns against the ceilings stored now (re-measured ceilings apply to old trials too);
             // the trial's stored attainment where they cannot be computed.
-            var machines: [String: MachineRecord?] = [:]
+            let records = Dictionary(try store.machines().map { ($0.fingerprint, $0) }, uniquingKeysWith: { a, _ in a })
             for b in try store.bests(machine: machine, family: family) {
-                if machines[b.machine] == nil { machines[b.machine] = .some(try store.machine(b.machine)) }
-                let record = machines[b.machine] ?? nil
-                let now = record.flatMap { r in
+                let now = records[b.machine].flatMap { r in
                     r.ceilings.flatMap { c in ReportBuilder.attainment(of: b, ceilings: Ceilings(flat: c), topology: r.description.topology) }
                 }
                 let fraction = now?.fraction ?? b.attainment, binding = now?.binding ?? b.binding

@@ -44,7 +44,7 @@ struct ReportBuilder {
     struct Row {
         var best: BestRecord
         var attainment: Attainment?
-        var cold: Bool { best.dataState?.hasPrefix("cold") ?? false }
+        var cold: Bool { TrialRecord.isCold(best.dataState) }
     }
 
     var rows: [Row] {

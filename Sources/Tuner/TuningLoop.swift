@@ -183,7 +183,7 @@ public final class Tuner {
             Attainment.of(
                 family: r.family, workload: r.workload, config: r.configuration, achieved: gops,
                 usefulOps: family.usefulOps(r.workload, r.configuration), ceilings: ceilings, topology: machine.topology,
-                cold: r.dataState?.hasPrefix("cold") ?? false)
+                cold: TrialRecord.isCold(r.dataState))
         }
         return TrialRecord(
             machine: fingerprint, family: r.family, workload: r.workload, configuration: r.configuration,
