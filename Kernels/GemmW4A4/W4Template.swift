@@ -450,11 +450,13 @@ struct GemmW4A4Template {
                 c.declare("const int", "mc", "min_int(MC, m1 - ic)")
                 c.forLoop("int pc = 0", "pc < normal", "pc += KC") { c in
                     c.declare("const int", "kc", "min_int(KC, normal - pc)")
-                    c.comment("Unpack this block of activation codes to one byte each.")
+                    c.comment("Unpack this block of activation codes to one byte each (pc and kc are even: whole bytes).")
                     c.forLoop("int r = 0", "r < mc", "r++") { c in
-                        c.declare("const uint8_t *", "row", "a_codes + (size_t)(ic + r) * (normal / 2)")
-                        c.forLoop("int kk = 0", "kk < kc", "kk++") { c in
-                            c.line("block[(size_t)r * KC + kk] = nibble(row, pc + kk);")
+                        c.declare("const uint8_t *", "codes", "a_codes + (size_t)(ic + r) * (normal / 2) + pc / 2")
+                        c.declare("int8_t *", "unpacked", "block + (size_t)r * KC")
+                        c.forLoop("int i = 0", "i < kc / 2", "i++") { c in
+                            c.line("unpacked[2 * i] = (int8_t)((int8_t)(codes[i] << 4) >> 4);")
+                            c.line("unpacked[2 * i + 1] = (int8_t)((int8_t)codes[i] >> 4);")
                         }
                     }
                     c.forLoop("int jr = 0", "jr < nc", "jr += NR") { c in
