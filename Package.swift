@@ -122,7 +122,7 @@ let package = Package(
         .testTarget(name: "TuningStoreTests", dependencies: ["TuningStore", "KernelKit", "Machine", "Measure"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Kernels", "KernelKit", "Toolchain", "Measure", "Machine", "lowbit"]),
         .testTarget(name: "TunerTests", dependencies: ["Tuner", "KernelKit", "Kernels", "Pipeline", "TuningStore", "Machine"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["Machine", "TuningStore", "Roofline", "lowbit"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["Machine", "KernelKit", "TuningStore", "Roofline", "lowbit"]),
         .testTarget(name: "ReportTests", dependencies: ["Report"]),
         .testTarget(name: "InferenceTests", dependencies: ["Inference", "Model", "Kernels", "KernelKit", "Toolchain", "TuningStore", "Machine"]),
         .testTarget(name: "RooflineTests", dependencies: ["Roofline", "KernelKit", "Kernels", "Machine"]),

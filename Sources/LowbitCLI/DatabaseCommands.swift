@@ -78,11 +78,23 @@ struct DbCommand: ParsableCommand {
 
     /// Stored trials, newest first.
     struct Trials: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Stored trials, newest first, with outcome and message.")
+        static let configuration = CommandConfiguration(
+            abstract: "Stored trials, newest first (or fastest first), with outcome and message.",
+            discussion: """
+                `lowbit db trials --family gemm-w4a4 --shape m=16 --shape n=11008 --fastest` lists the
+                fastest trials of every stored gemm-w4a4 workload with M = 16 and N = 11008, whatever
+                its other sizes. The v column is the template version, data says whether the trial's
+                inputs were hot (reused by every sample) or cold (evicted before every sample).
+                """)
         @OptionGroup var global: GlobalOptions
         @OptionGroup var database: DatabaseOptions
         @Option(help: "Only this family.") var family: String?
         @Option(help: "Only this outcome: ok, rejected, unsupported, compile-error, load-error, verify-failed, crashed, timeout.") var status: String?
+        @Option(
+            name: .customLong("shape"),
+            help: ArgumentHelp("Only workloads with this size, as name=value (repeatable; other sizes may be anything).", valueName: "name=value"))
+        var shapeFilters: [String] = []
+        @Flag(help: "Fastest first (GOP/s), instead of newest first; failed trials last.") var fastest = false
         @Option(help: "At most this many.") var limit: Int = 30
 
         func validate() throws {
@@ -90,21 +102,47 @@ struct DbCommand: ParsableCommand {
             if let status, !valid.contains(status) {
                 throw ValidationError("unknown status '\(status)'; valid: \(valid.joined(separator: ", "))")
             }
+            _ = try sizes()
+        }
+
+        /// The --shape filters as dimension -> size.
+        func sizes() throws -> [String: Int] {
+            var sizes: [String: Int] = [:]
+            for item in shapeFilters {
+                let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+                guard parts.count == 2, !parts[0].isEmpty, let value = Int(parts[1]) else {
+                    throw ValidationError("--shape expects name=integer, e.g. m=16; got '\(item)'")
+                }
+                sizes[parts[0]] = value
+            }
+            return sizes
         }
 
         func run() throws {
             let store = try database.openExisting(logger: global.logger("lowbit.db"))
+            let sizes = try sizes()
+            // Filters on sizes and the GOP/s order need every matching trial before the limit applies.
+            let whole = !sizes.isEmpty || fastest
+            var records = try store.trials(family: family, status: status, limit: whole ? nil : limit).filter { r in
+                sizes.allSatisfy { r.workload.shape[$0.key] == $0.value }
+            }
+            if fastest { records.sort { ($0.gops ?? -1) > ($1.gops ?? -1) } }
             var t = Table(
-                ["id", "workload", "status", "GOP/s", "roofline", "strategy", "configuration / message"],
-                alignments: [.right, .left, .left, .right, .right, .left, .left])
-            for r in try store.trials(family: family, status: status, limit: limit) {
+                ["id", "workload", "v", "data", "status", "GOP/s", "roofline", "strategy", "configuration / message"],
+                alignments: [.right, .left, .right, .left, .left, .right, .right, .left, .left])
+            for r in records.prefix(limit) {
                 t.add([
-                    r.id.map(String.init) ?? "-", r.workload.description, r.status, r.gops.map { String(format: "%.1f", $0) } ?? "-",
+                    r.id.map(String.init) ?? "-", r.workload.description, String(r.templateVersion),
+                    r.dataState == nil ? "-" : (r.isCold ? "cold" : "hot"), r.status, r.gops.map { String(format: "%.1f", $0) } ?? "-",
                     r.attainment.map { String(format: "%.0f%%", 100 * $0) } ?? "-", r.strategy ?? "-",
                     r.succeeded ? r.configuration.description : "\(r.configuration) -- \(r.stage): \(r.message ?? "")",
                 ])
             }
-            print(t.rows.isEmpty ? "no trials" : t.render())
+            if t.rows.isEmpty {
+                print(sizes.isEmpty ? "no trials" : "no trials with \(shapeFilters.joined(separator: " "))")
+            } else {
+                print(t.render())
+            }
         }
     }
 

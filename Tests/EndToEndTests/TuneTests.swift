@@ -1,4 +1,5 @@
 import Foundation
+import KernelKit
 import Testing
 import TuningStore
 
@@ -64,5 +65,36 @@ struct TuneEndToEndTests {
         #expect(refused.status != 0)
         #expect(refused.stderr.contains("--db") || refused.stderr.contains("LOWBIT_DB"))
         #expect(try Data(contentsOf: corrupt) == before, "a refused file must be left unchanged")
+    }
+
+    @Test func dbTrialsFiltersBySizesAndSortsByGOPs() throws {
+        let db = try scratch().appendingPathComponent("trials.sqlite").path
+        let store = try TuningStore(path: db)
+        func add(m: Int, n: Int, gops: Double?, mr: Int, cold: Bool = false) throws {
+            let w = Workload(family: "gemm-w4a4", shape: ["m": m, "n": n, "k": 4096, "outliers": 128])
+            _ = try store.insert(
+                TrialRecord(
+                    machine: "test-machine", workload: w, configuration: Configuration(["mr": .int(mr)]), templateVersion: 5,
+                    compiler: "cc", status: gops == nil ? "verify-failed" : "ok", stage: gops == nil ? "verify" : "done",
+                    message: gops == nil ? "3 of 9 outputs differ" : nil, gops: gops,
+                    dataState: cold ? "cold: flushed before every sample" : "hot: reused"))
+        }
+        try add(m: 16, n: 11008, gops: 400, mr: 4)
+        try add(m: 16, n: 11008, gops: 550, mr: 8, cold: true)
+        try add(m: 16, n: 4096, gops: 500, mr: 6)
+        try add(m: 16, n: 11008, gops: nil, mr: 12)
+        try add(m: 8, n: 11008, gops: 900, mr: 2)
+        let cli = try LowbitBinary()
+        let run = try cli.run(["db", "trials", "--db", db, "--family", "gemm-w4a4", "--shape", "m=16", "--shape", "n=11008", "--fastest"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let rows = run.stdout.split(separator: "\n").filter { $0.contains("gemm-w4a4 ") }
+        #expect(rows.count == 3, "three trials have M = 16 and N = 11008:\n\(run.stdout)")
+        #expect(rows.first?.contains("mr=8") == true && rows.first?.contains("cold") == true, "the fastest first, marked cold")
+        #expect(rows.last?.contains("verify-failed") == true, "failed trials last")
+        #expect(!run.stdout.contains("m=8 ") && !run.stdout.contains("n=4096 "))
+        let none = try cli.run(["db", "trials", "--db", db, "--shape", "m=3"])
+        #expect(none.status == 0 && none.stdout.contains("no trials with m=3"))
+        let bad = try cli.run(["db", "trials", "--db", db, "--shape", "m"])
+        #expect(bad.status != 0 && bad.stderr.contains("name=integer"))
     }
 }
