@@ -43,6 +43,21 @@ struct CSourceTests {
     }
 }
 
+@Suite("aligned buffers")
+struct AlignedBufferTests {
+    @Test func largeBuffersStartOnAHugePageAndAreZeroed() {
+        let big = AlignedBuffer(byteCount: 3 * AlignedBuffer.hugePageBytes + 100)
+        #expect(Int(bitPattern: big.pointer) % AlignedBuffer.hugePageBytes == 0)
+        #expect(big.byteCount == 3 * AlignedBuffer.hugePageBytes + 100)
+        #expect(big.region.allSatisfy { $0 == 0 })
+        let small = AlignedBuffer(byteCount: 1000, alignment: 128)
+        #expect(Int(bitPattern: small.pointer) % 128 == 0)
+        #expect(small.region.allSatisfy { $0 == 0 })
+        let empty = AlignedBuffer(byteCount: 0)
+        #expect(empty.region.isEmpty)
+    }
+}
+
 @Suite("gemm-w8a8 parameters and rules")
 struct GemmW8A8RuleTests {
     let family = GemmW8A8()
