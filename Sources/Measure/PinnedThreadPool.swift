@@ -6,11 +6,18 @@ import Synchronization
 /// A fixed set of threads, each bound to one PU, that run a closure together with little dispatch
 /// overhead: it is used inside timed regions, around GEMMs that take microseconds.
 ///
-/// All threads are created (and bind themselves) in `init`; none are created later. `run` publishes
-/// the closure and bumps a generation counter; idle threads spin on that counter for a short while
-/// (`spinIterations` atomic loads) and then sleep on a condition variable, and the caller does the
-/// same while it waits for the last thread to finish. Spinners yield the CPU every 64 polls, so that
-/// where the caller shares a PU with a pool thread (a 2-core machine) neither starves the other.
+/// Thread 0 is the thread that calls `run`: `init` binds it to the first PU, and `run` rebinds a
+/// different calling thread (the binding it had before is put back by `shutdown`, when the same
+/// thread calls it). The other threads are created (and bind themselves) in `init`; none are created
+/// later. `run` publishes the closure and bumps a generation counter, runs share 0 itself, then waits
+/// for the others. Idle threads spin on that counter for a short while (`spinIterations` atomic
+/// loads) and then sleep on a condition variable; the caller does the same while it waits for the
+/// last one. Spinners yield the CPU every 64 polls.
+///
+/// Running share 0 on the caller, rather than on a pool thread while the caller waits, means that on
+/// a machine with as many threads as PUs no thread waits on a PU that another one computes on (a
+/// spinning caller that shares a PU with a worker steals its cycles, and a sleeping one costs a
+/// wake-up per run), and a one-thread pool runs its body inline.
 /// A call creates no threads and no Dispatch work; `run(context:function:)` allocates nothing.
 ///
 /// `run` must not be called from two threads at once, nor from inside its own body (both are
@@ -25,6 +32,11 @@ public final class PinnedThreadPool: @unchecked Sendable {
     private let state: PoolState
     private var threads: [pthread_t]
     private var isShutDown = false
+    private let topology: HwlocTopology
+    /// The thread bound to the first PU as thread 0 now, and each calling thread's binding from before
+    /// its first `run` (or `init`).
+    private var owner: pthread_t
+    private var bindingsBefore: [pthread_t: [Int]?]
 
     /// The number of threads.
     public var threadCount: Int { pus.count }
@@ -41,12 +53,15 @@ public final class PinnedThreadPool: @unchecked Sendable {
                 "PU \(bad) does not exist; this machine has PUs \(known.sorted().map(String.init).joined(separator: ", "))")
         }
         let state = PoolState(count: pus.count, spinIterations: max(0, spinIterations))
+        // Thread 0 is the caller: remember its binding, then bind it to the first PU.
+        let callerBinding = topology.currentThreadBinding()
+        let caller = try topology.bindCurrentThread(to: [pus[0]])
         var threads: [pthread_t] = []
         var attributes = pthread_attr_t()
         pthread_attr_init(&attributes)
         defer { pthread_attr_destroy(&attributes) }
         pthread_attr_setstacksize(&attributes, 8 << 20)
-        for (index, pu) in pus.enumerated() {
+        for (index, pu) in pus.enumerated().dropFirst() {
             let start = WorkerStart(state: state, index: index, pu: pu, topology: topology)
             var thread = pthread_t()
             let context = Unmanaged.passRetained(start).toOpaque()
@@ -61,6 +76,7 @@ public final class PinnedThreadPool: @unchecked Sendable {
                 Unmanaged<WorkerStart>.fromOpaque(context).release()
                 state.stop()
                 for thread in threads { pthread_join(thread, nil) }
+                Self.restore(callerBinding, topology: topology)
                 throw PoolError(message: "pthread_create failed: \(String(cString: strerror(rc)))")
             }
             threads.append(thread)
@@ -69,13 +85,17 @@ public final class PinnedThreadPool: @unchecked Sendable {
         self.pus = pus
         self.state = state
         self.threads = threads
-        var bindings: [BindingOutcome] = []
+        self.topology = topology
+        self.owner = pthread_self()
+        self.bindingsBefore = [pthread_self(): callerBinding]
+        var bindings = [caller]
         for outcome in outcomes {
             switch outcome {
             case .success(let binding): bindings.append(binding)
             case .failure(let error):
                 state.stop()
                 for thread in threads { pthread_join(thread, nil) }
+                Self.restore(callerBinding, topology: topology)
                 self.isShutDown = true
                 self.bindings = []
                 throw error
@@ -89,7 +109,7 @@ public final class PinnedThreadPool: @unchecked Sendable {
     }
 
     /// Runs `body(threadIndex)` once on every pool thread, concurrently, and returns when all calls
-    /// have returned. The calling thread only waits. Writes made by `body` are visible to the caller
+    /// have returned; the calling thread runs index 0. Writes made by `body` are visible to the caller
     /// afterwards.
     ///
     /// Cost: the hand-off itself plus one small heap box that `withoutActuallyEscaping` needs for its
@@ -119,7 +139,20 @@ public final class PinnedThreadPool: @unchecked Sendable {
         precondition(
             state.busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged,
             "PinnedThreadPool.run called concurrently or from inside its own body")
+        if pthread_equal(owner, pthread_self()) == 0 {
+            // A new calling thread becomes thread 0: bind it as the first one was.
+            let me = pthread_self()
+            if bindingsBefore[me] == nil { bindingsBefore[me] = .some(topology.currentThreadBinding()) }
+            _ = try? topology.bindCurrentThread(to: [pus[0]])
+            owner = me
+        }
         return state
+    }
+
+    /// Puts a thread's binding from before the pool back (every PU when it was not known).
+    private static func restore(_ binding: [Int]?, topology: HwlocTopology) {
+        if let binding, (try? topology.bindCurrentThread(to: binding)) != nil { return }
+        topology.unbindCurrentThread()
     }
 
     /// Stops and joins the threads. Called by `deinit`; calling it twice is harmless.
@@ -129,6 +162,8 @@ public final class PinnedThreadPool: @unchecked Sendable {
         state.stop()
         for thread in threads { pthread_join(thread, nil) }
         threads = []
+        // The thread that shuts the pool down gets its binding back (other callers keep the first PU).
+        if let before = bindingsBefore[pthread_self()] { Self.restore(before, topology: topology) }
     }
 }
 
@@ -186,10 +221,11 @@ private final class PoolState: @unchecked Sendable {
         outcomes = Array(repeating: nil, count: count)
     }
 
+    /// The binding outcomes of threads 1 ..< count (thread 0 is the caller), once each has started.
     func waitForStartup() -> [Result<BindingOutcome, any Error>] {
         startup.lock()
-        while started < count { startup.wait() }
-        let result = outcomes.map { $0! }
+        while started < count - 1 { startup.wait() }
+        let result = outcomes.dropFirst().map { $0! }
         startup.unlock()
         return result
     }
@@ -203,14 +239,24 @@ private final class PoolState: @unchecked Sendable {
         self.closure = closure
         self.function = function
         self.context = context
-        remaining.store(count, ordering: .relaxed)
+        defer {
+            self.closure = nil
+            self.function = nil
+            self.context = nil
+        }
+        guard count > 1 else {
+            invoke(0)
+            return
+        }
+        remaining.store(count - 1, ordering: .relaxed)
         generation.wrappingAdd(1, ordering: .sequentiallyConsistent)
         if sleepers.load(ordering: .sequentiallyConsistent) > 0 {
             wake.lock()
             wake.broadcast()
             wake.unlock()
         }
-        // Spin briefly (the threads may be busy on the caller's own PU), then sleep.
+        invoke(0)
+        // Spin briefly (the others started when this thread did), then sleep.
         var spins = spinIterations / 8
         while remaining.load(ordering: .acquiring) != 0 {
             if spins > 0 {
@@ -224,9 +270,6 @@ private final class PoolState: @unchecked Sendable {
             callerWaiting.store(false, ordering: .relaxed)
             done.unlock()
         }
-        self.closure = nil
-        self.function = nil
-        self.context = nil
     }
 
     func stop() {

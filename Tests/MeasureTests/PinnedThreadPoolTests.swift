@@ -63,7 +63,7 @@ struct PinnedThreadPoolTests {
         }
     }
 
-    @Test func threadsAreFixedAndAreNotTheCaller() throws {
+    @Test func threadZeroIsTheCallerAndTheOthersAreFixed() throws {
         let pool = try PinnedThreadPool(pus: pus, topology: topology)
         let n = pool.threadCount
         let ids = UnsafeMutablePointer<pthread_t>.allocate(capacity: n)
@@ -71,11 +71,35 @@ struct PinnedThreadPoolTests {
         pool.run { index in ids[index] = pthread_self() }
         let first = (0..<n).map { ids[$0] }
         #expect(Set(first).count == n)
-        #expect(!first.contains(pthread_self()))
+        #expect(first[0] == pthread_self(), "the caller runs index 0")
+        #expect(!first.dropFirst().contains(pthread_self()))
         for _ in 0..<100 {
             pool.run { index in ids[index] = pthread_self() }
         }
         #expect((0..<n).map { ids[$0] } == first, "no thread is created after init")
+    }
+
+    @Test func anotherCallingThreadBecomesThreadZeroAndShutdownRestoresTheBinding() throws {
+        let before = topology.currentThreadBinding()
+        let pool = try PinnedThreadPool(pus: pus, topology: topology)
+        if pool.bindings[0].honoured { #expect(topology.currentThreadBinding() == [pus[0]]) }
+        let n = pool.threadCount
+        let ids = UnsafeMutablePointer<pthread_t>.allocate(capacity: n)
+        defer { ids.deallocate() }
+        // Driven from another thread, that thread runs index 0.
+        let address = Int(bitPattern: ids)
+        let other = Thread {
+            let ids = UnsafeMutablePointer<pthread_t>(bitPattern: address)!
+            pool.run { index in ids[index] = pthread_self() }
+            #expect(ids[0] == pthread_self())
+        }
+        other.start()
+        while !other.isFinished { usleep(1_000) }
+        #expect(ids[0] != pthread_self())
+        pool.run { index in ids[index] = pthread_self() }
+        #expect(ids[0] == pthread_self())
+        pool.shutdown()
+        #expect(topology.currentThreadBinding() == before, "the caller's binding from before the pool is back")
     }
 
     @Test func bindingsAreRecordedPerThread() throws {
