@@ -77,10 +77,12 @@ struct F16Template {
     var isa: ISATarget { ISATarget(rawValue: config.name("isa"))! }
     var mr: Int { config.int("mr") }
     var nr: Int { config.int("nr") }
+    /// Software prefetch distance along the packed panel, bytes (0: none).
+    var prefetch: Int { config.int("pf") }
     private var d: F16Dialect { F16Dialect.forTarget(isa)! }
 
     var variantName: String {
-        "gemm_f16__\(isa.rawValue.replacingOccurrences(of: "-", with: ""))_mr\(mr)_nr\(nr)"
+        "gemm_f16__\(isa.rawValue.replacingOccurrences(of: "-", with: ""))_mr\(mr)_nr\(nr)\(prefetch > 0 ? "_pf\(prefetch)" : "")"
     }
 
     func render() -> KernelSource {
@@ -89,7 +91,7 @@ struct F16Template {
         var c = CSource()
         c.comment(lines: [
             "gemm-f16, template version \(templateVersion): \(name)",
-            "Parameters: isa=\(isa.rawValue) mr=\(mr) nr=\(nr)",
+            "Parameters: isa=\(isa.rawValue) mr=\(mr) nr=\(nr) pf=\(prefetch)",
             "",
             "Y[M][N] = X[M][K] . W[N][K]^T, W in fp16 (IEEE binary16 bits), X, Y and the sums in fp32. Each",
             "output is one fused multiply-add chain over k in ascending order, from 0.",
@@ -107,6 +109,7 @@ struct F16Template {
         c.define("MR", mr)
         c.define("NR", nr)
         c.define("LANES", d.lanes)
+        if prefetch > 0 { c.define("PREFETCH_BYTES", prefetch) }
         c.line()
         if d.lanes == 1 {
             c.comment(lines: [
@@ -177,6 +180,12 @@ struct F16Template {
             for r in rows { for v in vs { c.declare(d.vector, "a\(r)_\(v)", d.zero) } }
             c.forLoop("int i = 0", "i < k", "i++") { c in
                 c.declare("const uint16_t *", "w", "panel + (size_t)i * NR")
+                if prefetch > 0 {
+                    // One prefetch per cache line of this step's NR halves, PREFETCH_BYTES ahead in the panel.
+                    for line in stride(from: 0, to: max(nr * 2, 64), by: 64) {
+                        c.line("__builtin_prefetch((const char *)w + \(line) + PREFETCH_BYTES);")
+                    }
+                }
                 for v in vs { c.declare("const \(d.vector)", "w\(v)", "load_halves(w + \(v * d.lanes))") }
                 for r in rows {
                     c.declare("const \(d.vector)", "b\(r)", d.splat("x\(r)[i]"))

@@ -14,7 +14,7 @@ public struct GemmF16: KernelFamily {
 
     public let name = "gemm-f16"
     public let summary = "Y = X . W^T with fp16 weights [N,K] and fp32 activations [M,K]: the FP16 lm_head"
-    public let templateVersion = 1
+    public let templateVersion = 2
     public let dimensions = ["m", "n", "k"]
     public let shapeRules = [
         "positive: m, n and k are at least 1",
@@ -25,8 +25,9 @@ public struct GemmF16: KernelFamily {
     public var parameters: [ParameterSpec] {
         [
             ParameterSpec("isa", .names(targets.map(\.rawValue)), default: .name("portable"), "instruction set (avx512-vnni: AVX-512F code; avx2 widens halves with integer operations)"),
-            ParameterSpec("mr", .ints([1, 2, 3, 4, 6, 8]), default: .int(4), "rows of the register tile"),
+            ParameterSpec("mr", .ints([1, 2, 3, 4, 6, 8, 12, 16]), default: .int(4), "rows of the register tile"),
             ParameterSpec("nr", .ints([4, 8, 16, 32, 48, 64]), default: .int(8), "columns of the register tile (= packed panel width)"),
+            ParameterSpec("pf", .ints([0, 1024, 2048, 4096, 8192]), default: .int(0), "software prefetch distance along the packed panel, bytes (0: none; v1 had none)"),
             ParameterSpec("threads", .ints([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]), default: .int(1), "worker threads"),
             ParameterSpec("tm", .ints([1, 2, 3, 4, 6, 8, 12, 16]), default: .int(1), "threads along M (threads / tm along N)"),
             ParameterSpec("placement", .names(ThreadPlacement.allCases.map(\.rawValue)), default: .name("scatter"), "which PUs the threads use"),
@@ -100,6 +101,10 @@ public struct GemmF16: KernelFamily {
         var c = defaultConfiguration(isa: isa, machine: machine)
         let tallest = isa == .avx512vnni ? 8 : (isa == .portable ? 4 : 6)
         c["mr"] = .int(intValues("mr").last { $0 <= min(workload["m"], tallest) } ?? 1)
+        // The panel streams from memory at decode M (the lm_head's weights are far beyond the caches),
+        // and every row panel of a larger M but the first finds it in L2; prefetching 4 KiB ahead costs
+        // one load slot per 64 bytes. Measured at M = 8 and 16 (32000 x 4096, cold): 20-35% faster.
+        if isa != .portable { c["pf"] = .int(4096) }
         return c
     }
 

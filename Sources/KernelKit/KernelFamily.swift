@@ -188,6 +188,15 @@ extension KernelFamily {
         return config
     }
 
+    /// `config` with every parameter it lacks set to that parameter's default: a configuration stored
+    /// before a template version added a parameter runs as it did then, when the default keeps the old
+    /// code (gemm-f16's `pf` = 0). Parameters it has are left alone, unknown ones included.
+    public func completing(_ config: Configuration) -> Configuration {
+        var c = config
+        for spec in parameters where c[spec.name] == nil { c[spec.name] = spec.defaultValue }
+        return c
+    }
+
     /// Every parameter present and inside its domain.
     public func checkDomains(_ config: Configuration) throws {
         for spec in parameters {

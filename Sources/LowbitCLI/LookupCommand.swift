@@ -32,10 +32,12 @@ struct LookupCommand: ParsableCommand {
         let description = try MachineModel(logger: logger).description
         let analytical = { f.analyticalConfiguration(for: workload, machine: MachineContext(description)) }
         // Without a database the runtime falls back to the analytical configuration; say so, create nothing.
-        let answer =
+        var answer =
             database.exists
             ? try database.open(logger: logger).lookup(machine: machine ?? description.fingerprint.id, workload: workload, fallback: analytical)
             : LookupResult(configuration: analytical(), source: .analyticalDefault, warning: "no tuning database at \(database.path)")
+        // A record stored before its template gained a parameter runs with that parameter's default.
+        answer.configuration = f.completing(answer.configuration)
         if json {
             print(try JSONOutput.encode(answer))
             return

@@ -159,10 +159,12 @@ public final class Tuner {
     /// configuration is in this run's space, and this version has not measured it yet.
     func carriedBest(family: any KernelFamily, workload: Workload, space: SearchSpace, history: [Observation]) throws -> Configuration? {
         guard let store, let best = try store.best(machine: fingerprint, workload: workload),
-              best.templateVersion < family.templateVersion, space.isValid(best.configuration),
-              !history.contains(where: { $0.configuration == best.configuration })
+              best.templateVersion < family.templateVersion
         else { return nil }
-        return best.configuration
+        // Parameters the newer version added take their defaults (the older code's behaviour).
+        let config = family.completing(best.configuration)
+        guard space.isValid(config), !history.contains(where: { $0.configuration == config }) else { return nil }
+        return config
     }
 
     /// Stored trials of this (machine, workload, template version, compiler, data condition), as

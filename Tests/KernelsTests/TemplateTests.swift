@@ -58,6 +58,26 @@ struct AlignedBufferTests {
     }
 }
 
+@Suite("configurations stored before a parameter existed")
+struct CompletingTests {
+    @Test func missingParametersTakeTheirDefaultsAndTheOldCode() throws {
+        let family = GemmF16()
+        let stored = Configuration([
+            "isa": .name("avx512-vnni"), "mr": .int(8), "nr": .int(32), "threads": .int(2), "tm": .int(1), "placement": .name("scatter"),
+        ])
+        #expect(throws: ConstraintViolation.self) { try family.check(stored, machine: nil) }
+        let completed = family.completing(stored)
+        #expect(completed.int("pf") == 0)
+        #expect(completed.int("mr") == 8, "present parameters are kept")
+        try family.check(completed, machine: nil)
+        let code = try family.render(completed).code
+        #expect(!code.contains("__builtin_prefetch"), "pf = 0 renders the version-1 loop")
+        var prefetching = completed
+        prefetching["pf"] = .int(4096)
+        #expect(try family.render(prefetching).code.contains("__builtin_prefetch((const char *)w + 0 + PREFETCH_BYTES);"))
+    }
+}
+
 @Suite("gemm-w8a8 parameters and rules")
 struct GemmW8A8RuleTests {
     let family = GemmW8A8()

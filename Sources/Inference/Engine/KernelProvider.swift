@@ -93,7 +93,7 @@ public final class KernelProvider {
             } catch {
                 throw unavailable(workload, "tuning database lookup failed: \(error)")
             }
-            config = answer.configuration
+            config = family.completing(answer.configuration)
             switch answer.source {
             case .exact(let id): origin = .exact(trialID: id)
             case let .nearest(w, d, id): origin = .nearest(workload: w, distance: d, trialID: id)
