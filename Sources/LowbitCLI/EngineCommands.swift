@@ -276,16 +276,20 @@ struct ServeBenchCommand: ParsableCommand {
         }
         lines.append(t.render())
         var ratios = Table(
-            ["batch", "W4A4/FP32", "W4A4/W8A8", "layers W4A4/FP32", "layers W4A4/W8A8", "32-layer proj. /FP32", "32-layer proj. /W8A8"],
-            alignments: Array(repeating: .right, count: 7))
+            [
+                "batch", "W4A4/FP32", "rounds", "W4A4/W8A8", "rounds", "layers W4A4/FP32", "layers W4A4/W8A8", "32-layer proj. /FP32",
+                "32-layer proj. /W8A8",
+            ],
+            alignments: Array(repeating: .right, count: 9))
         func f(_ v: Double?) -> String { v.map { String(format: "%.2fx", $0) } ?? "-" }
+        func span(_ v: [Double]?) -> String { v.map { String(format: "%.2f-%.2fx", $0[0], $0[1]) } ?? "-" }
         for x in r.ratios {
             ratios.add([
-                "\(x.batch)", f(x.w4a4OverFP32), f(x.w4a4OverW8A8), f(x.layersW4A4OverFP32), f(x.layersW4A4OverW8A8),
-                f(x.projected32W4A4OverFP32), f(x.projected32W4A4OverW8A8),
+                "\(x.batch)", f(x.w4a4OverFP32), span(x.w4a4OverFP32Rounds), f(x.w4a4OverW8A8), span(x.w4a4OverW8A8Rounds),
+                f(x.layersW4A4OverFP32), f(x.layersW4A4OverW8A8), f(x.projected32W4A4OverFP32), f(x.projected32W4A4OverW8A8),
             ])
         }
-        lines.append("speed-up (median step time; layers: time inside the decoder layers):")
+        lines.append("speed-up (median step time; rounds: lowest and highest ratio of one round's steps; layers: time inside the decoder layers):")
         lines.append(ratios.render())
         lines += r.notes.map { "note: \($0)" }
         return lines.joined(separator: "\n")

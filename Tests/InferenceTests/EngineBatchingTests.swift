@@ -72,5 +72,14 @@ struct EngineBatchingTests {
         #expect(report.results.count == 6)
         #expect(report.results.allSatisfy { $0.tokensPerSecond > 0 && $0.step.count == 2 })
         #expect(report.ratios.count == 2 && report.ratios.allSatisfy { $0.w4a4OverFP32 != nil && $0.w4a4OverW8A8 != nil })
+        // Per-round ratios: each round's steps in order, and the median ratio inside their range.
+        #expect(report.results.allSatisfy { $0.stepSeconds?.count == 2 })
+        for ratio in report.ratios {
+            let rounds = try #require(ratio.w4a4OverW8A8Rounds)
+            let w4 = try #require(report.results.first { $0.batch == ratio.batch && $0.mode == .w4a4 }?.stepSeconds)
+            let w8 = try #require(report.results.first { $0.batch == ratio.batch && $0.mode == .w8a8 }?.stepSeconds)
+            #expect(rounds == [min(w8[0] / w4[0], w8[1] / w4[1]), max(w8[0] / w4[0], w8[1] / w4[1])])
+            #expect(ratio.w4a4OverFP32Rounds?.count == 2)
+        }
     }
 }

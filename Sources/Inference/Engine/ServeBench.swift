@@ -41,6 +41,9 @@ public enum ServeBench {
         /// Mean seconds per step inside the decoder layers (all parts but embed+lm_head).
         public var layerSeconds: Double
         public var cacheBytes: Int
+        /// Each timed step's seconds, in round order (round s ran every mode once); nil in reports
+        /// written before they were kept.
+        public var stepSeconds: [Double]?
     }
 
     /// Speed-ups at one batch size, from median step times.
@@ -56,6 +59,10 @@ public enum ServeBench {
         /// time inside the layers plus the measured time outside them (embedding, final norm, lm_head).
         public var projected32W4A4OverFP32: Double?
         public var projected32W4A4OverW8A8: Double?
+        /// The smallest and largest ratio of one round's step times (the modes ran one after the other
+        /// in each round): how far the machine's drift moved the ratio during the run.
+        public var w4a4OverFP32Rounds: [Double]?
+        public var w4a4OverW8A8Rounds: [Double]?
     }
 
     public struct Report: Codable, Sendable {
@@ -115,7 +122,7 @@ public enum ServeBench {
                 results.append(Result(
                     batch: batch, mode: engine.mode, step: summary, tokensPerSecond: Double(batch) / summary.median,
                     timePerOutputTokenMs: summary.median * 1e3, partSeconds: parts, layerSeconds: p.layerSeconds / steps,
-                    cacheBytes: engine.cacheBytes))
+                    cacheBytes: engine.cacheBytes, stepSeconds: samples[e]))
                 for id in sequences[e] { engine.release(id) }
                 progress("batch \(batch): \(engine.mode.rawValue) \(String(format: "%.1f", Double(batch) / summary.median)) tokens/s")
             }
@@ -144,10 +151,17 @@ public enum ServeBench {
                 return key(base) / key(w4)
             }
             func projected(_ x: Result) -> Double { 32 / Double(layers) * x.layerSeconds + (x.partSeconds[StepProfile.Part.head.rawValue] ?? 0) }
+            /// [min, max] over rounds of base's step time / W4A4's in the same round.
+            func rounds(_ base: Result?) -> [Double]? {
+                guard let a = base?.stepSeconds, let b = w4?.stepSeconds, a.count == b.count, !a.isEmpty else { return nil }
+                let perRound = zip(a, b).map { $0 / $1 }
+                return [perRound.min()!, perRound.max()!]
+            }
             return Ratio(
                 batch: b, w4a4OverFP32: over(f) { $0.step.median }, w4a4OverW8A8: over(w8) { $0.step.median },
                 layersW4A4OverFP32: over(f) { $0.layerSeconds }, layersW4A4OverW8A8: over(w8) { $0.layerSeconds },
-                projected32W4A4OverFP32: over(f, projected), projected32W4A4OverW8A8: over(w8, projected))
+                projected32W4A4OverFP32: over(f, projected), projected32W4A4OverW8A8: over(w8, projected),
+                w4a4OverFP32Rounds: rounds(f), w4a4OverW8A8Rounds: rounds(w8))
         }
     }
 
