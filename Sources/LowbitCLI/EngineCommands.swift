@@ -177,7 +177,9 @@ struct ServeBenchCommand: ParsableCommand {
         discussion: """
             Each batch size gets B sequences at --context tokens (KV caches filled with random valid entries by \
             the kv-append kernel, not by a prefill), one untimed decode step per mode, then --steps timed decode \
-            steps with the modes taking turns. Benchmark model: `lowbit model synth --preset llama-7b --layers 2`. \
+            steps with the modes taking turns (one round: every mode once). Ratios use median step times; \
+            beside each, the lowest and highest ratio within one round show how much the machine drifted. \
+            Benchmark model: `lowbit model synth --preset llama-7b --layers 2`. \
             w8a8 and w4a4 quantize --model at load, unless --quantized gives a model `lowbit quantize` wrote \
             for that method (or --model is itself one: then only its mode runs).
             """
