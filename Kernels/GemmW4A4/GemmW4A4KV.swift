@@ -121,9 +121,7 @@ public struct GemmW4A4KV: KernelFamily {
     }
 
     public func defaultConfiguration(isa: ISATarget, machine: MachineContext?) -> Configuration {
-        var c = Self.gemm.defaultConfiguration(isa: isa, machine: machine)
-        for spec in parameters where c[spec.name] == nil { c[spec.name] = spec.defaultValue }
-        return c
+        completing(Self.gemm.defaultConfiguration(isa: isa, machine: machine))
     }
 
     /// gemm-w4a4's analytical blocking for the same GEMM, with panels that divide the head dimension

@@ -57,11 +57,10 @@ struct BenchCommand: ParsableCommand {
             // The fused K/V projection against gemm-w4a4 + kv-append: Llama-7B's heads unless --shape says otherwise.
             var dims = ["hkv": 32, "d": 128, "outliers": AtomQuantization.defaultOutliers, "ctx": 256]
             for item in shapeExtras {
-                let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
-                guard parts.count == 2, let v = Int(parts[1]), dims[parts[0]] != nil else {
+                guard let size = ShapeOptions.size(item), dims[size.name] != nil else {
                     throw ValidationError("--shape expects one of \(dims.keys.sorted().joined(separator: ", ")) as name=integer, got '\(item)'")
                 }
-                dims[parts[0]] = v
+                dims[size.name] = size.value
             }
             let machine = try MachineModel(logger: logger).description
             let bench = BandwidthBenchmark(runner: try measure.runner(machine: machine, logger: logger), machine: machine, seed: measure.seed)
@@ -90,11 +89,10 @@ struct BenchCommand: ParsableCommand {
             throw ValidationError("no benchmark for \(family) yet; families with benchmarks: \((gemms + ["tuner"]).joined(separator: ", "))")
         }
         let extraDims = try shapeExtras.reduce(into: [String: Int]()) { dims, item in
-            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
-            guard parts.count == 2, let v = Int(parts[1]), f.dimensions.contains(parts[0]) else {
+            guard let size = ShapeOptions.size(item), f.dimensions.contains(size.name) else {
                 throw ValidationError("--shape expects one of \(f.dimensions.joined(separator: ", ")) as name=integer, got '\(item)'")
             }
-            dims[parts[0]] = v
+            dims[size.name] = size.value
         }
         let ms = try Self.parseList(mList)
         let machine = try MachineModel(logger: logger).description

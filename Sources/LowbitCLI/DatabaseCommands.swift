@@ -109,11 +109,10 @@ struct DbCommand: ParsableCommand {
         func sizes() throws -> [String: Int] {
             var sizes: [String: Int] = [:]
             for item in shapeFilters {
-                let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
-                guard parts.count == 2, !parts[0].isEmpty, let value = Int(parts[1]) else {
+                guard let size = ShapeOptions.size(item) else {
                     throw ValidationError("--shape expects name=integer, e.g. m=16; got '\(item)'")
                 }
-                sizes[parts[0]] = value
+                sizes[size.name] = size.value
             }
             return sizes
         }

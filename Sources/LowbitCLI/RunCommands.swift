@@ -22,9 +22,8 @@ struct ShapeOptions: ParsableArguments {
         if let n { shape["n"] = n }
         if let k { shape["k"] = k }
         for item in extra {
-            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
-            guard parts.count == 2, let value = Int(parts[1]) else { throw ValidationError("--shape expects name=integer, got '\(item)'") }
-            shape[parts[0]] = value
+            guard let size = Self.size(item) else { throw ValidationError("--shape expects name=integer, got '\(item)'") }
+            shape[size.name] = size.value
         }
         let missing = family.dimensions.filter { shape[$0] == nil }
         guard missing.isEmpty else {
@@ -35,6 +34,13 @@ struct ShapeOptions: ParsableArguments {
             throw ValidationError("\(family.name) has no dimension '\(unknown)'; its dimensions are \(known.joined(separator: ", "))")
         }
         return Workload(family: family.name, shape: shape)
+    }
+
+    /// A `--shape` item `name=integer` split in two; nil when it is not one (an empty name included).
+    static func size(_ item: String) -> (name: String, value: Int)? {
+        let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+        guard parts.count == 2, let value = Int(parts[1]) else { return nil }
+        return (parts[0], value)
     }
 }
 
