@@ -197,6 +197,26 @@ extension KernelFamily {
         return c
     }
 
+    /// A configuration tuned for another shape of this family, fitted to `workload` before it runs
+    /// there (the runtime's nearest-shape lookup): a register tile with more rows than the workload
+    /// (`mr` > `m`) would compute padding rows against every weight panel, so `mr` drops to the largest
+    /// value of its domain not above `m`, and `mc` to a multiple of it. Everything else, and every
+    /// configuration this does not apply to or whose fitted form breaks a constraint, is returned as is.
+    public func adapting(_ config: Configuration, to workload: Workload, machine: MachineContext?) -> Configuration {
+        guard let m = workload.shape["m"], case .int(let mr)? = config["mr"], mr > m,
+            case .ints(let rows)? = parameter("mr")?.domain, let fitted = rows.filter({ $0 <= max(m, 1) }).max()
+        else { return config }
+        var c = config
+        c["mr"] = .int(fitted)
+        if case .int(let mc)? = c["mc"], mc % fitted != 0, case .ints(let blocks)? = parameter("mc")?.domain {
+            guard let block = blocks.filter({ $0 % fitted == 0 && $0 >= mc }).min() ?? blocks.filter({ $0 % fitted == 0 }).max() else {
+                return config
+            }
+            c["mc"] = .int(block)
+        }
+        return (try? check(c, machine: machine)) != nil ? c : config
+    }
+
     /// Every parameter present and inside its domain.
     public func checkDomains(_ config: Configuration) throws {
         for spec in parameters {

@@ -99,6 +99,13 @@ public struct Configuration: Codable, Sendable, Hashable, CustomStringConvertibl
     public var description: String {
         values.keys.sorted().map { "\($0)=\(values[$0]!)" }.joined(separator: " ")
     }
+
+    /// The parameters whose values differ in `other`, as "name=old->new" (sorted; "none" for none).
+    public func changes(to other: Configuration) -> String {
+        let names = Set(values.keys).union(other.values.keys).sorted().filter { values[$0] != other.values[$0] }
+        guard !names.isEmpty else { return "none" }
+        return names.map { "\($0)=\(values[$0].map { "\($0)" } ?? "-")->\(other.values[$0].map { "\($0)" } ?? "-")" }.joined(separator: " ")
+    }
 }
 
 /// A problem size for a family, e.g. `gemm-w8a8 m=64 n=4096 k=4096`.

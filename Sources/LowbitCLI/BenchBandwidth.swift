@@ -15,6 +15,8 @@ struct BandwidthBenchmark {
     /// The user's --param values (already checked against the family's domains); `isa` picks the one
     /// variant to run.
     var overrides: [String: ParamValue] = [:]
+    /// The tuned rows (the database's configuration for each workload), when a database is given.
+    var tuned: TunedRows? = nil
 
     var context: MachineContext { MachineContext(machine) }
 
@@ -50,26 +52,40 @@ struct BandwidthBenchmark {
         return runner.run(family, Workload(family: family.name, shape: ["bytes": rounded]), c, seed: seed).gops
     }
 
-    func row(_ f: any KernelFamily, _ w: Workload, _ c: Configuration, bytes: Double, op: PeakBandwidth.Operation, into t: inout Table) -> TrialResult {
+    /// Runs one row. `label` names the row in the variant column (default: the configuration's ISA).
+    func row(
+        _ f: any KernelFamily, _ w: Workload, _ c: Configuration, bytes: Double, op: PeakBandwidth.Operation, label: String? = nil,
+        into t: inout Table
+    ) -> TrialResult {
         let r = runner.run(f, w, c, seed: seed)
         let gbs = r.timing.map { bytes / $0.min / 1e9 }
         let peak = ceiling(op: op, bytes: bytes, threads: c.int("threads"))
         t.add([
-            w.description.replacingOccurrences(of: "\(f.name) ", with: ""), c["isa"]!.description,
+            w.description.replacingOccurrences(of: "\(f.name) ", with: ""), label ?? c["isa"]!.description,
             c["cache"]?.description ?? "-",
             r.timing.map { TrialReport.ms($0.min) } ?? "-", Format.bytes(UInt64(bytes)),
             gbs.map { String(format: "%.1f", $0) } ?? "-", peak.map { String(format: "%.1f", $0) } ?? "-",
             (gbs.flatMap { g in peak.map { String(format: "%.0f%%", 100 * g / $0) } }) ?? "-",
             r.succeeded ? "ok" : "\(r.status.rawValue): \(r.message ?? "")",
         ])
-        FileHandle.standardError.write(Data("  \(w) \(c["isa"]!): \(gbs.map { String(format: "%.1f GB/s", $0) } ?? r.status.rawValue)\n".utf8))
+        FileHandle.standardError.write(Data("  \(w) \(label ?? c["isa"]!.description): \(gbs.map { String(format: "%.1f GB/s", $0) } ?? r.status.rawValue)\n".utf8))
         return r
     }
 
     static let headers = ["shape", "variant", "cache", "min", "bytes", "GB/s", "peak GB/s", "% peak", "status"]
     static let alignments: [Table.Alignment] = [.left, .left, .left, .right, .right, .right, .right, .right, .left]
 
-    func quantize(_ f: AtomQuantize, ms: [Int]) {
+    /// The tuned row of `w` (with `fixed` on top), when the database has one for the family, unless
+    /// --param isa picks a single variant.
+    mutating func tunedRow(_ f: any KernelFamily, _ w: Workload, fixed: [String: ParamValue] = [:]) -> Configuration? {
+        guard overrides["isa"] == nil, var rows = tuned else { return nil }
+        defer { tuned = rows }
+        guard var c = rows.configuration(f, w, fixed: fixed) else { return nil }
+        for (k, v) in overrides where f.parameter(k) != nil { c[k] = v }
+        return c
+    }
+
+    mutating func quantize(_ f: AtomQuantize, ms: [Int]) {
         let k = f.op == .siluMulQuantize ? 11008 : 4096
         var t = Table(Self.headers, alignments: Self.alignments)
         for m in ms {
@@ -77,15 +93,19 @@ struct BandwidthBenchmark {
             for c in variants(f, fixed: [:]) {
                 _ = row(f, w, c, bytes: f.bytesMoved(w, c), op: .copy, into: &t)
             }
+            if let c = tunedRow(f, w) { _ = row(f, w, c, bytes: f.bytesMoved(w, c), op: .copy, label: "tuned", into: &t) }
         }
         print("\(f.name) on \(machine.cpu.name): bytes = inputs read once + outputs written once; peak = peak-bandwidth copy at that size, same threads, measured in this run; \(dataNote)")
         print(t.render())
+        tuned?.flushNotes()
     }
 
-    func attention(ctxs: [Int], batch: Int) {
+    mutating func attention(ctxs: [Int], batch: Int) {
         let f = AttentionDecode()
         var t = Table(Self.headers, alignments: Self.alignments)
+        // Minimum times of the best target's rows and of the tuned rows, per context, for the ratios.
         var int4: [Int: Double] = [:], int8: [Int: Double] = [:]
+        var tunedInt4: [Int: Double] = [:], tunedInt8: [Int: Double] = [:]
         for ctx in ctxs {
             let w = Workload(family: f.name, shape: ["b": batch, "hq": 32, "hkv": 32, "d": 128, "ctx": ctx])
             for cache in overrides["cache"].map({ [$0.description] }) ?? ["int4", "int8", "fp32"] {
@@ -96,12 +116,23 @@ struct BandwidthBenchmark {
                         if cache == "int8" { int8[ctx] = time }
                     }
                 }
+                // The runtime's lookup for this cache format: the workload names it (kvbits).
+                guard let format = KVCacheFormat(rawValue: cache) else { continue }
+                let tw = Workload(family: f.name, shape: w.shape.merging(["kvbits": format.bits]) { _, bits in bits })
+                if let c = tunedRow(f, tw), let time = row(f, w, c, bytes: AttentionDecode.kvBytes(w, c), op: .read, label: "tuned", into: &t).timing?.min {
+                    if cache == "int4" { tunedInt4[ctx] = time }
+                    if cache == "int8" { tunedInt8[ctx] = time }
+                }
             }
         }
         print("attention-decode (Llama-7B heads: hq = hkv = 32, d = 128, b = \(batch)) on \(machine.cpu.name): bytes = the KV cache read once; peak = peak-bandwidth read at that size, same threads, measured in this run; \(dataNote)")
         print(t.render())
         for ctx in ctxs {
-            if let a = int4[ctx], let b = int8[ctx] { print(String(format: "ctx %d: INT4 KV is %.2fx faster than INT8 KV", ctx, b / a)) }
+            if let a = int4[ctx], let b = int8[ctx] {
+                let tunedRatio = tunedInt4[ctx].flatMap { a in tunedInt8[ctx].map { String(format: "; tuned rows: %.2fx", $0 / a) } } ?? ""
+                print(String(format: "ctx %d: INT4 KV is %.2fx faster than INT8 KV (best target's default rows)", ctx, b / a) + tunedRatio)
+            }
         }
+        tuned?.flushNotes()
     }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import KernelKit
 import Kernels
+import Logging
 import Machine
 import Pipeline
 import Tuner
@@ -15,7 +16,9 @@ struct BenchCommand: ParsableCommand {
             run, interleaved per shape (the best target with the analytical configuration for the shape,
             the others with their defaults); every row is verified against the Swift reference before it
             is timed. --param name=value sets a parameter in every row; --param isa=X runs that variant
-            only.
+            only. Where the tuning database (--db) holds records of the family for this machine, each
+            shape also gets a "tuned" row: the configuration `lowbit lookup` gives the runtime (the exact
+            record, else the nearest stored shape's), measured in the same run.
             """
     )
 
@@ -31,6 +34,7 @@ struct BenchCommand: ParsableCommand {
     var shapeExtras: [String] = []
     @OptionGroup var params: ParamOptions
     @OptionGroup var measure: MeasureOptions
+    @OptionGroup var database: DatabaseOptions
 
     func run() throws {
         let logger = global.logger("lowbit.bench")
@@ -46,6 +50,7 @@ struct BenchCommand: ParsableCommand {
             let machine = try MachineModel(logger: logger).description
             var bench = BandwidthBenchmark(runner: try measure.runner(machine: machine, logger: logger), machine: machine, seed: measure.seed)
             bench.overrides = try Self.checkedOverrides(try params.overrides(), for: AtomQuantize.families[0])
+            bench.tuned = try tunedRows(machine, logger: logger)
             for q in AtomQuantize.families {
                 bench.quantize(q, ms: try Self.parseList(mList == Self.defaultMList ? "1,16,64,256" : mList))
                 print("")
@@ -77,6 +82,7 @@ struct BenchCommand: ParsableCommand {
             let machine = try MachineModel(logger: logger).description
             var bench = BandwidthBenchmark(runner: try measure.runner(machine: machine, logger: logger), machine: machine, seed: measure.seed)
             bench.overrides = try Self.checkedOverrides(try params.overrides(), for: f)
+            bench.tuned = try tunedRows(machine, logger: logger)
             if let q = f as? AtomQuantize {
                 bench.quantize(q, ms: try Self.parseList(mList == Self.defaultMList ? "1,16,64,256" : mList))
             } else {
@@ -118,15 +124,28 @@ struct BenchCommand: ParsableCommand {
         for isa in skipped { print("  \(isa.rawValue): skipped, \(isa.missingFeatures(on: machine.isa) ?? "")") }
         print("")
 
+        // The tuned configuration of each shape (the runtime's lookup), when the database has the family.
+        var tuned = try tunedRows(machine, logger: logger)
+        var tunedConfigs: [Int: Configuration] = [:]
+        if overrides["isa"] == nil, tuned.store != nil {
+            let typed = try Self.checkedOverrides(overrides, for: f)
+            for m in ms {
+                guard var c = tuned.configuration(f, gemmWorkload(f, m: m, extraDims: extraDims)) else { continue }
+                for (name, value) in typed { c[name] = value }  // --param values apply to every row
+                tunedConfigs[m] = c
+            }
+        }
+
         // The int8 ceiling each variant is held against, measured now with the same threads.
         var ceilings: [String: Double] = [:]
         print("compute ceilings measured in this run (peak-compute):")
-        for v in variants {
-            let isa = v["isa"]!.description
-            guard let peak = Self.int8Ceiling(family: f.name, isa: isa, threads: v.int("threads"), placement: v.name("placement")) else { continue }
+        let ceilingKeys = Set((variants + Array(tunedConfigs.values)).map(Self.ceilingKey)).sorted()
+        for key in ceilingKeys {
+            let parts = key.split(separator: " ").map(String.init)
+            guard let peak = Self.int8Ceiling(family: f.name, isa: parts[0], threads: Int(parts[1])!, placement: parts[2]) else { continue }
             let r = runner.run(PeakCompute(), Workload(family: "peak-compute", shape: ["iterations": 1 << 20]), peak, seed: measure.seed)
-            if let g = r.gops { ceilings[isa] = g }
-            print("  \(isa): \(peak.name("op")) with \(v.int("threads")) threads: \(r.gops.map { String(format: "%.1f GOP/s", $0) } ?? "\(r.status.rawValue): \(r.message ?? "")")")
+            if let g = r.gops { ceilings[key] = g }
+            print("  \(parts[0]): \(peak.name("op")) with \(parts[1]) threads (\(parts[2])): \(r.gops.map { String(format: "%.1f GOP/s", $0) } ?? "\(r.status.rawValue): \(r.message ?? "")")")
         }
         print("")
         let cold = measure.cold
@@ -136,18 +155,16 @@ struct BenchCommand: ParsableCommand {
         var table = Table(headers + ["status"], alignments: [.right, .left] + Array(repeating: .right, count: headers.count - 2) + [.left])
         var readCeilings: [String: Double] = [:]
         for m in ms {
-            var shape = ["m": m, "n": n, "k": k]
-            for d in f.dimensions where shape[d] == nil { shape[d] = extraDims[d] ?? (d == "outliers" ? AtomQuantization.defaultOutliers : 0) }
-            let workload = Workload(family: f.name, shape: shape)
+            let workload = gemmWorkload(f, m: m, extraDims: extraDims)
             var portableGops: Double?
-            for base in variants {
-                let config = shapeConfiguration(f, workload, base, overrides: overrides, context: context)
+            let rows = variants.map { (label: $0["isa"]!.description, config: shapeConfiguration(f, workload, $0, overrides: overrides, context: context)) }
+                + (tunedConfigs[m].map { [(label: "tuned", config: $0)] } ?? [])
+            for (label, config) in rows {
                 let r = runner.run(f, workload, config, seed: measure.seed)
-                let isa = config["isa"]!.description
-                if isa == ISATarget.portable.rawValue { portableGops = r.gops }
+                if label == ISATarget.portable.rawValue { portableGops = r.gops }
                 let ratio = (r.gops.flatMap { g in portableGops.map { g / $0 } }).map { String(format: "%.2f", $0) } ?? "-"
-                let percent: String = (r.gops.flatMap { g in ceilings[isa].map { String(format: "%.0f%%", 100 * g / $0) } }) ?? "-"
-                var row: [String] = ["\(m)", isa]
+                let percent: String = (r.gops.flatMap { g in ceilings[Self.ceilingKey(config)].map { String(format: "%.0f%%", 100 * g / $0) } }) ?? "-"
+                var row: [String] = ["\(m)", label]
                 row.append(r.timing.map { TrialReport.ms($0.min) } ?? "-")
                 row.append(r.timing.map { TrialReport.ms($0.median) } ?? "-")
                 row.append(r.timing.map { "\($0.count)" } ?? "-")
@@ -165,7 +182,7 @@ struct BenchCommand: ParsableCommand {
                     if let gbs, let peak { row.append(String(format: "%.0f%%", 100 * gbs / peak)) } else { row.append("-") }
                 }
                 table.add(row + [r.succeeded ? "ok" : "\(r.status.rawValue): \(r.message ?? "")"])
-                FileHandle.standardError.write(Data("  M=\(m) \(isa) [\(config)]: \(r.gops.map { String(format: "%.1f GOP/s", $0) } ?? r.status.rawValue)\n".utf8))
+                FileHandle.standardError.write(Data("  M=\(m) \(label) [\(config)]: \(r.gops.map { String(format: "%.1f GOP/s", $0) } ?? r.status.rawValue)\n".utf8))
             }
         }
         print(table.render())
@@ -177,6 +194,24 @@ struct BenchCommand: ParsableCommand {
             print("GOP/s counts 2*M*N*K useful operations (outlier channels included) at the minimum time; data are hot (inputs reused across samples).")
         }
         print("% ceiling: against the peak of the variant's own instruction set and accumulation (see above), same threads.")
+        tuned.flushNotes()
+    }
+
+    /// The workload of one GEMM row: M, the --n and --k, and the --shape dimensions (outliers default 128).
+    func gemmWorkload(_ f: any KernelFamily, m: Int, extraDims: [String: Int]) -> Workload {
+        var shape = ["m": m, "n": n, "k": k]
+        for d in f.dimensions where shape[d] == nil { shape[d] = extraDims[d] ?? (d == "outliers" ? AtomQuantization.defaultOutliers : 0) }
+        return Workload(family: f.name, shape: shape)
+    }
+
+    /// The tuned-row source: the database when there is one (read only: none is created).
+    func tunedRows(_ machine: MachineDescription, logger: Logger) throws -> TunedRows {
+        TunedRows(store: database.exists ? try database.open(logger: logger) : nil, machine: machine)
+    }
+
+    /// The ceiling a row is held against: its ISA, threads and placement.
+    static func ceilingKey(_ c: Configuration) -> String {
+        "\(c["isa"]!) \(c.int("threads")) \(c.name("placement"))"
     }
 
     /// The configuration a row runs: for the machine's best instruction set the family's analytical

@@ -36,8 +36,15 @@ struct LookupCommand: ParsableCommand {
             database.exists
             ? try database.open(logger: logger).lookup(machine: machine ?? description.fingerprint.id, workload: workload, fallback: analytical)
             : LookupResult(configuration: analytical(), source: .analyticalDefault, warning: "no tuning database at \(database.path)")
-        // A record stored before its template gained a parameter runs with that parameter's default.
+        // A record stored before its template gained a parameter runs with that parameter's default;
+        // another shape's record is fitted to this one (a register tile no taller than m).
         answer.configuration = f.completing(answer.configuration)
+        var fitted: String?
+        if case .nearest = answer.source {
+            let adapted = f.adapting(answer.configuration, to: workload, machine: MachineContext(description))
+            if adapted != answer.configuration { fitted = answer.configuration.changes(to: adapted) }
+            answer.configuration = adapted
+        }
         if json {
             print(try JSONOutput.encode(answer))
             return
@@ -49,6 +56,7 @@ struct LookupCommand: ParsableCommand {
         case let .nearest(w, distance, id): print(String(format: "source         nearest stored shape %@ (log2 distance %.2f, trial %lld)", w.description, distance, id))
         case .analyticalDefault: print("source         analytical default (no tuned record)")
         }
+        if let fitted { print("fitted         \(fitted) (the stored shape's configuration, fitted to this workload)") }
         if let warning = answer.warning { print("warning        \(warning)") }
     }
 }

@@ -107,4 +107,37 @@ struct BenchEndToEndTests {
         #expect(result.stdout.contains("% peak") && result.stdout.contains("portable"))
         #expect(!result.stdout.contains("verify-failed") && !result.stdout.contains("crashed"))
     }
+
+    /// A record tuned at m = 8 with an 8-row tile: the bench at m = 2 and 8 adds a "tuned" row for each,
+    /// the m = 2 one from the nearest record with its tile fitted to 2 rows, and `lookup` says the same.
+    @Test func gemmBenchAddsTheRuntimesTunedRow() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lowbit-bench-tuned-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let db = dir.appendingPathComponent("t.sqlite").path, cache = dir.appendingPathComponent("cache").path
+        let cli = try LowbitBinary()
+        let shape = ["--n", "64", "--k", "256", "--shape", "outliers=128"]
+        let tune = try cli.run(
+            ["tune", "gemm-w4a4", "--m", "8"] + shape
+                + ["--param", "mr=8", "--param", "mc=8", "--param", "nr=16", "--param", "threads=1", "--trials", "1", "--budget", "0.05", "--db", db, "--cache-dir", cache])
+        #expect(tune.status == 0, "stderr: \(tune.stderr)")
+        let bench = try cli.run(
+            ["bench", "gemm-w4a4", "--m-list", "2,8", "--param", "threads=1", "--budget", "0.05", "--db", db, "--cache-dir", cache] + shape)
+        #expect(bench.status == 0, "stderr: \(bench.stderr)")
+        let rows = bench.stdout.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+        #expect(rows.filter { $0.count > 2 && $0[1] == "tuned" && $0.last == "ok" }.map { $0[0] } == ["2", "8"])
+        #expect(bench.stdout.contains("m=2 n=64 outliers=128: nearest record gemm-w4a4 k=256 m=8 n=64 outliers=128"))
+        #expect(bench.stdout.contains("fitted: mr=8->2"))
+        #expect(bench.stdout.contains("m=8 n=64 outliers=128: exact record"))
+        let lookup = try cli.run(["lookup", "gemm-w4a4", "--m", "2", "--db", db] + shape)
+        #expect(lookup.status == 0, "stderr: \(lookup.stderr)")
+        #expect(lookup.stdout.contains("mr=2") && lookup.stdout.contains("fitted         mr=8->2"))
+        // Without a database the table has no tuned rows and says why.
+        let none = try cli.run(
+            ["bench", "gemm-w4a4", "--m-list", "2", "--param", "threads=1", "--budget", "0.05", "--db", dir.appendingPathComponent("none.sqlite").path, "--cache-dir", cache]
+                + shape)
+        #expect(none.status == 0, "stderr: \(none.stderr)")
+        #expect(!none.stdout.contains("  tuned  ") && none.stdout.contains("no tuning database: no tuned rows"))
+        #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("none.sqlite").path), "bench creates no database")
+    }
 }

@@ -78,6 +78,45 @@ struct CompletingTests {
     }
 }
 
+@Suite("another shape's configuration fitted to a workload")
+struct AdaptingTests {
+    let family = GemmW4A4()
+    let stored = Configuration([
+        "isa": .name("avx512-vnni"), "mr": .int(8), "nr": .int(32), "kc": .int(2048), "mc": .int(8), "nc": .int(4096),
+        "unpack": .name("lut"), "pf": .int(8192), "acc": .name("memory"), "threads": .int(2), "tm": .int(1), "placement": .name("scatter"),
+    ])
+
+    func workload(m: Int) -> Workload { Workload(family: family.name, shape: ["m": m, "n": 11008, "k": 4096, "outliers": 128]) }
+
+    @Test func aTileTallerThanTheRowsShrinksToThem() throws {
+        try family.check(stored, machine: nil)
+        let four = family.adapting(stored, to: workload(m: 4), machine: nil)
+        #expect(four.int("mr") == 4 && four.int("mc") == 8)
+        #expect(stored.changes(to: four) == "mr=8->4")
+        // 3 rows: mr = 3, and mc moves to the next multiple of 3 in its domain
+        let three = family.adapting(stored, to: workload(m: 3), machine: nil)
+        #expect(three.int("mr") == 3 && three.int("mc") == 24)
+        try family.check(three, machine: nil)
+        // 7 rows: the largest mr of the domain not above 7
+        #expect(family.adapting(stored, to: workload(m: 7), machine: nil).int("mr") == 6)
+        var rest = three
+        rest["mr"] = stored["mr"]
+        rest["mc"] = stored["mc"]
+        #expect(rest == stored, "nothing but mr and mc changes")
+    }
+
+    @Test func otherConfigurationsAreLeftAlone() {
+        #expect(family.adapting(stored, to: workload(m: 8), machine: nil) == stored)
+        #expect(family.adapting(stored, to: workload(m: 64), machine: nil) == stored)
+        #expect(stored.changes(to: stored) == "none")
+        // no rows dimension, or no register tile: unchanged
+        let attention = AttentionDecode()
+        let config = attention.defaultConfiguration(isa: .avx512vnni, machine: nil)
+        let w = Workload(family: attention.name, shape: ["b": 1, "hq": 32, "hkv": 32, "d": 128, "ctx": 64])
+        #expect(attention.adapting(config, to: w, machine: nil) == config)
+    }
+}
+
 @Suite("gemm-w8a8 parameters and rules")
 struct GemmW8A8RuleTests {
     let family = GemmW8A8()

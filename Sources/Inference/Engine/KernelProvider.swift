@@ -96,7 +96,11 @@ public final class KernelProvider {
             config = family.completing(answer.configuration)
             switch answer.source {
             case .exact(let id): origin = .exact(trialID: id)
-            case let .nearest(w, d, id): origin = .nearest(workload: w, distance: d, trialID: id)
+            case let .nearest(w, d, id):
+                origin = .nearest(workload: w, distance: d, trialID: id)
+                let fitted = family.adapting(config, to: workload, machine: context)
+                if fitted != config { notes.append("fitted to the workload: \(config.changes(to: fitted))") }
+                config = fitted
             case .analyticalDefault: origin = .analyticalDefault
             }
         } else {
