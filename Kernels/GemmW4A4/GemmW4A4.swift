@@ -8,7 +8,7 @@ public struct GemmW4A4: KernelFamily {
 
     public let name = "gemm-w4a4"
     public let summary = "Atom W4A4: INT4 group-128 activations x weights, + O INT8 outlier channels, fp32 accumulation and output"
-    public let templateVersion = 5
+    public let templateVersion = 6
     public let dimensions = ["m", "n", "k", "outliers"]
     public let shapeRules = [
         "positive: m, n and k are at least 1",
@@ -29,6 +29,7 @@ public struct GemmW4A4: KernelFamily {
             ParameterSpec("unpack", .names(["mask", "lut"]), default: .name("mask"), "nibble unpacking: shift and mask, or table lookup (vpshufb / tbl)"),
             ParameterSpec("pf", .ints([0, 512, 1024, 2048, 4096, 8192]), default: .int(0), "software prefetch distance along the packed weight panel, bytes (0: none)"),
             ParameterSpec("acc", .names(["registers", "memory"]), default: .name("registers"), "where the tile's fp32 sums live: vector registers, or the tile's partial buffer in L1 (frees registers for taller tiles)"),
+            ParameterSpec("layout", .names(["split", "interleaved"]), default: .name("split"), "packed weight panel: all codes then all group scales (split), or each group's scales right after its codes (interleaved, one stream)"),
             ParameterSpec("threads", .ints([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]), default: .int(1), "worker threads"),
             ParameterSpec("tm", .ints([1, 2, 3, 4, 6, 8, 12, 16]), default: .int(1), "threads along M (threads / tm along N)"),
             ParameterSpec("placement", .names(ThreadPlacement.allCases.map(\.rawValue)), default: .name("scatter"), "which PUs the threads use"),

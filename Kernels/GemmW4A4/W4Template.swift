@@ -24,6 +24,9 @@ struct GemmW4A4Template {
     /// The tile's fp32 sums stay in the `partial` buffer (L1) instead of registers, which leaves the
     /// registers to the integer group sums of a taller tile.
     var memoryAccumulators: Bool { config.name("acc") == "memory" }
+    /// Each group's scales follow its codes in the packed panel (one stream) instead of all scales
+    /// after all codes; a configuration without `layout` (stored before version 6) is split.
+    var interleaved: Bool { config["layout"] == .name("interleaved") }
     /// int32 group sums of w + 8 start at -8 * sum(a) instead of subtracting it per row and column
     /// vector after the group (int16 group sums, AVX2, are widened first and subtract it then).
     private var startsAtOffset: Bool {
@@ -31,10 +34,10 @@ struct GemmW4A4Template {
         return d.offsetWeights && !d.int16Groups
     }
 
-    static let codeParameters = ["isa", "mr", "nr", "kc", "mc", "nc", "unpack", "pf", "acc"]
+    static let codeParameters = ["isa", "mr", "nr", "kc", "mc", "nc", "unpack", "pf", "acc", "layout"]
 
     var variantName: String {
-        let tile = "\(isa.rawValue.replacingOccurrences(of: "-", with: ""))_mr\(mr)_nr\(nr)_kc\(config.int("kc"))_mc\(config.int("mc"))_nc\(config.int("nc"))_\(unpack)_pf\(prefetch)\(memoryAccumulators ? "_accmem" : "")"
+        let tile = "\(isa.rawValue.replacingOccurrences(of: "-", with: ""))_mr\(mr)_nr\(nr)_kc\(config.int("kc"))_mc\(config.int("mc"))_nc\(config.int("nc"))_\(unpack)_pf\(prefetch)\(memoryAccumulators ? "_accmem" : "")\(interleaved ? "_il" : "")"
         switch epilogue {
         case .fp32: return "gemm_w4a4__\(tile)"
         case .kvCache(let format, let page): return "gemm_w4a4_kv__\(tile)_\(format.rawValue)_p\(page)"
@@ -136,6 +139,9 @@ struct GemmW4A4Template {
             "  normal codes [K' / 8][NR][4] bytes: byte (j, t) of chunk q holds w[j][8q + t] in its low nibble",
             "    and w[j][8q + 4 + t] in its high nibble (signed 4-bit, zero padded past N);",
             "  group scales [K' / G][NR] fp32;",
+            interleaved
+                ? "  (interleaved: each group's G / 8 chunks of codes, then that group's NR scales, group after group)"
+                : "  (split: all the codes, then all the scales)",
             "  outlier codes [ceil(O / 4)][NR][4] int8; outlier scales [NR] fp32; 128 * sum of outlier codes [NR] int32;",
             "  padded to 64 bytes.",
         ])
@@ -146,6 +152,21 @@ struct GemmW4A4Template {
             c.declare("const size_t", "outlier_codes", "(size_t)((outliers + 3) / 4) * NR * 4")
             c.declare("const size_t", "bytes", "codes + scales + outlier_codes + NR * sizeof(float) + NR * sizeof(int32_t)")
             c.line("return (bytes + 63) / 64 * 64;")
+        }
+        c.comment("Byte offsets in a panel: group g's codes and scales, and the outlier block after the last group.")
+        c.function("static inline size_t group_codes(int g)") { c in
+            c.line(interleaved ? "return (size_t)g * ((size_t)(G / 2) * NR + NR * sizeof(float));" : "return (size_t)g * (G / 2) * NR;")
+        }
+        c.function("static inline size_t group_scales(int g, int normal)") { c in
+            if interleaved {
+                c.line("(void)normal;")
+                c.line("return group_codes(g) + (size_t)(G / 2) * NR;")
+            } else {
+                c.line("return (size_t)normal / 2 * NR + (size_t)g * NR * sizeof(float);")
+            }
+        }
+        c.function("static inline size_t outlier_block(int normal)") { c in
+            c.line("return (size_t)normal / 2 * NR + (size_t)(normal / G) * NR * sizeof(float);")
         }
         c.function("size_t \(name)_packed_bytes(int n, int k, int outliers)") { c in
             c.line("return (size_t)((n + NR - 1) / NR) * panel_bytes(k, outliers);")
@@ -188,9 +209,8 @@ struct GemmW4A4Template {
             c.declare("const int", "normal", "k - outliers")
             c.declare("const int", "groups", "normal / G")
             c.forLoop("int p = 0", "p < (n + NR - 1) / NR", "p++") { c in
-                c.declare("uint8_t *", "codes", "(uint8_t *)packed + (size_t)p * panel_bytes(k, outliers)")
-                c.declare("float *", "scales", "(float *)(codes + (size_t)normal / 2 * NR)")
-                c.declare("int8_t *", "outlier_codes", "(int8_t *)(scales + (size_t)groups * NR)")
+                c.declare("uint8_t *", "panel", "(uint8_t *)packed + (size_t)p * panel_bytes(k, outliers)")
+                c.declare("int8_t *", "outlier_codes", "(int8_t *)(panel + outlier_block(normal))")
                 c.declare("float *", "outlier_scales", "(float *)(outlier_codes + (size_t)((outliers + 3) / 4) * NR * 4)")
                 c.declare("int32_t *", "outlier_colsum128", "(int32_t *)(outlier_scales + NR)")
                 c.forLoop("int j = 0", "j < NR", "j++") { c in
@@ -200,11 +220,11 @@ struct GemmW4A4Template {
                         c.forLoop("int t = 0", "t < 4", "t++") { c in
                             c.declare("const int", "lo", "col < n ? nibble(row, 8 * q + t) : 0")
                             c.declare("const int", "hi", "col < n ? nibble(row, 8 * q + 4 + t) : 0")
-                            c.line("codes[((size_t)q * NR + j) * 4 + t] = (uint8_t)((lo & 0x0F) | ((hi & 0x0F) << 4));")
+                            c.line("panel[group_codes(q / (G / 8)) + ((size_t)(q % (G / 8)) * NR + j) * 4 + t] = (uint8_t)((lo & 0x0F) | ((hi & 0x0F) << 4));")
                         }
                     }
                     c.forLoop("int g = 0", "g < groups", "g++") { c in
-                        c.line("scales[(size_t)g * NR + j] = col < n ? w_scales[(size_t)col * groups + g] : 0.0f;")
+                        c.line("((float *)(panel + group_scales(g, normal)))[j] = col < n ? w_scales[(size_t)col * groups + g] : 0.0f;")
                     }
                     c.declare("int32_t", "sum", "0")
                     c.forLoop("int o = 0", "o < (outliers + 3) / 4 * 4", "o++") { c in
@@ -266,7 +286,7 @@ struct GemmW4A4Template {
             }
             c.forLoop("int g = 0", "g < kc / G", "g++") { c in
                 c.declare("const int", "group", "k0 / G + g")
-                c.declare("const uint8_t *", "bg", "panel + (size_t)group * (G / 2) * NR")
+                c.declare("const uint8_t *", "bg", "panel + group_codes(group)")
                 for i in rows { c.declare("const int", "r\(i)", rowIndex(i)) }
                 c.line("\(d.intVector) \(rows.flatMap { i in cols.map { "c\(i)_\($0)" } }.joined(separator: ", "));")
                 if startsAtOffset {
@@ -294,7 +314,7 @@ struct GemmW4A4Template {
                         }
                     }
                 }
-                c.declare("const float *", "w_scale", "(const float *)(panel + (size_t)normal / 2 * NR) + (size_t)group * NR")
+                c.declare("const float *", "w_scale", "(const float *)(panel + group_scales(group, normal))")
                 for j in cols { c.declare("const \(d.floatVector)", "ws\(j)", d.loadFloat("w_scale + \(j * d.lanes)")) }
                 for i in rows {
                     c.declare("const \(d.floatVector)", "as\(i)", d.splatFloat("a_scales[(size_t)r\(i) * groups + group]"))
@@ -312,7 +332,7 @@ struct GemmW4A4Template {
                 c.line("return;")
             }
             c.ifBlock("outliers > 0") { c in
-                c.declare("const int8_t *", "ob", "(const int8_t *)((const float *)(panel + (size_t)normal / 2 * NR) + (size_t)groups * NR)")
+                c.declare("const int8_t *", "ob", "(const int8_t *)(panel + outlier_block(normal))")
                 c.declare("const float *", "outlier_scales", "(const float *)(ob + (size_t)((outliers + 3) / 4) * NR * 4)")
                 c.line("\(d.intVector) \(rows.flatMap { i in cols.map { "o\(i)_\($0)" } }.joined(separator: ", "));")
                 for i in rows { for j in cols { c.line("o\(i)_\(j) = \(d.zero);") } }
@@ -376,8 +396,8 @@ struct GemmW4A4Template {
             c.ifBlock("first") { c in c.line("memset(acc, 0, sizeof acc);") } else: { c in c.line("memcpy(acc, partial, sizeof acc);") }
             c.forLoop("int g = 0", "g < kc / G", "g++") { c in
                 c.declare("const int", "group", "k0 / G + g")
-                c.declare("const uint8_t *", "bg", "panel + (size_t)group * (G / 2) * NR")
-                c.declare("const float *", "w_scale", "(const float *)(panel + (size_t)normal / 2 * NR) + (size_t)group * NR")
+                c.declare("const uint8_t *", "bg", "panel + group_codes(group)")
+                c.declare("const float *", "w_scale", "(const float *)(panel + group_scales(group, normal))")
                 if prefetch > 0 {
                     c.forLoop("int line = 0", "line < G / 2 * NR", "line += 64") { c in c.line("__builtin_prefetch(bg + line + PREFETCH_BYTES);") }
                 }
@@ -403,7 +423,7 @@ struct GemmW4A4Template {
                 c.line("return;")
             }
             c.ifBlock("outliers > 0") { c in
-                c.declare("const int8_t *", "ob", "(const int8_t *)((const float *)(panel + (size_t)normal / 2 * NR) + (size_t)groups * NR)")
+                c.declare("const int8_t *", "ob", "(const int8_t *)(panel + outlier_block(normal))")
                 c.declare("const float *", "outlier_scales", "(const float *)(ob + (size_t)((outliers + 3) / 4) * NR * 4)")
                 c.forLoop("int i = 0", "i < rows", "i++") { c in
                     c.forLoop("int j = 0", "j < NR", "j++") { c in

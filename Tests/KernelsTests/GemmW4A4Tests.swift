@@ -19,6 +19,7 @@ struct GemmW4A4TemplateTests {
             small["mr"] = .int(1)
             small["kc"] = .int(128)
             small["pf"] = .int(2048)
+            small["layout"] = .name("interleaved")
             var memory = config
             if let lanes = ["avx2": 8, "avx-vnni": 8, "avx512-vnni": 16, "neon-dotprod": 4][isa.rawValue] {
                 memory["acc"] = .name("memory")

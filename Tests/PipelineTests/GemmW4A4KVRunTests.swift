@@ -32,6 +32,7 @@ struct GemmW4A4KVRunTests {
         blocked["nc"] = .int(64)
         blocked["unpack"] = .name("lut")
         blocked["page"] = .int(32)
+        blocked["layout"] = .name("interleaved")
         var threaded = base  // threads along M
         threaded["threads"] = .int(2)
         threaded["tm"] = .int(2)

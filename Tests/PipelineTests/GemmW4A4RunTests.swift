@@ -28,6 +28,7 @@ struct GemmW4A4RunTests {
         threadedN["threads"] = .int(2)
         // fp32 sums kept in the tile's partial buffer: the same sums, bit for bit
         var memory = base
+        memory["layout"] = .name("interleaved")  // each group's scales after its codes
         if let lanes = ["avx2": 8, "avx-vnni": 8, "avx512-vnni": 16, "neon-dotprod": 4][isa.rawValue] {
             memory["acc"] = .name("memory")
             memory["nr"] = .int(2 * lanes)
@@ -39,7 +40,9 @@ struct GemmW4A4RunTests {
             ["m": 17, "n": 65, "k": 512, "outliers": 128],
             ["m": 5, "n": 9, "k": 388, "outliers": 4],
         ]
-        for config in [base, blocked, threaded, threadedN, memory] {
+        var interleaved = blocked  // several K blocks over the interleaved panel
+        interleaved["layout"] = .name("interleaved")
+        for config in [base, blocked, threaded, threadedN, memory, interleaved] {
             for shape in shapes {
                 let workload = Workload(family: family.name, shape: shape)
                 let r = runner.run(family, workload, config, seed: UInt64(shape["m"]! * 31 + shape["k"]!), verifyOnly: true)
