@@ -45,7 +45,7 @@ struct KernelsCommand: ParsableCommand {
     func run() throws {
         _ = global.logger("lowbit.kernels")
         let families = try family.map { [try KernelRegistry.family(named: $0)] } ?? KernelRegistry.families
-        let isa = ISAFeatures.detect()
+        let isa = try ISAFeatures.detect()
         for f in families {
             print("\(f.name) (template version \(f.templateVersion)): \(f.summary)")
             print("  shape: \(f.dimensions.joined(separator: " x ")); rules:")
@@ -80,7 +80,7 @@ struct GenCommand: ParsableCommand {
         _ = global.logger("lowbit.gen")
         let f = try KernelRegistry.family(named: family)
         // Any target can be generated; the ISA defaults to the best one this machine runs.
-        let config = try f.configuration(overrides: try params.overrides(for: f, isa: ISAFeatures.detect()), machine: nil)
+        let config = try f.configuration(overrides: try params.overrides(for: f, isa: try ISAFeatures.detect()), machine: nil)
         print(try f.render(config).code, terminator: "")
     }
 }

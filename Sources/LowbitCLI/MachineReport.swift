@@ -38,6 +38,9 @@ struct MachineReport {
         if !machine.isa.disabledByOS.isEmpty {
             out.append("  CPU has, OS disabled  \(machine.isa.disabledByOS.sorted().map(\.rawValue).joined(separator: " "))")
         }
+        if !machine.isa.hiddenByUser.isEmpty {
+            out.append("  hidden by \(ISAFeatures.hideVariable)  \(machine.isa.hiddenByUser.sorted().map(\.rawValue).joined(separator: " ")) (lowbit runs as on a machine without them)")
+        }
         out.append("")
         out.append("Binding      \(bindingLine)")
         out.append("Counters     \(countersLine)")

@@ -6,6 +6,8 @@ public enum MachineError: Error, CustomStringConvertible, Equatable {
     case papi(call: String, code: Int32, message: String)
     /// The request does not fit the machine (a PU that does not exist, an empty set).
     case invalidRequest(String)
+    /// `LOWBIT_HIDE_ISA` names something that is not an ISA feature.
+    case invalidISAMask(String)
 
     public var description: String {
         switch self {
@@ -13,7 +15,7 @@ public enum MachineError: Error, CustomStringConvertible, Equatable {
             return "hwloc: \(call) failed: \(message) (errno \(errno))"
         case let .papi(call, code, message):
             return "PAPI: \(call) failed: \(message) (code \(code))"
-        case let .invalidRequest(message):
+        case let .invalidRequest(message), let .invalidISAMask(message):
             return message
         }
     }

@@ -49,11 +49,60 @@ public struct ISAFeatures: Codable, Sendable, Equatable {
     /// Features the CPU reports but the OS does not save the register state for (XCR0), so using them
     /// would fault. Empty on aarch64 (hwcaps already reflect the kernel's view).
     public var disabledByOS: Set<ISAFeature>
+    /// Features the machine has that the user hid (`LOWBIT_HIDE_ISA`), with the ones that need them:
+    /// lowbit then behaves as on a machine without them (targets, tuning, fingerprint, engine).
+    public var hiddenByUser: Set<ISAFeature> = []
 
     public init(architecture: CPUArchitecture, usable: Set<ISAFeature>, disabledByOS: Set<ISAFeature> = []) {
         self.architecture = architecture
         self.usable = usable
         self.disabledByOS = disabledByOS
+    }
+
+    private enum CodingKeys: String, CodingKey { case architecture, usable, disabledByOS, hiddenByUser }
+
+    /// Descriptions stored before `hiddenByUser` existed decode with nothing hidden.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        architecture = try c.decode(CPUArchitecture.self, forKey: .architecture)
+        usable = try c.decode(Set<ISAFeature>.self, forKey: .usable)
+        disabledByOS = try c.decode(Set<ISAFeature>.self, forKey: .disabledByOS)
+        hiddenByUser = try c.decodeIfPresent(Set<ISAFeature>.self, forKey: .hiddenByUser) ?? []
+    }
+
+    /// The environment variable naming features to hide, comma-separated (e.g. `avx512f,avx-vnni` to
+    /// run as an AVX2 machine would).
+    public static let hideVariable = "LOWBIT_HIDE_ISA"
+
+    /// Features that need `feature`: hiding it hides them too.
+    static func dependents(of feature: ISAFeature) -> Set<ISAFeature> {
+        let avx512: Set<ISAFeature> = [.avx512f, .avx512bw, .avx512vl, .avx512vnni, .avx512bf16, .amxTile, .amxInt8]
+        switch feature {
+        case .avx: return avx512.union([.avx2, .fma, .f16c, .avxvnni])
+        case .avx2: return avx512.union([.avxvnni])
+        case .avx512f: return avx512
+        case .amxTile: return [.amxInt8]
+        case .asimd: return [.dotprod, .i8mm, .sve, .bf16]
+        default: return []
+        }
+    }
+
+    /// These features without the ones `list` names (comma-separated feature names as `lowbit
+    /// machine` prints them) and their dependents. Throws on a name that is not a feature.
+    public func hiding(_ list: String) throws -> ISAFeatures {
+        var hidden: Set<ISAFeature> = []
+        for item in list.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !item.isEmpty {
+            guard let feature = ISAFeature(rawValue: item) else {
+                throw MachineError.invalidISAMask(
+                    "\(Self.hideVariable): '\(item)' is not an ISA feature; valid: \(ISAFeature.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            hidden.insert(feature)
+            hidden.formUnion(Self.dependents(of: feature))
+        }
+        var masked = self
+        masked.hiddenByUser = usable.intersection(hidden)
+        masked.usable.subtract(hidden)
+        return masked
     }
 
     public func has(_ feature: ISAFeature) -> Bool { usable.contains(feature) }
@@ -63,8 +112,15 @@ public struct ISAFeatures: Codable, Sendable, Equatable {
         ISAFeature.allCases.filter { $0.architecture == architecture && !usable.contains($0) }
     }
 
-    /// Probes the machine this process runs on.
-    public static func detect() -> ISAFeatures {
+    /// Probes the machine this process runs on, less what `LOWBIT_HIDE_ISA` hides.
+    public static func detect() throws -> ISAFeatures {
+        let found = probe()
+        guard let list = ProcessInfo.processInfo.environment[hideVariable] else { return found }
+        return try found.hiding(list)
+    }
+
+    /// What the processor and OS offer, nothing hidden.
+    public static func probe() -> ISAFeatures {
         switch CPUArchitecture.current {
         case .x86_64: return detectX86()
         case .aarch64: return detectArm()

@@ -25,7 +25,7 @@ public final class MachineModel: Sendable {
         let hwloc = try HwlocTopology()
         let topology = hwloc.snapshot()
         logger.debug("hwloc API \(topology.hwlocAPIVersion): \(topology.pus.count) PUs, \(topology.caches.count) caches")
-        let isa = ISAFeatures.detect()
+        let isa = try ISAFeatures.detect()
         let cpu = CPUIdentity.detect(topology: topology)
         let support = hwloc.bindingSupport
         let trial = Self.tryBinding(hwloc, pu: topology.pus.first)

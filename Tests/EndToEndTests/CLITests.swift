@@ -28,10 +28,11 @@ struct LowbitBinary {
         var stderr: String
     }
 
-    func run(_ arguments: [String]) throws -> Output {
+    func run(_ arguments: [String], environment extra: [String: String] = [:]) throws -> Output {
         let process = Process()
         process.executableURL = url
         process.arguments = arguments
+        if !extra.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(extra) { _, given in given } }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
@@ -84,6 +85,27 @@ struct CLITests {
         let option = try cli.run(["machine", "--jsn"])
         #expect(option.status != 0)
         #expect(option.stderr.contains("--json"))
+    }
+
+    /// LOWBIT_HIDE_ISA: the machine without AVX-512 (another fingerprint), whose bench skips that target.
+    @Test func hiddenISAFeaturesAreNotUsed() throws {
+        let cli = try LowbitBinary()
+        let full = try cli.run(["machine", "--json"])
+        let hidden = try cli.run(["machine", "--json"], environment: ["LOWBIT_HIDE_ISA": "avx512f,avx-vnni"])
+        #expect(full.status == 0 && hidden.status == 0, "stderr: \(hidden.stderr)")
+        let decode = { (text: String) in try JSONDecoder().decode(MachineDescription.self, from: Data(text.utf8)) }
+        let a = try decode(full.stdout), b = try decode(hidden.stdout)
+        #expect(!b.isa.usable.contains(.avx512f) && !b.isa.usable.contains(.avxvnni))
+        #expect(b.isa.usable == a.isa.usable.subtracting([.avx512f, .avx512bw, .avx512vl, .avx512vnni, .avx512bf16, .amxTile, .amxInt8, .avxvnni]))
+        #expect(b.isa.hiddenByUser == a.isa.usable.intersection([.avx512f, .avx512bw, .avx512vl, .avx512vnni, .avx512bf16, .amxTile, .amxInt8, .avxvnni]))
+        if !b.isa.hiddenByUser.isEmpty { #expect(a.fingerprint.id != b.fingerprint.id) }
+        let bench = try cli.run(
+            ["bench", "gemm-w8a8", "--m-list", "1", "--n", "16", "--k", "64", "--budget", "0.02", "--db", "/nonexistent/none.sqlite"],
+            environment: ["LOWBIT_HIDE_ISA": "avx512f"])
+        #expect(bench.status == 0, "stderr: \(bench.stderr)")
+        #expect(bench.stdout.contains("avx512-vnni: skipped") && !bench.stdout.contains("  avx512-vnni  "))
+        let bad = try cli.run(["machine"], environment: ["LOWBIT_HIDE_ISA": "avx513"])
+        #expect(bad.status != 0 && bad.stderr.contains("'avx513' is not an ISA feature"))
     }
 
     @Test func versionAndHelp() throws {

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import Machine
@@ -6,8 +7,8 @@ import Testing
 struct ISATests {
     typealias Regs = ISAFeatures.CPUIDRegisters
 
-    @Test func detectionIsConsistentOnThisMachine() {
-        let isa = ISAFeatures.detect()
+    @Test func detectionIsConsistentOnThisMachine() throws {
+        let isa = try ISAFeatures.detect()
         #expect(isa.architecture == CPUArchitecture.current)
         if isa.has(.avx2) { #expect(isa.has(.avx)) }
         if isa.has(.avx512vnni) { #expect(isa.has(.avx512f)) }
@@ -16,6 +17,19 @@ struct ISATests {
         #if arch(x86_64)
         #expect(isa.has(.sse42), "every x86-64 machine lowbit targets has SSE4.2")
         #endif
+    }
+
+    @Test func hidingAFeatureHidesWhatNeedsIt() throws {
+        let full = ISAFeatures(architecture: .x86_64, usable: [.sse42, .avx, .avx2, .fma, .avx512f, .avx512bw, .avx512vl, .avx512vnni, .avxvnni])
+        let avx2 = try full.hiding("avx512f, avx-vnni")
+        #expect(avx2.usable == [.sse42, .avx, .avx2, .fma])
+        #expect(avx2.hiddenByUser == [.avx512f, .avx512bw, .avx512vl, .avx512vnni, .avxvnni], "only what the machine had")
+        #expect(try full.hiding("avx").usable == [.sse42])
+        #expect(try full.hiding("").usable == full.usable)
+        #expect { try full.hiding("avx512") } throws: { "\($0)".contains("LOWBIT_HIDE_ISA: 'avx512' is not an ISA feature; valid: sse4.2") }
+        // Stored descriptions from before the field decode with nothing hidden.
+        let old = #"{"architecture":"x86_64","usable":["avx2"],"disabledByOS":[]}"#
+        #expect(try JSONDecoder().decode(ISAFeatures.self, from: Data(old.utf8)).hiddenByUser.isEmpty)
     }
 
     @Test func decodesAVX2MachineWithoutAVX512() {
@@ -71,6 +85,13 @@ struct FingerprintTests {
                 cache(3, .unified, 32 << 20, 0, [0, 1]),
             ],
             hwlocAPIVersion: "2.8.0")
+    }
+
+    /// A hidden view of the machine is another fingerprint: its tuning records never mix with the full machine's.
+    @Test func hiddenFeaturesChangeTheFingerprint() throws {
+        let hidden = try isa.hiding("fma")
+        #expect(hidden.usable == [.sse42, .avx, .avx2])
+        #expect(MachineFingerprint(cpu: cpu, isa: isa, topology: topology()).id != MachineFingerprint(cpu: cpu, isa: hidden, topology: topology()).id)
     }
 
     @Test func sameMachineSameFingerprint() throws {
