@@ -204,9 +204,16 @@ struct BenchCommand: ParsableCommand {
         return Workload(family: f.name, shape: shape)
     }
 
-    /// The tuned-row source: the database when there is one (read only: none is created).
+    /// The tuned-row source: the database when there is one (read only: none is created). One that
+    /// cannot be opened costs the tuned rows, with a warning, not the benchmark.
     func tunedRows(_ machine: MachineDescription, logger: Logger) throws -> TunedRows {
-        TunedRows(store: database.exists ? try database.open(logger: logger) : nil, machine: machine)
+        guard database.exists else { return TunedRows(store: nil, machine: machine) }
+        do {
+            return TunedRows(store: try database.open(logger: logger), machine: machine)
+        } catch {
+            FileHandle.standardError.write(Data("warning: no tuned rows: \(error)\n".utf8))
+            return TunedRows(store: nil, machine: machine)
+        }
     }
 
     /// The ceiling a row is held against: its ISA, threads and placement.

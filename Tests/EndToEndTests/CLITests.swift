@@ -161,5 +161,12 @@ struct BenchEndToEndTests {
         #expect(none.status == 0, "stderr: \(none.stderr)")
         #expect(!none.stdout.contains("  tuned  ") && none.stdout.contains("no tuning database: no tuned rows"))
         #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("none.sqlite").path), "bench creates no database")
+        // A file that is not a tuning database costs the tuned rows (with a warning), not the benchmark or the file.
+        let corrupt = dir.appendingPathComponent("corrupt.sqlite")
+        try Data("not a database".utf8).write(to: corrupt)
+        let damaged = try cli.run(
+            ["bench", "gemm-w4a4", "--m-list", "2", "--param", "isa=portable", "--budget", "0.05", "--db", corrupt.path, "--cache-dir", cache] + shape)
+        #expect(damaged.status == 0 && damaged.stderr.contains("warning: no tuned rows"), "stderr: \(damaged.stderr)")
+        #expect(try Data(contentsOf: corrupt) == Data("not a database".utf8), "the file is left as it was")
     }
 }
