@@ -35,6 +35,10 @@ struct BenchCommand: ParsableCommand {
     @OptionGroup var params: ParamOptions
     @OptionGroup var measure: MeasureOptions
     @OptionGroup var database: DatabaseOptions
+    @Option(help: ArgumentHelp(
+        "GEMMs: also run another GEMM family on each shape in the same run (its tuned configuration, else its analytical one) and print this family's speed over it, e.g. --against gemm-w8a8.",
+        valueName: "family"))
+    var against: String?
 
     func run() throws {
         let logger = global.logger("lowbit.bench")
@@ -136,16 +140,41 @@ struct BenchCommand: ParsableCommand {
             }
         }
 
+        // --against: the other family's configuration of each shape, the runtime's lookup where it has one.
+        var other: (family: any KernelFamily, rows: [Int: (label: String, workload: Workload, config: Configuration)])?
+        if let against {
+            let g = try KernelRegistry.family(named: against)
+            guard ["m", "n", "k"].allSatisfy(g.dimensions.contains), g.name != f.name else {
+                throw ValidationError("--against takes another GEMM family (m, n, k), got '\(against)'")
+            }
+            var lookup = TunedRows(store: tuned.store, machine: machine)
+            var rows: [Int: (label: String, workload: Workload, config: Configuration)] = [:]
+            for m in ms {
+                let w = gemmWorkload(g, m: m, extraDims: extraDims)
+                try g.checkShape(w)
+                if let c = lookup.configuration(g, w) {
+                    rows[m] = ("\(g.name) tuned", w, c)
+                } else {
+                    rows[m] = ("\(g.name) analytical", w, g.analyticalConfiguration(for: w, machine: context))
+                }
+            }
+            other = (g, rows)
+            tuned.notes += lookup.notes
+        }
+
         // The int8 ceiling each variant is held against, measured now with the same threads.
         var ceilings: [String: Double] = [:]
         print("compute ceilings measured in this run (peak-compute):")
-        let ceilingKeys = Set((variants + Array(tunedConfigs.values)).map(Self.ceilingKey)).sorted()
+        let ceilingKeys = Set(
+            (variants + Array(tunedConfigs.values)).map { Self.ceilingKey(f.name, $0) }
+                + (other.map { o in o.rows.values.map { Self.ceilingKey(o.family.name, $0.config) } } ?? [])
+        ).sorted()
         for key in ceilingKeys {
             let parts = key.split(separator: " ").map(String.init)
-            guard let peak = Self.int8Ceiling(family: f.name, isa: parts[0], threads: Int(parts[1])!, placement: parts[2]) else { continue }
+            guard let peak = Self.int8Ceiling(family: parts[0], isa: parts[1], threads: Int(parts[2])!, placement: parts[3]) else { continue }
             let r = runner.run(PeakCompute(), Workload(family: "peak-compute", shape: ["iterations": 1 << 20]), peak, seed: measure.seed)
             if let g = r.gops { ceilings[key] = g }
-            print("  \(parts[0]): \(peak.name("op")) with \(parts[1]) threads (\(parts[2])): \(r.gops.map { String(format: "%.1f GOP/s", $0) } ?? "\(r.status.rawValue): \(r.message ?? "")")")
+            print("  \(parts[0]) \(parts[1]): \(peak.name("op")) with \(parts[2]) threads (\(parts[3])): \(r.gops.map { String(format: "%.1f GOP/s", $0) } ?? "\(r.status.rawValue): \(r.message ?? "")")")
         }
         print("")
         let cold = measure.cold
@@ -154,16 +183,29 @@ struct BenchCommand: ParsableCommand {
         if cold { headers += ["weights", "weight GB/s", "read GB/s", "% read"] }
         var table = Table(headers + ["status"], alignments: [.right, .left] + Array(repeating: .right, count: headers.count - 2) + [.left])
         var readCeilings: [String: Double] = [:]
+        // Per M, the fastest of this family's best-target and tuned rows, and the --against row (min times).
+        var own: [Int: Double] = [:], others: [Int: Double] = [:]
         for m in ms {
             let workload = gemmWorkload(f, m: m, extraDims: extraDims)
             var portableGops: Double?
-            let rows = variants.map { (label: $0["isa"]!.description, config: shapeConfiguration(f, workload, $0, overrides: overrides, context: context)) }
-                + (tunedConfigs[m].map { [(label: "tuned", config: $0)] } ?? [])
-            for (label, config) in rows {
-                let r = runner.run(f, workload, config, seed: measure.seed)
+            var rows = variants.map {
+                (label: $0["isa"]!.description, family: f, workload: workload, config: shapeConfiguration(f, workload, $0, overrides: overrides, context: context))
+            }
+            if let c = tunedConfigs[m] { rows.append((label: "tuned", family: f, workload: workload, config: c)) }
+            if let o = other, let row = o.rows[m] { rows.append((label: row.label, family: o.family, workload: row.workload, config: row.config)) }
+            for (label, family, workload, config) in rows {
+                let r = runner.run(family, workload, config, seed: measure.seed)
+                let mine = family.name == f.name
                 if label == ISATarget.portable.rawValue { portableGops = r.gops }
-                let ratio = (r.gops.flatMap { g in portableGops.map { g / $0 } }).map { String(format: "%.2f", $0) } ?? "-"
-                let percent: String = (r.gops.flatMap { g in ceilings[Self.ceilingKey(config)].map { String(format: "%.0f%%", 100 * g / $0) } }) ?? "-"
+                if let t = r.timing?.min {
+                    if !mine {
+                        others[m] = t
+                    } else if label == "tuned" || config["isa"]?.description == f.bestTarget(on: context).rawValue {
+                        own[m] = min(own[m] ?? .infinity, t)
+                    }
+                }
+                let ratio = mine ? (r.gops.flatMap { g in portableGops.map { g / $0 } }).map { String(format: "%.2f", $0) } ?? "-" : "-"
+                let percent: String = (r.gops.flatMap { g in ceilings[Self.ceilingKey(family.name, config)].map { String(format: "%.0f%%", 100 * g / $0) } }) ?? "-"
                 var row: [String] = ["\(m)", label]
                 row.append(r.timing.map { TrialReport.ms($0.min) } ?? "-")
                 row.append(r.timing.map { TrialReport.ms($0.median) } ?? "-")
@@ -171,7 +213,7 @@ struct BenchCommand: ParsableCommand {
                 row += [r.gops.map { String(format: "%.1f", $0) } ?? "-", ratio, percent]
                 if cold {
                     // Weight bytes per run against one cold sweep over as many bytes, same threads.
-                    let bytes = Self.weightBytes(f.name, workload)
+                    let bytes = Self.weightBytes(family.name, workload)
                     let key = "\(Int(bytes)) \(config.int("threads"))"
                     if readCeilings[key] == nil { readCeilings[key] = bandwidth.ceiling(op: .read, bytes: bytes, threads: config.int("threads")) }
                     let gbs: Double? = r.timing.map { bytes / $0.min / 1e9 }
@@ -194,6 +236,13 @@ struct BenchCommand: ParsableCommand {
             print("GOP/s counts 2*M*N*K useful operations (outlier channels included) at the minimum time; data are hot (inputs reused across samples).")
         }
         print("% ceiling: against the peak of the variant's own instruction set and accumulation (see above), same threads.")
+        if let o = other {
+            for m in ms {
+                guard let a = own[m], let b = others[m] else { continue }
+                print(String(format: "M = %d: %@ is %.2fx %@ (the faster of its best-target and tuned rows against the %@ row, minimum times, this run)",
+                             m, f.name, b / a, o.family.name, o.rows[m]!.label))
+            }
+        }
         tuned.flushNotes()
     }
 
@@ -216,9 +265,9 @@ struct BenchCommand: ParsableCommand {
         }
     }
 
-    /// The ceiling a row is held against: its ISA, threads and placement.
-    static func ceilingKey(_ c: Configuration) -> String {
-        "\(c["isa"]!) \(c.int("threads")) \(c.name("placement"))"
+    /// The ceiling a row is held against: its family (which picks the accumulation), ISA, threads and placement.
+    static func ceilingKey(_ family: String, _ c: Configuration) -> String {
+        "\(family) \(c["isa"]!) \(c.int("threads")) \(c.name("placement"))"
     }
 
     /// The configuration a row runs: for the machine's best instruction set the family's analytical

@@ -11,7 +11,7 @@ struct TunedRows {
     let store: TuningStore?
     let machine: MachineDescription
     /// One line per tuned row: its workload, where its configuration came from, and the configuration.
-    private(set) var notes: [String] = []
+    var notes: [String] = []
 
     init(store: TuningStore?, machine: MachineDescription) {
         self.store = store
