@@ -29,6 +29,7 @@ public struct GemmW4A4: KernelFamily {
             ParameterSpec("unpack", .names(["mask", "lut"]), default: .name("mask"), "nibble unpacking: shift and mask, or table lookup (vpshufb / tbl)"),
             ParameterSpec("pf", .ints([0, 512, 1024, 2048, 4096, 8192]), default: .int(0), "software prefetch distance along the packed weight panel, bytes (0: none)"),
             ParameterSpec("acc", .names(["registers", "memory"]), default: .name("registers"), "where the tile's fp32 sums live: vector registers, or the tile's partial buffer in L1 (frees registers for taller tiles)"),
+            ParameterSpec("gsum", .names(["int16", "int32"]), default: .name("int16"), "group sums: int16 on AVX2 (vpmaddubsw added in int16 over a whole group, widened once; exact for 4-bit codes) or int32 (AVX2's int32 path: widened after every vpmaddubsw); the dot-product targets and portable sum in int32 and take int16"),
             ParameterSpec("layout", .names(["split", "interleaved"]), default: .name("split"), "packed weight panel: all codes then all group scales (split), or each group's scales right after its codes (interleaved, one stream)"),
             ParameterSpec("threads", .ints([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]), default: .int(1), "worker threads"),
             ParameterSpec("tm", .ints([1, 2, 3, 4, 6, 8, 12, 16]), default: .int(1), "threads along M (threads / tm along N)"),
@@ -40,6 +41,7 @@ public struct GemmW4A4: KernelFamily {
         "vector-width: nr is a multiple of the target's int32 lanes (avx2/avx-vnni 8, avx512-vnni 16, neon 4)",
         "registers: mr * nr/lanes int group sums (+ as many fp32 sums with acc=registers) + 2 * nr/lanes unpacked weight vectors + 4 fit the vector registers; portable: mr * nr <= 128",
         "acc-target: acc=memory needs a vector target",
+        "gsum-target: gsum=int32 is AVX2's int32 path; the other targets take gsum=int16",
         "mc-tiles: mc is a multiple of mr",
         "nc-panels: nc is a multiple of nr",
         "thread-layout: threads is a multiple of tm",
@@ -73,7 +75,7 @@ public struct GemmW4A4: KernelFamily {
         let isa = ISATarget(rawValue: config.name("isa"))!
         let mr = config.int("mr"), nr = config.int("nr"), kc = config.int("kc")
         let mc = config.int("mc"), nc = config.int("nc")
-        if let d = W4Dialect.forTarget(isa) {
+        if let d = W4Dialect.forTarget(isa, groupSums: config["gsum"]?.description) {
             guard nr % d.lanes == 0 else {
                 throw ConstraintViolation("vector-width", "nr=\(nr) is not a multiple of \(d.lanes) int32 lanes for \(isa)")
             }
@@ -85,6 +87,9 @@ public struct GemmW4A4: KernelFamily {
             throw ConstraintViolation("registers", "mr * nr = \(mr * nr) scalar accumulators; the portable tile allows 128")
         } else if config.name("acc") == "memory" {
             throw ConstraintViolation("acc-target", "acc=memory is for the vector targets; the portable tile keeps its sums in an array already")
+        }
+        if config["gsum"] == .name("int32") && isa != .avx2 {
+            throw ConstraintViolation("gsum-target", "gsum=int32 is AVX2's int32 path; \(isa) sums in int32 already and takes gsum=int16")
         }
         guard mc % mr == 0 else { throw ConstraintViolation("mc-tiles", "mc=\(mc) is not a multiple of mr=\(mr)") }
         guard nc % nr == 0 else { throw ConstraintViolation("nc-panels", "nc=\(nc) is not a multiple of nr=\(nr)") }

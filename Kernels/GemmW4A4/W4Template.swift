@@ -27,17 +27,21 @@ struct GemmW4A4Template {
     /// Each group's scales follow its codes in the packed panel (one stream) instead of all scales
     /// after all codes; a configuration without `layout` (stored before version 6) is split.
     var interleaved: Bool { config["layout"] == .name("interleaved") }
+    /// AVX2's int32 group-sum path (`gsum=int32`).
+    var int32Sums: Bool { config["gsum"] == .name("int32") }
+    /// The target's micro-kernel spelling (nil: portable C).
+    var dialect: W4Dialect? { W4Dialect.forTarget(isa, groupSums: config["gsum"]?.description) }
     /// int32 group sums of w + 8 start at -8 * sum(a) instead of subtracting it per row and column
     /// vector after the group (int16 group sums, AVX2, are widened first and subtract it then).
     private var startsAtOffset: Bool {
-        guard let d = W4Dialect.forTarget(isa) else { return false }
+        guard let d = dialect else { return false }
         return d.offsetWeights && !d.int16Groups
     }
 
-    static let codeParameters = ["isa", "mr", "nr", "kc", "mc", "nc", "unpack", "pf", "acc", "layout"]
+    static let codeParameters = ["isa", "mr", "nr", "kc", "mc", "nc", "unpack", "pf", "acc", "gsum", "layout"]
 
     var variantName: String {
-        let tile = "\(isa.rawValue.replacingOccurrences(of: "-", with: ""))_mr\(mr)_nr\(nr)_kc\(config.int("kc"))_mc\(config.int("mc"))_nc\(config.int("nc"))_\(unpack)_pf\(prefetch)\(memoryAccumulators ? "_accmem" : "")\(interleaved ? "_il" : "")"
+        let tile = "\(isa.rawValue.replacingOccurrences(of: "-", with: ""))_mr\(mr)_nr\(nr)_kc\(config.int("kc"))_mc\(config.int("mc"))_nc\(config.int("nc"))_\(unpack)_pf\(prefetch)\(memoryAccumulators ? "_accmem" : "")\(int32Sums ? "_g32" : "")\(interleaved ? "_il" : "")"
         switch epilogue {
         case .fp32: return "gemm_w4a4__\(tile)"
         case .kvCache(let format, let page): return "gemm_w4a4_kv__\(tile)_\(format.rawValue)_p\(page)"
@@ -62,7 +66,7 @@ struct GemmW4A4Template {
 
     func render() -> KernelSource {
         let name = variantName
-        let d = W4Dialect.forTarget(isa)
+        let d = dialect
         var c = CSource()
         c.comment(lines: header + [
             "",

@@ -267,7 +267,9 @@ struct BenchCommand: ParsableCommand {
 
     /// The ceiling a row is held against: its family (which picks the accumulation), ISA, threads and placement.
     static func ceilingKey(_ family: String, _ c: Configuration) -> String {
-        "\(family) \(c["isa"]!) \(c.int("threads")) \(c.name("placement"))"
+        // gemm-w4a4's AVX2 int32 path is held against the int32 ceiling, as gemm-w8a8 is
+        let accumulation = c["gsum"] == .name("int32") ? "/int32" : ""
+        return "\(family)\(accumulation) \(c["isa"]!) \(c.int("threads")) \(c.name("placement"))"
     }
 
     /// The configuration a row runs: for the machine's best instruction set the family's analytical
@@ -317,7 +319,7 @@ struct BenchCommand: ParsableCommand {
         switch ISATarget(rawValue: isa) {
         case .avx2 where family == "gemm-f16", .avx512vnni where family == "gemm-f16", .neonDotprod where family == "gemm-f16":
             op = .fp32FMA
-        case .avx2: op = family == "gemm-w4a4" ? .int8I16 : .int8I32
+        case .avx2: op = family == "gemm-w4a4" ? .int8I16 : .int8I32  // "gemm-w4a4/int32": AVX2's int32 path
         case .avx512vnni, .avxvnni, .neonDotprod: op = .int8Dot
         default: return nil
         }

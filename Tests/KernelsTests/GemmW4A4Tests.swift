@@ -26,7 +26,13 @@ struct GemmW4A4TemplateTests {
                 memory["mr"] = .int(4)
                 memory["nr"] = .int(2 * lanes)
             }
-            for c in [config, small, memory] {
+            var variants = [config, small, memory]
+            if isa == .avx2 {
+                var wide = memory
+                wide["gsum"] = .name("int32")
+                variants.append(wide)
+            }
+            for c in variants {
                 let source = try family.render(c)
                 do {
                     try checkCompiles(CompileJob(name: source.name, source: source.code, flags: isa.compilerFlags, compiler: compiler), target: cross)
@@ -87,6 +93,17 @@ struct GemmW4A4TemplateTests {
         #expect(rule(["m": 1, "n": 8, "k": 256, "outliers": 256]) == "outliers")
         #expect(rule(["m": 1, "n": 8, "k": 258, "outliers": 2]) == "outliers")
         #expect(rule(["m": 0, "n": 8, "k": 256, "outliers": 128]) == "positive")
+    }
+
+    @Test func int32GroupSumsAreAVX2Only() throws {
+        var c = family.defaultConfiguration(isa: .avx2, machine: nil)
+        c["gsum"] = .name("int32")
+        try family.check(c, machine: nil)
+        #expect(try family.render(c).code.contains("_mm256_add_epi32(c0_0, _mm256_madd_epi16(_mm256_maddubs_epi16("))
+        #expect(try family.render(c).name.hasSuffix("_g32"))
+        c["isa"] = .name("avx512-vnni")
+        c["nr"] = .int(32)
+        #expect { try family.check(c, machine: nil) } throws: { ($0 as? ConstraintViolation)?.rule == "gsum-target" }
     }
 
     @Test func registerRuleCountsBothAccumulatorSets() {

@@ -42,7 +42,15 @@ struct GemmW4A4RunTests {
         ]
         var interleaved = blocked  // several K blocks over the interleaved panel
         interleaved["layout"] = .name("interleaved")
-        for config in [base, blocked, threaded, threadedN, memory, interleaved] {
+        var configs = [base, blocked, threaded, threadedN, memory, interleaved]
+        if isa == .avx2 {
+            var wide = blocked  // AVX2's int32 group-sum path
+            wide["gsum"] = .name("int32")
+            var wideMemory = memory
+            wideMemory["gsum"] = .name("int32")
+            configs += [wide, wideMemory]
+        }
+        for config in configs {
             for shape in shapes {
                 let workload = Workload(family: family.name, shape: shape)
                 let r = runner.run(family, workload, config, seed: UInt64(shape["m"]! * 31 + shape["k"]!), verifyOnly: true)
