@@ -39,6 +39,8 @@ struct BenchCommand: ParsableCommand {
         "GEMMs: also run another GEMM family on each shape in the same run (its tuned configuration, else its analytical one) and print this family's speed over it, e.g. --against gemm-w8a8.",
         valueName: "family"))
     var against: String?
+    @Option(help: "GEMMs: run every row of a shape this many times, the rows taking turns; each row shows its fastest round (a machine that drifts between runs then compares rows at their best).")
+    var rounds: Int = 1
 
     func run() throws {
         let logger = global.logger("lowbit.bench")
@@ -105,6 +107,7 @@ struct BenchCommand: ParsableCommand {
             dims[size.name] = size.value
         }
         let ms = try Self.parseList(mList)
+        guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1, got \(rounds)") }
         let machine = try MachineModel(logger: logger).description
         let context = MachineContext(machine)
         let runner = try measure.runner(machine: machine, logger: logger)
@@ -193,8 +196,20 @@ struct BenchCommand: ParsableCommand {
             }
             if let c = tunedConfigs[m] { rows.append((label: "tuned", family: f, workload: workload, config: c)) }
             if let o = other, let row = o.rows[m] { rows.append((label: row.label, family: o.family, workload: row.workload, config: row.config)) }
-            for (label, family, workload, config) in rows {
-                let r = runner.run(family, workload, config, seed: measure.seed)
+            // Every round runs the rows in turn; a row keeps its fastest round (its first, if none succeeds).
+            var results: [TrialResult?] = Array(repeating: nil, count: rows.count)
+            for round in 0..<rounds {
+                for (index, row) in rows.enumerated() {
+                    let r = runner.run(row.family, row.workload, row.config, seed: measure.seed)
+                    if rounds > 1 {
+                        FileHandle.standardError.write(Data("  M=\(m) \(row.label) round \(round + 1): \(r.timing.map { TrialReport.ms($0.min) } ?? r.status.rawValue)\n".utf8))
+                    }
+                    if let best = results[index], let t = best.timing?.min, !((r.timing?.min).map { $0 < t } ?? false) { continue }
+                    results[index] = r
+                }
+            }
+            for ((label, family, workload, config), result) in zip(rows, results) {
+                let r = result!
                 let mine = family.name == f.name
                 if label == ISATarget.portable.rawValue { portableGops = r.gops }
                 if let t = r.timing?.min {
@@ -235,6 +250,7 @@ struct BenchCommand: ParsableCommand {
         } else {
             print("GOP/s counts 2*M*N*K useful operations (outlier channels included) at the minimum time; data are hot (inputs reused across samples).")
         }
+        if rounds > 1 { print("each row: its fastest of \(rounds) rounds, the rows of a shape taking turns (min, median and samples are that round's).") }
         print("% ceiling: against the peak of the variant's own instruction set and accumulation (see above), same threads.")
         if let o = other {
             for m in ms {

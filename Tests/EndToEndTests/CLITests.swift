@@ -144,13 +144,16 @@ struct BenchEndToEndTests {
                 + ["--param", "mr=8", "--param", "mc=8", "--param", "nr=16", "--param", "threads=1", "--trials", "1", "--budget", "0.05", "--db", db, "--cache-dir", cache])
         #expect(tune.status == 0, "stderr: \(tune.stderr)")
         let bench = try cli.run(
-            ["bench", "gemm-w4a4", "--m-list", "2,8", "--param", "threads=1", "--budget", "0.05", "--db", db, "--cache-dir", cache, "--against", "gemm-w8a8"]
+            ["bench", "gemm-w4a4", "--m-list", "2,8", "--param", "threads=1", "--budget", "0.05", "--db", db, "--cache-dir", cache, "--against", "gemm-w8a8", "--rounds", "2"]
                 + shape)
         #expect(bench.status == 0, "stderr: \(bench.stderr)")
         // --against: gemm-w8a8 has no record here, so its analytical configuration runs beside, with the ratio
         #expect(bench.stdout.contains("gemm-w8a8 analytical") && bench.stdout.contains("M = 2: gemm-w4a4 is ") && bench.stdout.contains("M = 8: gemm-w4a4 is "))
         let wrong = try cli.run(["bench", "gemm-w4a4", "--m-list", "2", "--against", "attention-decode", "--db", db] + shape)
         #expect(wrong.status != 0 && wrong.stderr.contains("--against takes another GEMM family"))
+        #expect(bench.stdout.contains("its fastest of 2 rounds") && bench.stderr.contains("tuned round 2:"))
+        let noRounds = try cli.run(["bench", "gemm-w4a4", "--m-list", "2", "--rounds", "0", "--db", db] + shape)
+        #expect(noRounds.status != 0 && noRounds.stderr.contains("--rounds must be at least 1"))
         let rows = bench.stdout.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
         #expect(rows.filter { $0.count > 2 && $0[1] == "tuned" && $0.last == "ok" }.map { $0[0] } == ["2", "8"])
         #expect(rows.filter { $0.count > 3 && $0[1] == "gemm-w8a8" && $0.last == "ok" }.count == 2)
