@@ -7,8 +7,8 @@ struct AccuracyCommand: ParsableCommand {
         commandName: "accuracy",
         abstract: "Error against fp32 of W4A4 RTN, + INT8 outliers, + group-128, + clipping (Atom), and W8A8.",
         discussion: """
-            Synthetic activations with a few outlier channels 20 to 100 times larger than the rest, weights
-            uniform in [-1, 1]/sqrt(K); channels reordered by activation energy as Atom's calibration does.
+            Synthetic activations with a few outlier channels 20 to 100 times larger than the rest, weights \
+            uniform in [-1, 1]/sqrt(K); channels reordered by activation energy as Atom's calibration does. \
             Error: ||Y_q - Y|| / ||Y|| of the matrix product, computed in double from dequantized values.
             """
     )

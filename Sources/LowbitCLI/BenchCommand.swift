@@ -12,13 +12,16 @@ struct BenchCommand: ParsableCommand {
         commandName: "bench",
         abstract: "Benchmark a family's variants against ceilings measured in the same run, or the tuner (`bench tuner`).",
         discussion: """
-            GEMMs: M in --m-list, N = --n, K = --k. Each variant this machine runs is measured in the same
-            run, interleaved per shape (the best target with the analytical configuration for the shape,
-            the others with their defaults); every row is verified against the Swift reference before it
-            is timed. --param name=value sets a parameter in every row; --param isa=X runs that variant
-            only. Where the tuning database (--db) holds records of the family for this machine, each
-            shape also gets a "tuned" row: the configuration `lowbit lookup` gives the runtime (the exact
-            record, else the nearest stored shape's), measured in the same run.
+            GEMMs: M in --m-list, N = --n, K = --k. Each variant this machine runs is measured in the same \
+            run, interleaved per shape (the best target with the analytical configuration for the shape, \
+            the others with their defaults); every row is verified against the Swift reference before it \
+            is timed. --param name=value sets a parameter in every row; --param isa=X runs that variant \
+            only.
+
+            Where the tuning database (--db) holds records of the family for this machine, each shape also \
+            gets a "tuned" row: the configuration `lowbit lookup` gives the runtime (the exact record, else \
+            the nearest stored shape's, fitted to the shape), measured in the same run. --against adds \
+            another GEMM family's row per shape and the ratio; --rounds repeats a shape's rows in turn.
             """
     )
 

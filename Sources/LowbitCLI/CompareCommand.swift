@@ -13,8 +13,8 @@ struct CompareCommand: ParsableCommand {
         commandName: "compare",
         abstract: "Measure a family's variants on one workload (portable, each ISA, the analytical choice, the best tuned) and hold each against the roofline.",
         discussion: """
-            Every row is verified and timed in this run, interleaved. The roofline bound of a row is
-            min(compute ceiling of its ISA and threads, bandwidth plateau of the level holding its working
+            Every row is verified and timed in this run, interleaved. The roofline bound of a row is \
+            min(compute ceiling of its ISA and threads, bandwidth plateau of the level holding its working \
             set x its intensity), with the ceilings `lowbit roofline measure` stored for this machine.
             """)
     @OptionGroup var global: GlobalOptions

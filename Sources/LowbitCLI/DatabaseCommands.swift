@@ -81,9 +81,9 @@ struct DbCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Stored trials, newest first (or fastest first), with outcome and message.",
             discussion: """
-                `lowbit db trials --family gemm-w4a4 --shape m=16 --shape n=11008 --fastest` lists the
-                fastest trials of every stored gemm-w4a4 workload with M = 16 and N = 11008, whatever
-                its other sizes. The v column is the template version, data says whether the trial's
+                `lowbit db trials --family gemm-w4a4 --shape m=16 --shape n=11008 --fastest` lists the \
+                fastest trials of every stored gemm-w4a4 workload with M = 16 and N = 11008, whatever \
+                its other sizes. The v column is the template version, data says whether the trial's \
                 inputs were hot (reused by every sample) or cold (evicted before every sample).
                 """)
         @OptionGroup var global: GlobalOptions
@@ -173,8 +173,8 @@ struct ExportCommand: ParsableCommand {
         commandName: "export",
         abstract: "Write the best configurations of a machine for an inference runtime.",
         discussion: """
-            JSON (schema "lowbit-tuning-export", version 1; see TuningDB/README.md) to
-            TuningDB/exports/<fingerprint>.json by default, or a C header with a dispatch table per family
+            JSON (schema "lowbit-tuning-export", version 1; see TuningDB/README.md) to \
+            TuningDB/exports/<fingerprint>.json by default, or a C header with a dispatch table per family \
             keyed by shape (--format c-header, default TuningDB/exports/<fingerprint>.h).
             """
     )

@@ -11,8 +11,8 @@ struct LookupCommand: ParsableCommand {
         commandName: "lookup",
         abstract: "Show the configuration a runtime would use for a workload on this machine, and where it came from.",
         discussion: """
-            The exact (machine, workload) record; else the best of the nearest stored shape of the same
-            family on this machine (distance on log-shape); else the family's analytical configuration,
+            The exact (machine, workload) record; else the best of the nearest stored shape of the same \
+            family on this machine (distance on log-shape); else the family's analytical configuration, \
             with a warning.
             """
     )

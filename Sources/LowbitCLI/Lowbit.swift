@@ -10,7 +10,7 @@ public struct Lowbit: ParsableCommand {
         commandName: "lowbit",
         abstract: "A kernel research workbench and autotuner for low-bit LLM kernels.",
         discussion: """
-            Start with `lowbit machine` to see what lowbit knows about this machine, and
+            Start with `lowbit machine` to see what lowbit knows about this machine, and \
             `lowbit counters` to see which performance events it can count.
             """,
         version: version,

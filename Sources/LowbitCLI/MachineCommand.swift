@@ -30,8 +30,8 @@ struct CountersCommand: ParsableCommand {
         commandName: "counters",
         abstract: "List every performance event lowbit tries: available or not, and why.",
         discussion: """
-            Each event is added to a PAPI event set, started and stopped. Events PAPI cannot count fall
-            back to the OS where one exists (thread CPU time, getrusage). A short sample measurement of
+            Each event is added to a PAPI event set, started and stopped. Events PAPI cannot count fall \
+            back to the OS where one exists (thread CPU time, getrusage). A short sample measurement of \
             a fixed amount of work shows the values and their status.
             """
     )

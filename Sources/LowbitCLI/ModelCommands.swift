@@ -14,8 +14,8 @@ struct ModelCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Write a random-weight Llama model (config.json + model.safetensors) with realistic outlier channels.",
             discussion: """
-                A few hidden channels (1/64 by default) are large in the residual stream and get RMSNorm gains of
-                20-100x; a few rows of v_proj and up_proj are scaled so the o_proj and down_proj inputs carry
+                A few hidden channels (1/64 by default) are large in the residual stream and get RMSNorm gains of \
+                20-100x; a few rows of v_proj and up_proj are scaled so the o_proj and down_proj inputs carry \
                 outlier channels too. Weights are seeded: the same options give the same bytes.
                 """
         )

@@ -18,7 +18,7 @@ struct RooflineCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Measure compute ceilings (per ISA and operation) and the bandwidth sweep (read, write, copy, triad over working sets from L1 to past the last-level cache), find the plateaus and store them.",
             discussion: """
-                The microbenchmarks are the peak-compute and peak-bandwidth families, generated, compiled,
+                The microbenchmarks are the peak-compute and peak-bandwidth families, generated, compiled, \
                 verified and timed like every kernel. Thread counts default to 1 and one per core.
                 """)
         @OptionGroup var global: GlobalOptions

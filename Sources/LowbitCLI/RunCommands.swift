@@ -73,8 +73,8 @@ struct RunCommand: ParsableCommand {
         commandName: "run",
         abstract: "Build, verify and time one point of a family; print time, GOPS and counters.",
         discussion: """
-            The variant is compiled (or taken from the cache), run in a separate worker process on fresh
-            random inputs with a poisoned, guarded output, compared with the family's Swift reference,
+            The variant is compiled (or taken from the cache), run in a separate worker process on fresh \
+            random inputs with a poisoned, guarded output, compared with the family's Swift reference, \
             and only then timed. A crash, hang or wrong answer is reported, not fatal.
             """
     )

@@ -40,11 +40,11 @@ struct TuneCommand: ParsableCommand {
         commandName: "tune",
         abstract: "Search a family's parameters for the fastest verified variant and store every trial.",
         discussion: """
-            One workload (`lowbit tune gemm-w8a8 --m 64 --n 4096 --k 4096`) or a suite (`--suite smoke`,
-            `--suite default`, `--suite llama-7b`). Points already in the database for this machine, template
-            version and compiler are reused, never measured again, so running the same command again
-            resumes. Ctrl-C stops after the trial in flight; everything measured is kept.
-            By default the ISA is fixed to the best target this machine runs (--all-isas searches all).
+            One workload (`lowbit tune gemm-w8a8 --m 64 --n 4096 --k 4096`) or a suite (`--suite smoke`, \
+            `--suite default`, `--suite llama-7b`). Points already in the database for this machine, template \
+            version and compiler are reused, never measured again, so running the same command again \
+            resumes. Ctrl-C stops after the trial in flight; everything measured is kept. \
+            By default the ISA is fixed to the best target this machine runs (--all-isas searches all). \
             Suites: \(Suite.all.map { "\($0.name) (\($0.workloads.count) workloads)" }.joined(separator: ", ")).
             """
     )
