@@ -217,6 +217,27 @@ struct ReportBuilder {
         if f.blocks.isEmpty { f.note("No tuning trials stored yet.") }
         report.sections.append(f)
 
+        let pairs = comparisons
+        if !pairs.isEmpty {
+            var cmp = HTMLReport.Section("Comparisons")
+            cmp.note(
+                "Pairs of stored bests of one shape: the quantized kernel against its 8-bit counterpart. Each best was measured "
+                    + "on its own, possibly at another time and data state (column data); `lowbit bench gemm-w4a4 --against gemm-w8a8 "
+                    + "--rounds 3` and `lowbit bench attention-decode` measure a pair in one run.")
+            for group in pairs {
+                cmp.table(HTMLReport.Table(
+                    caption: group.caption, header: ["shape", group.names.0 + " GOP/s", group.names.1 + " GOP/s", "speed-up", "data"],
+                    rows: group.rows.map { row in
+                        [
+                            row.shape, String(format: "%.1f", row.a.gops), String(format: "%.1f", row.b.gops),
+                            String(format: "%.2fx", row.a.gops / row.b.gops),
+                            Set([row.a.dataState, row.b.dataState].map { TrialRecord.isCold($0) ? "cold" : "hot" }).sorted().joined(separator: " / "),
+                        ]
+                    }))
+            }
+            report.sections.append(cmp)
+        }
+
         var sv = HTMLReport.Section("Serving")
         for serving in servingRuns {
             guard let chart = servingChart(serving) else { continue }
@@ -238,6 +259,41 @@ struct ReportBuilder {
         }
         if !servingRuns.isEmpty { report.sections.append(sv) }
         return report
+    }
+
+    /// A table of paired bests: the same shape under two families (or two cache formats).
+    struct Comparison {
+        var caption: String
+        var names: (String, String)
+        var rows: [(shape: String, a: BestRecord, b: BestRecord)]
+    }
+
+    /// gemm-w4a4 against gemm-w8a8 on every GEMM shape both have (W4A4 with 128 outliers), and INT4 against
+    /// INT8 KV for every stored attention shape with both; speed-up = the first's GOP/s over the second's
+    /// (both count the same useful operations).
+    var comparisons: [Comparison] {
+        var out: [Comparison] = []
+        let w8 = Dictionary(bests.filter { $0.family == "gemm-w8a8" }.map { ("\($0.workload["m"]) \($0.workload["n"]) \($0.workload["k"])", $0) }) { a, _ in a }
+        let gemm = bests.filter { $0.family == "gemm-w4a4" && $0.workload["outliers"] == AtomQuantization.defaultOutliers }
+            .compactMap { a -> (shape: String, a: BestRecord, b: BestRecord)? in
+                guard let b = w8["\(a.workload["m"]) \(a.workload["n"]) \(a.workload["k"])"] else { return nil }
+                return ("m=\(a.workload["m"]) \(a.workload["n"])x\(a.workload["k"])", a, b)
+            }
+            .sorted { ($0.a.workload["m"], $0.a.workload["n"], $0.a.workload["k"]) < ($1.a.workload["m"], $1.a.workload["n"], $1.a.workload["k"]) }
+        if !gemm.isEmpty {
+            out.append(Comparison(caption: "gemm-w4a4 (128 INT8 outlier channels) against gemm-w8a8, stored bests", names: ("W4A4", "W8A8"), rows: gemm))
+        }
+        func attentionKey(_ w: Workload) -> String { ["b", "hq", "hkv", "d", "ctx"].map { "\($0)=\(w[$0])" }.joined(separator: " ") }
+        let kv8 = Dictionary(bests.filter { $0.family == "attention-decode" && $0.workload["kvbits"] == 8 }.map { (attentionKey($0.workload), $0) }) { a, _ in a }
+        let attention = bests.filter { $0.family == "attention-decode" && $0.workload["kvbits"] == 4 }
+            .compactMap { a -> (shape: String, a: BestRecord, b: BestRecord)? in
+                kv8[attentionKey(a.workload)].map { (attentionKey(a.workload), a, $0) }
+            }
+            .sorted { ($0.a.workload["b"], $0.a.workload["ctx"]) < ($1.a.workload["b"], $1.a.workload["ctx"]) }
+        if !attention.isEmpty {
+            out.append(Comparison(caption: "attention-decode over an INT4 KV cache against INT8, stored bests", names: ("INT4 KV", "INT8 KV"), rows: attention))
+        }
+        return out
     }
 
     /// "w4a4 m=16 4096x4096" and the like, for point labels.

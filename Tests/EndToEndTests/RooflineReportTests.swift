@@ -96,6 +96,11 @@ struct RooflineReportTests {
 
         let tune = try bin.run(["tune", "gemm-w8a8", "--m", "4", "--n", "64", "--k", "128", "--trials", "3", "--db", Self.db, "--budget", "0.05"])
         #expect(tune.status == 0, "\(tune.stderr)")
+        // One shape under both GEMM families: the report pairs them.
+        for (family, extra) in [("gemm-w8a8", [String]()), ("gemm-w4a4", ["--shape", "outliers=128"])] {
+            let pair = try bin.run(["tune", family, "--m", "4", "--n", "64", "--k", "256", "--trials", "1", "--db", Self.db, "--budget", "0.05"] + extra)
+            #expect(pair.status == 0, "\(pair.stderr)")
+        }
         let out = Self.directory.appendingPathComponent("plots")
         let report = try bin.run(["report", "--db", Self.db, "--out", out.path])
         #expect(report.status == 0, "\(report.stderr)")
@@ -105,6 +110,7 @@ struct RooflineReportTests {
         }
         #expect(html.components(separatedBy: "<svg").count - 1 >= 3, "inline roofline, bandwidth and batch figures")
         #expect(html.contains("attainment") && html.contains("gemm-w8a8 k=128 m=4 n=64"))
+        #expect(html.contains("Comparisons") && html.contains("gemm-w4a4 (128 INT8 outlier channels) against gemm-w8a8") && html.contains("m=4 64x256"))
         for figure in ["roofline.svg", "bandwidth.svg", "throughput-vs-batch.svg"] {
             #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent(figure).path), "\(figure)")
         }
