@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Inference
+import Logging
 import Model
 import TuningStore
 
@@ -13,7 +14,7 @@ struct EngineModelOptions: ParsableArguments {
     @Option(help: "FP models: keep only the first N decoder layers (quantized models: pass --layers to `lowbit quantize`).") var layers: Int?
     @Option(help: "Worker threads (default: one per core); OpenBLAS runs single-threaded inside them.") var threads: Int?
     @Option(help: "Tuning database to dispatch from (default: $LOWBIT_DB or ./TuningDB/lowbit.sqlite when it exists).") var db: String?
-    @Flag(help: "Ignore any tuning database: analytical configurations only.") var noDb = false
+    @Flag(help: "Ignore any tuning database: analytical configurations only (serve-bench then stores nothing either).") var noDb = false
     @Option(help: "W4A4 quantized at load: random tokens the Atom permutations are calibrated on (seed 0).") var calibrationTokens: Int = 16
 
     /// The database to use: --db (which must exist), else the default path if a database is there.
@@ -239,10 +240,25 @@ struct ServeBenchCommand: ParsableCommand {
             FileHandle.standardError.write(Data((line + "\n").utf8))
         }
         print(Self.render(report))
-        // The run's points go into the tuning database (table `serving`) for `lowbit report`.
+        // The run's points go into the tuning database (table `serving`) for `lowbit report`, unless
+        // --no-db said to leave every database alone.
         let storePath = database ?? TuningStore.defaultPath()
+        if engine.noDb {
+            print("not stored: --no-db (without it, the points go into \(storePath) for `lowbit report`)")
+        } else {
+            store(report, at: storePath, logger: logger)
+        }
+        if let jsonOut {
+            try Data(try JSONOutput.encode(report).utf8).write(to: URL(fileURLWithPath: jsonOut))
+            print("wrote \(jsonOut)")
+        }
+    }
+
+    /// Adds the run's points to the database at `path` (created if needed); a failure is reported and
+    /// costs only the stored copy.
+    func store(_ report: ServeBench.Report, at path: String, logger: Logger) {
         do {
-            let store = try TuningStore(path: storePath, logger: logger)
+            let store = try TuningStore(path: path, logger: logger)
             let session = UUID().uuidString
             try store.record(serving: report.results.map { r in
                 ServingRecord(
@@ -250,13 +266,9 @@ struct ServeBenchCommand: ParsableCommand {
                     context: report.context, tokensPerSecond: r.tokensPerSecond, millisecondsPerToken: r.timePerOutputTokenMs,
                     session: session)
             })
-            print("stored \(report.results.count) points in \(storePath) (table serving; `lowbit report` draws them)")
+            print("stored \(report.results.count) points in \(path) (table serving; `lowbit report` draws them)")
         } catch {
-            FileHandle.standardError.write(Data("serve-bench: results not stored in \(storePath): \(error)\n".utf8))
-        }
-        if let jsonOut {
-            try Data(try JSONOutput.encode(report).utf8).write(to: URL(fileURLWithPath: jsonOut))
-            print("wrote \(jsonOut)")
+            FileHandle.standardError.write(Data("serve-bench: results not stored in \(path): \(error)\n".utf8))
         }
     }
 

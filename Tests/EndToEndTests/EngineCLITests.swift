@@ -47,6 +47,12 @@ struct EngineCLITests {
         #expect(fp32.status != 0 && fp32.stderr.contains("runs only in w4a4 mode") && fp32.stderr.contains("FP model"))
         let layers = try lowbit.run(["generate", "--model", models.w4, "--layers", "1", "--prompt", "1", "--no-db"])
         #expect(layers.status != 0 && layers.stderr.contains("lowbit quantize --layers"))
+        // --no-db leaves every database alone: the run is printed, nothing is stored or created.
+        let db = models.root.appendingPathComponent("serving.sqlite").path
+        let quick = try lowbit.run(
+            ["serve-bench", "--model", models.fp, "--batch", "1", "--context", "8", "--steps", "1", "--no-db"], environment: ["LOWBIT_DB": db])
+        #expect(quick.status == 0 && quick.stdout.contains("not stored: --no-db"), "\(quick.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: db))
         let notQuantized = try lowbit.run(["serve-bench", "--model", models.fp, "--quantized", models.fp, "--no-db"])
         #expect(notQuantized.status != 0 && notQuantized.stderr.contains("is not a model written by `lowbit quantize`"))
         let truncated = models.root.appendingPathComponent("bad")
