@@ -42,11 +42,12 @@ struct BenchCommand: ParsableCommand {
         "GEMMs: also run another GEMM family on each shape in the same run (its tuned configuration, else its analytical one) and print this family's speed over it, e.g. --against gemm-w8a8.",
         valueName: "family"))
     var against: String?
-    @Option(help: "GEMMs: run every row of a shape this many times, the rows taking turns; each row shows its fastest round (a machine that drifts between runs then compares rows at their best).")
+    @Option(help: "Run every row of a shape this many times, the rows taking turns; each row shows its fastest round (a machine that drifts between runs then compares rows at their best). GEMMs, the quantize kernels and attention-decode.")
     var rounds: Int = 1
 
     func run() throws {
         let logger = global.logger("lowbit.bench")
+        guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1, got \(rounds)") }
         if family == "tuner" {
             let machine = try MachineModel(logger: logger).description
             var m = measure
@@ -60,6 +61,7 @@ struct BenchCommand: ParsableCommand {
             var bench = BandwidthBenchmark(runner: try measure.runner(machine: machine, logger: logger), machine: machine, seed: measure.seed)
             bench.overrides = try Self.checkedOverrides(try params.overrides(), for: AtomQuantize.families[0])
             bench.tuned = try tunedRows(machine, logger: logger)
+            bench.rounds = rounds
             for q in AtomQuantize.families {
                 bench.quantize(q, ms: try Self.parseList(mList == Self.defaultMList ? "1,16,64,256" : mList))
                 print("")
@@ -92,6 +94,7 @@ struct BenchCommand: ParsableCommand {
             var bench = BandwidthBenchmark(runner: try measure.runner(machine: machine, logger: logger), machine: machine, seed: measure.seed)
             bench.overrides = try Self.checkedOverrides(try params.overrides(), for: f)
             bench.tuned = try tunedRows(machine, logger: logger)
+            bench.rounds = rounds
             if let q = f as? AtomQuantize {
                 bench.quantize(q, ms: try Self.parseList(mList == Self.defaultMList ? "1,16,64,256" : mList))
             } else {
@@ -110,7 +113,6 @@ struct BenchCommand: ParsableCommand {
             dims[size.name] = size.value
         }
         let ms = try Self.parseList(mList)
-        guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1, got \(rounds)") }
         let machine = try MachineModel(logger: logger).description
         let context = MachineContext(machine)
         let runner = try measure.runner(machine: machine, logger: logger)
