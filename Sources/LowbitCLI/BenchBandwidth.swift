@@ -67,15 +67,22 @@ struct BandwidthBenchmark {
 
     /// Runs `rows` `rounds` times, taking turns, and adds each with its fastest round to `t`.
     func run(_ rows: [Row], into t: inout Table) -> [TrialResult] {
-        var best: [TrialResult?] = Array(repeating: nil, count: rows.count)
-        for _ in 0..<rounds {
-            for (i, row) in rows.enumerated() {
-                let r = runner.run(row.family, row.workload, row.config, seed: seed)
+        let best = Self.fastest(of: rounds, rows: rows.count) { i, _ in runner.run(rows[i].family, rows[i].workload, rows[i].config, seed: seed) }
+        return zip(rows, best).map { row, r in add(row, r, into: &t) }
+    }
+
+    /// Runs rows 0..<rows `rounds` times, taking turns (`run(row, round)`), and returns each row's fastest
+    /// result by minimum time (its first, if none has a time).
+    static func fastest(of rounds: Int, rows: Int, run: (Int, Int) -> TrialResult) -> [TrialResult] {
+        var best: [TrialResult?] = Array(repeating: nil, count: rows)
+        for round in 0..<max(1, rounds) {
+            for i in 0..<rows {
+                let r = run(i, round)
                 if let kept = best[i], let t = kept.timing?.min, !((r.timing?.min).map { $0 < t } ?? false) { continue }
                 best[i] = r
             }
         }
-        return zip(rows, best).map { row, r in add(row, r!, into: &t) }
+        return best.map { $0! }
     }
 
     /// Adds a measured row, held against the ceiling measured now at its size and threads.

@@ -201,20 +201,16 @@ struct BenchCommand: ParsableCommand {
             }
             if let c = tunedConfigs[m] { rows.append((label: "tuned", family: f, workload: workload, config: c)) }
             if let o = other, let row = o.rows[m] { rows.append((label: row.label, family: o.family, workload: row.workload, config: row.config)) }
-            // Every round runs the rows in turn; a row keeps its fastest round (its first, if none succeeds).
-            var results: [TrialResult?] = Array(repeating: nil, count: rows.count)
-            for round in 0..<rounds {
-                for (index, row) in rows.enumerated() {
-                    let r = runner.run(row.family, row.workload, row.config, seed: measure.seed)
-                    if rounds > 1 {
-                        FileHandle.standardError.write(Data("  M=\(m) \(row.label) round \(round + 1): \(r.timing.map { TrialReport.ms($0.min) } ?? r.status.rawValue)\n".utf8))
-                    }
-                    if let best = results[index], let t = best.timing?.min, !((r.timing?.min).map { $0 < t } ?? false) { continue }
-                    results[index] = r
+            // Every round runs the rows in turn; a row keeps its fastest round.
+            let results = BandwidthBenchmark.fastest(of: rounds, rows: rows.count) { index, round in
+                let row = rows[index]
+                let r = runner.run(row.family, row.workload, row.config, seed: measure.seed)
+                if rounds > 1 {
+                    FileHandle.standardError.write(Data("  M=\(m) \(row.label) round \(round + 1): \(r.timing.map { TrialReport.ms($0.min) } ?? r.status.rawValue)\n".utf8))
                 }
+                return r
             }
-            for ((label, family, workload, config), result) in zip(rows, results) {
-                let r = result!
+            for ((label, family, workload, config), r) in zip(rows, results) {
                 let mine = family.name == f.name
                 if label == ISATarget.portable.rawValue { portableGops = r.gops }
                 if let t = r.timing?.min {
