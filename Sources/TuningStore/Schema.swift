@@ -229,7 +229,9 @@ enum Schema {
         let tables = try connection.strings(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
         if appID != applicationID {
-            if tables.isEmpty { return .blank }
+            // No tables, or only GRDB's migration log: blank, or another lowbit process between creating
+            // that log and committing its first migration (which sets application_id with the tables).
+            if tables.isEmpty || (appID == 0 && tables == ["grdb_migrations"]) { return .blank }
             let shown = tables.prefix(8).joined(separator: ", ") + (tables.count > 8 ? ", ..." : "")
             throw TuningStoreError.foreignDatabase(
                 path: path,
