@@ -51,7 +51,7 @@ public struct AtomQuantize: KernelFamily {
         return "\(what), then Atom quantization per row: INT4 group-128 codes, scales and code sums, INT8 outliers (GOP/s = elements per ns)"
     }
 
-    public let templateVersion = 4
+    public let templateVersion = 5
     public let dimensions = ["m", "k", "outliers"]
     public let shapeRules = [
         "positive: m is at least 1",

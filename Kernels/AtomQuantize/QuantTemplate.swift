@@ -72,7 +72,7 @@ struct AtomQuantizeTemplate {
             quantizeGroupScalar(&c)
             quantizeOutliersScalar(&c)
         }
-        kernel(&c, name: name, buffered: gathersToBuffer(d))
+        kernel(&c, d, name: name)
         return KernelSource(name: name, isa: isa, code: c.description, symbols: ["kernel": name])
     }
 
@@ -316,31 +316,39 @@ struct AtomQuantizeTemplate {
         c.declare("const int", "by_reciprocal", "s >= 0x1p-100f")
     }
 
+    /// Where a group's y lives for pass B: the gathered buffer itself when nothing is applied to
+    /// x[perm] (reorder-quantize with the scalar gather), else the y buffer pass A stages.
+    private func stagesY(_ d: QuantDialect) -> Bool { !(gathersToBuffer(d) && op == .reorderQuantize) }
+
+    /// The vector targets quantize a group in two passes, so that the kernel can overlap one group's
+    /// scale (a reduction, then a division: a long dependency chain) with another group's codes.
     private func quantizeGroupVector(_ c: inout CSource, _ d: QuantDialect) {
         let step = d.lanes * d.nibbleVectors
         let buffered = gathersToBuffer(d)
-        // y itself is the gathered buffer when nothing is applied to x[perm].
-        let source = buffered && op == .reorderQuantize ? "xg" : "y"
+        let staging = stagesY(d)
         c.comment(lines: [
-            "One group of GROUP channels from j0: y staged in y[], s = absmax * CLIP / 7, the codes packed",
-            "straight from registers, and their sum."
-                + (buffered ? " xg holds the group's x[perm[j]], gathered by the caller." : ""),
-        ])
+            staging
+                ? "Pass A of the group of GROUP channels from j0: y staged in y[], returns s = absmax * CLIP / 7."
+                : "Pass A of a group of GROUP channels: y is the gathered xg itself; returns s = absmax * CLIP / 7.",
+        ] + (buffered ? ["xg holds the group's x[perm[j]], gathered by the caller."] : []))
         // What y needs: the gathered group alone (reorder), or the row's inputs and the group's first channel too.
-        let inputs = source == "xg" ? "const float *xg" : buffered ? "const row_inputs *in, const float *xg, int j0" : "const row_inputs *in, int j0"
-        c.function("static void quantize_group(\(inputs), uint8_t *codes, float *scale, int32_t *sum)") { c in
-            if source == "y" { c.declare("_Alignas(64) float", "y[GROUP]") }
+        let inputs =
+            !staging ? "const float *xg" : buffered ? "const row_inputs *in, const float *xg, int j0, float *y" : "const row_inputs *in, int j0, float *y"
+        c.function("static float group_scale(\(inputs))") { c in
             c.comment("four running maxima: the lanes' dependency chains overlap")
             c.line("\(d.vec) \((0..<4).map { "a\($0) = \(d.zero)" }.joined(separator: ", "));")
             c.forLoop("int j = 0", "j < GROUP", "j += 4 * LANES") { c in
                 for a in 0..<4 {
                     let j = a == 0 ? "j" : "j + \(a) * LANES"
-                    c.declare("const \(d.vec)", "v\(a)", yVector(d, j: "j0 + \(j)", gathered: buffered ? "xg" : "y", at: j))
-                    if op != .reorderQuantize || vectorGather { c.line(d.store("y", j, "v\(a)")) }
+                    c.declare("const \(d.vec)", "v\(a)", yVector(d, j: "j0 + \(j)", gathered: "xg", at: j))
+                    if staging { c.line(d.store("y", j, "v\(a)")) }
                     c.line("a\(a) = \(d.max("a\(a)", d.abs("v\(a)")));")
                 }
             }
-            c.declare("const float", "s", "\(d.hmax(d.max(d.max("a0", "a1"), d.max("a2", "a3")))) * CLIP / 7.0f")
+            c.line("return \(d.hmax(d.max(d.max("a0", "a1"), d.max("a2", "a3")))) * CLIP / 7.0f;")
+        }
+        c.comment("Pass B: the group's codes from y and s, packed straight from registers, and their sum.")
+        c.function("static void group_codes(const float *y, float s, uint8_t *codes, float *scale, int32_t *sum)") { c in
             c.line("*scale = s;")
             c.ifBlock("s == 0.0f") { c in
                 c.line("memset(codes, 0, GROUP / 2);")
@@ -352,7 +360,7 @@ struct AtomQuantizeTemplate {
             c.forLoop("int j = 0", "j < GROUP", "j += \(step)") { c in
                 for v in 0..<d.nibbleVectors {
                     let at = v == 0 ? "j" : "j + \(v * d.lanes)"
-                    c.declare("const \(d.ivec)", "c\(v)", codes(d, source, at, -8, 7))
+                    c.declare("const \(d.ivec)", "c\(v)", codes(d, "y", at, -8, 7))
                 }
                 for v in 0..<d.nibbleVectors { c.line("total = \(d.iadd("total", "c\(v)"));") }
                 c.line("store_nibbles(codes + j / 2, \((0..<d.nibbleVectors).map { "c\($0)" }.joined(separator: ", ")));")
@@ -467,7 +475,57 @@ struct AtomQuantizeTemplate {
 
     // MARK: Kernel
 
-    private func kernel(_ c: inout CSource, name: String, buffered: Bool) {
+    /// This group's share of the next row's lines (the reordering kernels).
+    private func prefetchNextRow(_ c: inout CSource) {
+        guard op.reorders else { return }
+        c.ifBlock("next") { c in
+            c.declare("const size_t", "first", "(size_t)g * lines_per_group")
+            c.forLoop("size_t l = first", "l < first + lines_per_group && l < row_lines", "l++") { c in
+                c.line("__builtin_prefetch(next + l * 64, 0, 3);")
+            }
+        }
+    }
+
+    /// The groups of one row, software-pipelined: while group g's codes are made (pass B), group g + 1's
+    /// y and scale (pass A) are computed, and with the scalar gather group g + 2 is gathered, so the
+    /// chains of one group overlap the work of the others.
+    private func pipelinedGroups(_ c: inout CSource, _ d: QuantDialect, buffered: Bool) {
+        let staging = stagesY(d)
+        func passA(first: Bool) -> String {
+            let (j0, xg, y) = first ? ("0", "staged[0]", "ys[0]") : ("(g + 1) * GROUP", "staged[(g + 1) % 3]", "ys[(g + 1) % 2]")
+            if !staging { return "group_scale(\(xg))" }
+            return buffered ? "group_scale(&in, \(xg), \(j0), \(y))" : "group_scale(&in, \(j0), \(y))"
+        }
+        c.comment(lines: [
+            "Pipelined: while group g's codes are made, group g + 1's y and scale are computed"
+                + (buffered ? " and group g + 2" : ""),
+        ] + (buffered ? [
+            "is gathered (its scalar stores have left the store buffer when the vector loads read them back);",
+            "the scale's reduction and division overlap the other work.",
+        ] : ["(the scale's reduction and division overlap the codes)."]))
+        c.declare("float", "s_next", "0.0f")
+        c.ifBlock("groups > 0") { c in
+            if buffered { c.line("gather_x(in.x, perm, GROUP, staged[0]);") }
+            c.line("s_next = \(passA(first: true));")
+        }
+        if buffered {
+            c.ifBlock("groups > 1") { c in c.line("gather_x(in.x, perm + GROUP, GROUP, staged[1]);") }
+        }
+        c.forLoop("int g = 0", "g < groups", "g++") { c in
+            c.declare("const float", "s", "s_next")
+            if buffered {
+                c.ifBlock("g + 2 < groups") { c in c.line("gather_x(in.x, perm + (g + 2) * GROUP, GROUP, staged[(g + 2) % 3]);") }
+            }
+            c.ifBlock("g + 1 < groups") { c in c.line("s_next = \(passA(first: false));") }
+            prefetchNextRow(&c)
+            let y = staging ? "ys[g % 2]" : "staged[g % 3]"
+            c.line("group_codes(\(y), s, row_codes + g * (GROUP / 2), row_scales + g, row_sums + g);")
+        }
+    }
+
+    private func kernel(_ c: inout CSource, _ d: QuantDialect, name: String) {
+        let buffered = gathersToBuffer(d)
+        let simd = d.lanes > 1
         let inputs: String
         let rowInit: String
         switch op {
@@ -492,7 +550,8 @@ struct AtomQuantizeTemplate {
             """) { c in
             c.declare("const int", "normal", "k - outliers")
             c.declare("const int", "groups", "normal / GROUP")
-            if buffered { c.declare("_Alignas(64) float", "staged[2][GROUP]") }
+            if buffered { c.declare("_Alignas(64) float", "staged[3][GROUP]") }
+            if stagesY(d) && simd { c.declare("_Alignas(64) float", "ys[2][GROUP]") }
             if op.reorders {
                 c.comment(lines: [
                     "The reordered reads jump around the row, which the hardware prefetcher cannot follow: each",
@@ -514,27 +573,13 @@ struct AtomQuantizeTemplate {
                 if op.reorders {
                     c.declare("const char *", "next", "m + 1 < m1 ? (const char *)(x + (size_t)(m + 1) * k) : NULL")
                 }
-                if buffered {
-                    c.comment(lines: [
-                        "Double-buffered gather: group g + 1 is gathered before group g is quantized, so the scalar",
-                        "stores of a group have left the store buffer when the vector loads read them back.",
-                    ])
-                    c.ifBlock("groups > 0") { c in c.line("gather_x(in.x, perm, GROUP, staged[0]);") }
-                }
-                c.forLoop("int g = 0", "g < groups", "g++") { c in
-                    if buffered {
-                        c.ifBlock("g + 1 < groups") { c in c.line("gather_x(in.x, perm + (g + 1) * GROUP, GROUP, staged[(g + 1) % 2]);") }
+                if simd {
+                    pipelinedGroups(&c, d, buffered: buffered)
+                } else {
+                    c.forLoop("int g = 0", "g < groups", "g++") { c in
+                        prefetchNextRow(&c)
+                        c.line("quantize_group(&in, g * GROUP, row_codes + g * (GROUP / 2), row_scales + g, row_sums + g);")
                     }
-                    if op.reorders {
-                        c.ifBlock("next") { c in
-                            c.declare("const size_t", "first", "(size_t)g * lines_per_group")
-                            c.forLoop("size_t l = first", "l < first + lines_per_group && l < row_lines", "l++") { c in
-                                c.line("__builtin_prefetch(next + l * 64, 0, 3);")
-                            }
-                        }
-                    }
-                    let inputs = !buffered ? "&in, g * GROUP" : op == .reorderQuantize ? "staged[g % 2]" : "&in, staged[g % 2], g * GROUP"
-                    c.line("quantize_group(\(inputs), row_codes + g * (GROUP / 2), row_scales + g, row_sums + g);")
                 }
                 c.ifBlock("outliers > 0") { c in
                     c.line("quantize_outliers(&in, normal, outliers, outlier_codes + (size_t)m * outliers, outlier_scales + m, stage);")

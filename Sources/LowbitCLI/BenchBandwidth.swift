@@ -42,16 +42,29 @@ struct BandwidthBenchmark {
         }
     }
 
-    /// peak-bandwidth `op` over `bytes` with the same thread count and the best target.
-    func ceiling(op: PeakBandwidth.Operation, bytes: Double, threads: Int) -> Double? {
+    /// A ceiling a row is held against: the operation, the working set rounded up to whole pages (at
+    /// least 16 KiB), and the thread count.
+    struct CeilingKey: Hashable {
+        var op: PeakBandwidth.Operation
+        var bytes: Int
+        var threads: Int
+
+        init(op: PeakBandwidth.Operation, bytes: Double, threads: Int) {
+            self.op = op
+            self.bytes = max(4096 * 4, Int((bytes / 4096).rounded(.up)) * 4096)
+            self.threads = threads
+        }
+    }
+
+    /// peak-bandwidth at `key` with the best target (gops is its GB/s).
+    func ceilingRun(_ key: CeilingKey) -> TrialResult {
         let family = PeakBandwidth()
         var c = family.defaultConfiguration(isa: family.bestTarget(on: context), machine: context)
-        c["op"] = .name(op.rawValue)
-        c["threads"] = .int(threads)
+        c["op"] = .name(key.op.rawValue)
+        c["threads"] = .int(key.threads)
         // Cold rows are held against one cold sweep; hot ones against repeated sweeps.
         if runner.cold { c["passes"] = .int(1) }
-        let rounded = max(4096 * 4, Int((bytes / 4096).rounded(.up)) * 4096)
-        return runner.run(family, Workload(family: family.name, shape: ["bytes": rounded]), c, seed: seed).gops
+        return runner.run(family, Workload(family: family.name, shape: ["bytes": key.bytes]), c, seed: seed)
     }
 
     /// One row of a table: what runs, the bytes it must move, the ceiling's operation, and its name in
@@ -65,10 +78,18 @@ struct BandwidthBenchmark {
         var label: String? = nil
     }
 
-    /// Runs `rows` `rounds` times, taking turns, and adds each with its fastest round to `t`.
+    /// Runs `rows` and the ceilings they are held against `rounds` times, all taking turns, and adds
+    /// each row with its fastest round to `t`, against its ceiling's fastest round (a ceiling measured
+    /// once, in a slow moment, made rows look faster than the machine).
     func run(_ rows: [Row], into t: inout Table) -> [TrialResult] {
-        let best = Self.fastest(of: rounds, rows: rows.count) { i, _ in runner.run(rows[i].family, rows[i].workload, rows[i].config, seed: seed) }
-        return zip(rows, best).map { row, r in add(row, r, into: &t) }
+        let keyOf = { (row: Row) in CeilingKey(op: row.op, bytes: row.bytes, threads: row.config.int("threads")) }
+        var keys: [CeilingKey] = []
+        for key in rows.map(keyOf) where !keys.contains(key) { keys.append(key) }
+        let best = Self.fastest(of: rounds, rows: rows.count + keys.count) { i, _ in
+            i < rows.count ? runner.run(rows[i].family, rows[i].workload, rows[i].config, seed: seed) : ceilingRun(keys[i - rows.count])
+        }
+        let peaks = Dictionary(uniqueKeysWithValues: zip(keys, best[rows.count...].map(\.gops)))
+        return zip(rows, best).map { row, r in add(row, r, peak: peaks[keyOf(row)] ?? nil, into: &t) }
     }
 
     /// Runs rows 0..<rows `rounds` times, taking turns (`run(row, round)`), and returns each row's fastest
@@ -85,11 +106,10 @@ struct BandwidthBenchmark {
         return best.map { $0! }
     }
 
-    /// Adds a measured row, held against the ceiling measured now at its size and threads.
-    func add(_ row: Row, _ r: TrialResult, into t: inout Table) -> TrialResult {
-        let (f, w, c, bytes, op, label) = (row.family, row.workload, row.config, row.bytes, row.op, row.label)
+    /// Adds a measured row, held against `peak` (GB/s), its ceiling measured in the same rounds.
+    func add(_ row: Row, _ r: TrialResult, peak: Double?, into t: inout Table) -> TrialResult {
+        let (f, w, c, bytes, label) = (row.family, row.workload, row.config, row.bytes, row.label)
         let gbs = r.timing.map { bytes / $0.min / 1e9 }
-        let peak = ceiling(op: op, bytes: bytes, threads: c.int("threads"))
         t.add([
             w.description.replacingOccurrences(of: "\(f.name) ", with: ""), label ?? c["isa"]!.description,
             c["cache"]?.description ?? "-",

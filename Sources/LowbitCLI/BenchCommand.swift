@@ -190,7 +190,6 @@ struct BenchCommand: ParsableCommand {
         var headers = ["M", "variant", "min", "median", "samples", "GOP/s", "x portable", "% ceiling"]
         if cold { headers += ["weights", "weight GB/s", "read GB/s", "% read"] }
         var table = Table(headers + ["status"], alignments: [.right, .left] + Array(repeating: .right, count: headers.count - 2) + [.left])
-        var readCeilings: [String: Double] = [:]
         // Per M, the fastest of this family's best-target and tuned rows, and the --against row (min times).
         var own: [Int: Double] = [:], others: [Int: Double] = [:]
         for m in ms {
@@ -201,8 +200,17 @@ struct BenchCommand: ParsableCommand {
             }
             if let c = tunedConfigs[m] { rows.append((label: "tuned", family: f, workload: workload, config: c)) }
             if let o = other, let row = o.rows[m] { rows.append((label: row.label, family: o.family, workload: row.workload, config: row.config)) }
+            // Cold: the read ceilings of the rows' weight bytes take turns with the rows too.
+            let ceilingOf = { (row: (label: String, family: any KernelFamily, workload: Workload, config: Configuration)) in
+                BandwidthBenchmark.CeilingKey(op: .read, bytes: Self.weightBytes(row.family.name, row.workload), threads: row.config.int("threads"))
+            }
+            var keys: [BandwidthBenchmark.CeilingKey] = []
+            if cold {
+                for key in rows.map(ceilingOf) where !keys.contains(key) { keys.append(key) }
+            }
             // Every round runs the rows in turn; a row keeps its fastest round.
-            let results = BandwidthBenchmark.fastest(of: rounds, rows: rows.count) { index, round in
+            let measured = BandwidthBenchmark.fastest(of: rounds, rows: rows.count + keys.count) { index, round in
+                guard index < rows.count else { return bandwidth.ceilingRun(keys[index - rows.count]) }
                 let row = rows[index]
                 let r = runner.run(row.family, row.workload, row.config, seed: measure.seed)
                 if rounds > 1 {
@@ -210,6 +218,8 @@ struct BenchCommand: ParsableCommand {
                 }
                 return r
             }
+            let results = measured.prefix(rows.count)
+            let readCeilings = Dictionary(uniqueKeysWithValues: zip(keys, measured[rows.count...].map(\.gops)))
             for ((label, family, workload, config), r) in zip(rows, results) {
                 let mine = family.name == f.name
                 if label == ISATarget.portable.rawValue { portableGops = r.gops }
@@ -230,10 +240,8 @@ struct BenchCommand: ParsableCommand {
                 if cold {
                     // Weight bytes per run against one cold sweep over as many bytes, same threads.
                     let bytes = Self.weightBytes(family.name, workload)
-                    let key = "\(Int(bytes)) \(config.int("threads"))"
-                    if readCeilings[key] == nil { readCeilings[key] = bandwidth.ceiling(op: .read, bytes: bytes, threads: config.int("threads")) }
                     let gbs: Double? = r.timing.map { bytes / $0.min / 1e9 }
-                    let peak: Double? = readCeilings[key]
+                    let peak: Double? = readCeilings[ceilingOf((label, family, workload, config))] ?? nil
                     row.append(Format.bytes(UInt64(bytes)))
                     row.append(gbs.map { String(format: "%.1f", $0) } ?? "-")
                     row.append(peak.map { String(format: "%.1f", $0) } ?? "-")
@@ -247,7 +255,7 @@ struct BenchCommand: ParsableCommand {
         print("")
         if cold {
             print("GOP/s counts 2*M*N*K useful operations (outlier channels included) at the minimum time; data are cold (the caches are evicted before every sample).")
-            print("weight GB/s: the packed weights (codes and scales) per run over the minimum time; read GB/s: memory bandwidth, one cold peak-bandwidth sweep reading as many bytes, same threads, this run.")
+            print("weight GB/s: the packed weights (codes and scales) per run over the minimum time; read GB/s: memory bandwidth, a cold peak-bandwidth sweep reading as many bytes, same threads, this run (with --rounds, its fastest round, taking turns with the rows).")
         } else {
             print("GOP/s counts 2*M*N*K useful operations (outlier channels included) at the minimum time; data are hot (inputs reused across samples).")
         }

@@ -129,6 +129,15 @@ struct BenchEndToEndTests {
         #expect(result.stdout.contains("% peak") && result.stdout.contains("portable"))
         #expect(result.stdout.contains("its fastest of 2 rounds"))
         #expect(!result.stdout.contains("verify-failed") && !result.stdout.contains("crashed"))
+        // Every row is held against a ceiling measured in the same rounds: a number, and the percentage of it.
+        let lines: [[String]] = result.stdout.split(separator: "\n").map { line in line.split(separator: " ").map(String.init) }
+        let rows = lines.filter { words in words.first == "k=4096" && words.last == "ok" }
+        #expect(rows.count >= 2)
+        for row in rows {
+            let gbs = Double(row[row.count - 4]), peak = Double(row[row.count - 3]), percent = Double(row[row.count - 2].dropLast())
+            #expect(gbs != nil && peak != nil && percent != nil, "\(row)")
+            if let gbs, let peak, let percent { #expect(abs(100 * gbs / peak - percent) <= 1, "\(row)") }
+        }
     }
 
     /// A record tuned at m = 8 with an 8-row tile: the bench at m = 2 and 8 adds a "tuned" row for each,

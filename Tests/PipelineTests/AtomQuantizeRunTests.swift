@@ -7,13 +7,15 @@ import Testing
 
 @Suite("AtomQuantize variants match the reference", .serialized)
 struct AtomQuantizeRunTests {
-    /// Odd M; one group with 128 outliers; no outliers; K = 4096 + 128 with 128 outliers; and an
-    /// outlier block that is not a multiple of any vector width (tails).
+    /// Odd M; one group with 128 outliers; no outliers; K = 4096 + 128 with 128 outliers; an
+    /// outlier block that is not a multiple of any vector width (tails); and three groups (the
+    /// pipelined vector kernels cycle three gather buffers).
     static let shapes: [[String: Int]] = [
         ["m": 1, "k": 256, "outliers": 128],
         ["m": 3, "k": 256, "outliers": 0],
         ["m": 17, "k": 4224, "outliers": 128],
         ["m": 3, "k": 300, "outliers": 44],
+        ["m": 2, "k": 400, "outliers": 16],
     ]
 
     @Test(arguments: AtomQuantize.Op.allCases)
