@@ -70,7 +70,7 @@ public struct AtomQuantize: KernelFamily {
                 "reordered loads: vector (hardware gather) or scalar (one load per element)"))
         }
         p += [
-            ParameterSpec("threads", .ints([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]), default: .int(1), "worker threads, each quantizing a contiguous block of rows"),
+            ParameterSpec("threads", .ints([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]), default: .int(1), "worker threads, each quantizing a contiguous block of rows (of parts of rows when rows are fewer than threads)"),
             ParameterSpec("placement", .names(ThreadPlacement.allCases.map(\.rawValue)), default: .name("scatter"), "which PUs the threads use"),
         ]
         return p
@@ -120,11 +120,19 @@ public struct AtomQuantize: KernelFamily {
         return c
     }
 
-    /// Rows are independent: one thread per core, but never more threads than rows.
+    /// One thread per core: fewer rows than threads are cut into parts (`shares`), so M = 1 uses them too.
     public func analyticalConfiguration(for workload: Workload, machine: MachineContext) -> Configuration {
-        var c = defaultConfiguration(isa: bestTarget(on: machine), machine: machine)
-        c["threads"] = .int(threadsPerCore(machine, limit: max(1, min(machine.topology.cores.count, workload["m"]))))
-        return c
+        defaultConfiguration(isa: bestTarget(on: machine), machine: machine)
+    }
+
+    /// How `threads` share an m-row run: whole rows (parts = 1) when there are at least as many rows as
+    /// threads, else each row cut into `parts` units of consecutive groups (the last unit also takes the
+    /// outlier channels) so that every thread has work, M = 1 included. `units[t]` is thread t's range of
+    /// units, unit u being part u % parts of row u / parts: the kernel's u0 and u1.
+    public static func shares(m: Int, k: Int, outliers: Int, threads: Int) -> (parts: Int, units: [Range<Int>]) {
+        let groups = max(1, (k - outliers) / AtomQuantization.groupSize)
+        let parts = m >= threads ? 1 : min(groups, (threads + m - 1) / m)
+        return (parts, balancedRanges(count: m * parts, parts: threads, unit: 1))
     }
 
     public func render(_ config: Configuration) throws -> KernelSource {

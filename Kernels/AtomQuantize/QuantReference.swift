@@ -307,17 +307,17 @@ final class AtomQuantizeInstance: KernelInstance {
         UnsafeMutablePointer<Float>?
     )
     typealias RMSNormKernel = @convention(c) (
-        UnsafePointer<Float>?, UnsafePointer<Float>?, UnsafePointer<Int32>?, Float, Int32, Int32, Int32, Int32,
+        UnsafePointer<Float>?, UnsafePointer<Float>?, UnsafePointer<Int32>?, Float, Int32, Int32, Int32, Int32, Int32,
         UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int8>?,
         UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?
     ) -> Void
     typealias ReorderKernel = @convention(c) (
-        UnsafePointer<Float>?, UnsafePointer<Int32>?, Int32, Int32, Int32, Int32,
+        UnsafePointer<Float>?, UnsafePointer<Int32>?, Int32, Int32, Int32, Int32, Int32,
         UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int8>?,
         UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?
     ) -> Void
     typealias SiluKernel = @convention(c) (
-        UnsafePointer<Float>?, UnsafePointer<Float>?, Int32, Int32, Int32, Int32,
+        UnsafePointer<Float>?, UnsafePointer<Float>?, Int32, Int32, Int32, Int32, Int32,
         UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int8>?,
         UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?
     ) -> Void
@@ -330,7 +330,9 @@ final class AtomQuantizeInstance: KernelInstance {
     let second: AlignedBuffer?
     let perm: AlignedBuffer?
     let threadCount: Int
-    let rows: [Range<Int>]
+    /// Units per row and each thread's units (`AtomQuantize.shares`).
+    let parts: Int
+    let units: [Range<Int>]
     let workingSetBytes: Int
     private var output: UnsafeMutableRawPointer?
     private var workspaces: [UnsafeMutableRawPointer] = []
@@ -360,7 +362,7 @@ final class AtomQuantizeInstance: KernelInstance {
             perm = nil
         }
         threadCount = config.int("threads")
-        rows = balancedRanges(count: m, parts: threadCount, unit: 1)
+        (parts, units) = AtomQuantize.shares(m: m, k: k, outliers: outliers, threads: threadCount)
         workingSetBytes = Int(family.bytesMoved(workload, config))
     }
 
@@ -383,22 +385,22 @@ final class AtomQuantizeInstance: KernelInstance {
     }
 
     func run(thread index: Int) {
-        let range = rows[index]
+        let range = units[index]
         guard !range.isEmpty else { return }
         let o = outputs
         let stage = workspaces[index].assumingMemoryBound(to: Float.self)
         let k = Int32(inputs.k), outliers = Int32(inputs.outliers)
-        let m0 = Int32(range.lowerBound), m1 = Int32(range.upperBound)
+        let parts = Int32(parts), u0 = Int32(range.lowerBound), u1 = Int32(range.upperBound)
         let a = first.pointer.assumingMemoryBound(to: Float.self)
         let b = second.map { UnsafePointer($0.pointer.assumingMemoryBound(to: Float.self)) }
         let p = perm.map { UnsafePointer($0.pointer.assumingMemoryBound(to: Int32.self)) }
         switch inputs.op {
         case .rmsnormReorderQuantize:
-            unsafeBitCast(kernel, to: RMSNormKernel.self)(a, b, p, inputs.eps, k, outliers, m0, m1, o.0, o.1, o.2, o.3, o.4, stage)
+            unsafeBitCast(kernel, to: RMSNormKernel.self)(a, b, p, inputs.eps, k, outliers, parts, u0, u1, o.0, o.1, o.2, o.3, o.4, stage)
         case .reorderQuantize:
-            unsafeBitCast(kernel, to: ReorderKernel.self)(a, p, k, outliers, m0, m1, o.0, o.1, o.2, o.3, o.4, stage)
+            unsafeBitCast(kernel, to: ReorderKernel.self)(a, p, k, outliers, parts, u0, u1, o.0, o.1, o.2, o.3, o.4, stage)
         case .siluMulQuantize:
-            unsafeBitCast(kernel, to: SiluKernel.self)(a, b, k, outliers, m0, m1, o.0, o.1, o.2, o.3, o.4, stage)
+            unsafeBitCast(kernel, to: SiluKernel.self)(a, b, k, outliers, parts, u0, u1, o.0, o.1, o.2, o.3, o.4, stage)
         }
     }
 

@@ -56,8 +56,14 @@ struct BandwidthBenchmark {
         }
     }
 
-    /// peak-bandwidth at `key` with the best target (gops is its GB/s).
+    /// peak-bandwidth at `key` with the best target (gops is its GB/s). At least 20 samples: a sweep
+    /// of a few hundred KiB takes tens of microseconds, where thread wake-ups make the times fall in
+    /// modes, and five samples that agree within the slow mode looked "stable" (rows then showed
+    /// 150% of a ceiling).
     func ceilingRun(_ key: CeilingKey) -> TrialResult {
+        let saved = runner.policy
+        runner.policy.minSamples = max(saved.minSamples, 20)
+        defer { runner.policy = saved }
         let family = PeakBandwidth()
         var c = family.defaultConfiguration(isa: family.bestTarget(on: context), machine: context)
         c["op"] = .name(key.op.rawValue)

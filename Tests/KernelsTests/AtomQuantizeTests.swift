@@ -90,9 +90,28 @@ struct AtomQuantizeRuleTests {
                 if isa.runs(on: machine.isa) { try family.check(config, machine: machine) }
             }
             let analytical = family.analyticalConfiguration(for: Workload(family: family.name, shape: ["m": 1, "k": 4096, "outliers": 128]), machine: machine)
-            #expect(analytical.int("threads") == 1, "one row: one thread")
+            #expect(analytical.int("threads") == family.defaultConfiguration(isa: .avx2, machine: machine).int("threads"), "one row, cut into parts: one thread per core")
             #expect(analytical.name("isa") == "avx2")
         }
+    }
+
+    /// Rows are shared whole while there are enough; fewer rows than threads are cut into group ranges
+    /// (never more parts than groups), and every unit goes to exactly one thread.
+    @Test func fewerRowsThanThreadsAreCutIntoParts() {
+        func check(m: Int, k: Int, outliers: Int, threads: Int, parts expected: Int) {
+            let (parts, units) = AtomQuantize.shares(m: m, k: k, outliers: outliers, threads: threads)
+            #expect(parts == expected, "m=\(m) k=\(k) threads=\(threads)")
+            #expect(units.count == threads)
+            #expect(units.flatMap { Array($0) } == Array(0..<(m * parts)), "each unit once, in order")
+            #expect(units.allSatisfy { !$0.isEmpty } || m * parts < threads)
+        }
+        check(m: 8, k: 4096, outliers: 128, threads: 2, parts: 1)
+        check(m: 2, k: 4096, outliers: 128, threads: 2, parts: 1)
+        check(m: 1, k: 4096, outliers: 128, threads: 2, parts: 2)
+        check(m: 1, k: 11008, outliers: 128, threads: 8, parts: 8)
+        check(m: 3, k: 4096, outliers: 128, threads: 8, parts: 3)
+        check(m: 1, k: 256, outliers: 128, threads: 4, parts: 1)  // one group: nothing to cut
+        check(m: 1, k: 384, outliers: 128, threads: 4, parts: 2)
     }
 
     @Test func shapeRulesRejectWithTheRule() {

@@ -8,14 +8,15 @@ import Testing
 @Suite("AtomQuantize variants match the reference", .serialized)
 struct AtomQuantizeRunTests {
     /// Odd M; one group with 128 outliers; no outliers; K = 4096 + 128 with 128 outliers; an
-    /// outlier block that is not a multiple of any vector width (tails); and three groups (the
-    /// pipelined vector kernels cycle three gather buffers).
+    /// outlier block that is not a multiple of any vector width (tails); three groups (the pipelined
+    /// vector kernels cycle three gather buffers), also in one row, which two threads cut in parts.
     static let shapes: [[String: Int]] = [
         ["m": 1, "k": 256, "outliers": 128],
         ["m": 3, "k": 256, "outliers": 0],
         ["m": 17, "k": 4224, "outliers": 128],
         ["m": 3, "k": 300, "outliers": 44],
         ["m": 2, "k": 400, "outliers": 16],
+        ["m": 1, "k": 512, "outliers": 128],
     ]
 
     @Test(arguments: AtomQuantize.Op.allCases)
@@ -36,10 +37,15 @@ struct AtomQuantizeRunTests {
                 guard (try? family.check(config, machine: nil)) != nil else { continue }
                 configs.append(config)
             }
-            // Two threads splitting the rows, once per target.
+            // Two threads splitting the rows (cutting rows into parts where M = 1), once per target; and
+            // on the scalar gather four, so that M = 2 and 3 rows are cut too.
             var threaded = configs[0]
             threaded["threads"] = .int(2)
             configs.append(threaded)
+            if Harness.machine.topology.pus.count >= 4 {
+                threaded["threads"] = .int(4)
+                configs.append(threaded)
+            }
             for config in configs {
                 for shape in Self.shapes {
                     let workload = Workload(family: family.name, shape: shape)

@@ -68,18 +68,18 @@ typealias F16Gemm = PackedGemm<F16Entry.PackedBytes, F16Entry.Pack, F16Entry.Ker
 /// One of the fused Atom quantize kernels for one workload: its entry point and each share's rows.
 struct AtomQuantizeKernel {
     typealias RMSNorm = @convention(c) (
-        UnsafePointer<Float>?, UnsafePointer<Float>?, UnsafePointer<Int32>?, Float, Int32, Int32, Int32, Int32,
+        UnsafePointer<Float>?, UnsafePointer<Float>?, UnsafePointer<Int32>?, Float, Int32, Int32, Int32, Int32, Int32,
         UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int8>?,
         UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?
     ) -> Void
     typealias Reorder = @convention(c) (
-        UnsafePointer<Float>?, UnsafePointer<Int32>?, Int32, Int32, Int32, Int32,
+        UnsafePointer<Float>?, UnsafePointer<Int32>?, Int32, Int32, Int32, Int32, Int32,
         UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int8>?,
         UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?
     ) -> Void
     /// silu-mul-quantize has the same C signature as reorder-quantize with (gate, up) for (x, perm).
     typealias SiluMul = @convention(c) (
-        UnsafePointer<Float>?, UnsafePointer<Float>?, Int32, Int32, Int32, Int32,
+        UnsafePointer<Float>?, UnsafePointer<Float>?, Int32, Int32, Int32, Int32, Int32,
         UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int8>?,
         UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?
     ) -> Void
@@ -97,8 +97,10 @@ struct AtomQuantizeKernel {
         stageBytes = max(64, (outliers * 4 + 63) / 64 * 64)
     }
 
-    /// Each share's rows of an m-row input.
-    func rows(m: Int) -> [Range<Int>] { balancedRanges(count: m, parts: loaded.int("threads"), unit: 1) }
+    /// Units per row and each share's units of an m-row input (`AtomQuantize.shares`).
+    func shares(m: Int, k: Int, outliers: Int) -> (parts: Int, units: [Range<Int>]) {
+        AtomQuantize.shares(m: m, k: k, outliers: outliers, threads: loaded.int("threads"))
+    }
 
     var rmsNorm: RMSNorm { unsafeBitCast(entry, to: RMSNorm.self) }
     var reorder: Reorder { unsafeBitCast(entry, to: Reorder.self) }

@@ -30,8 +30,8 @@ enum AtomActivations {
     ) throws -> W4Rows {
         let q = try ctx.kernels.quantize(.rmsnormReorderQuantize, m: m, k: k, outliers: outliers, layer: ctx.layer, role: role)
         let out = W4Rows(slot, m: m, k: k, outliers: outliers, ctx.scratch)
-        run(q, m: m, ctx) { r, stage in
-            q.rmsNorm(x, normWeight, perm, eps, Int32(k), Int32(outliers), Int32(r.lowerBound), Int32(r.upperBound),
+        run(q, m: m, k: k, outliers: outliers, ctx) { parts, u0, u1, stage in
+            q.rmsNorm(x, normWeight, perm, eps, Int32(k), Int32(outliers), parts, u0, u1,
                       out.codes, out.scales, out.sums, out.outlierCodes, out.outlierScales, stage)
         }
         return out
@@ -44,8 +44,8 @@ enum AtomActivations {
     ) throws -> W4Rows {
         let q = try ctx.kernels.quantize(.reorderQuantize, m: m, k: k, outliers: outliers, layer: ctx.layer, role: role)
         let out = W4Rows(slot, m: m, k: k, outliers: outliers, ctx.scratch)
-        run(q, m: m, ctx) { r, stage in
-            q.reorder(x, perm, Int32(k), Int32(outliers), Int32(r.lowerBound), Int32(r.upperBound),
+        run(q, m: m, k: k, outliers: outliers, ctx) { parts, u0, u1, stage in
+            q.reorder(x, perm, Int32(k), Int32(outliers), parts, u0, u1,
                       out.codes, out.scales, out.sums, out.outlierCodes, out.outlierScales, stage)
         }
         return out
@@ -58,8 +58,8 @@ enum AtomActivations {
     ) throws -> W4Rows {
         let q = try ctx.kernels.quantize(.siluMulQuantize, m: m, k: k, outliers: outliers, layer: ctx.layer, role: role)
         let out = W4Rows(slot, m: m, k: k, outliers: outliers, ctx.scratch)
-        run(q, m: m, ctx) { r, stage in
-            q.siluMul(gate, up, Int32(k), Int32(outliers), Int32(r.lowerBound), Int32(r.upperBound),
+        run(q, m: m, k: k, outliers: outliers, ctx) { parts, u0, u1, stage in
+            q.siluMul(gate, up, Int32(k), Int32(outliers), parts, u0, u1,
                       out.codes, out.scales, out.sums, out.outlierCodes, out.outlierScales, stage)
         }
         return out
@@ -82,14 +82,15 @@ enum AtomActivations {
     }
 
     private static func run(
-        _ q: AtomQuantizeKernel, m: Int, _ ctx: LayerContext, _ body: (Range<Int>, UnsafeMutablePointer<Float>) -> Void
+        _ q: AtomQuantizeKernel, m: Int, k: Int, outliers: Int, _ ctx: LayerContext,
+        _ body: (_ parts: Int32, _ u0: Int32, _ u1: Int32, UnsafeMutablePointer<Float>) -> Void
     ) {
-        let rows = q.rows(m: m)
-        let stages = ctx.scratch.workspaces(.stage, shares: rows.count, bytes: q.stageBytes)
+        let (parts, units) = q.shares(m: m, k: k, outliers: outliers)
+        let stages = ctx.scratch.workspaces(.stage, shares: units.count, bytes: q.stageBytes)
         ctx.timed(.prepare) {
-            ctx.threads.run(shares: rows.count) { s in
-                guard !rows[s].isEmpty else { return }
-                body(rows[s], (stages.base + s * stages.stride).assumingMemoryBound(to: Float.self))
+            ctx.threads.run(shares: units.count) { s in
+                guard !units[s].isEmpty else { return }
+                body(Int32(parts), Int32(units[s].lowerBound), Int32(units[s].upperBound), (stages.base + s * stages.stride).assumingMemoryBound(to: Float.self))
             }
         }
     }
