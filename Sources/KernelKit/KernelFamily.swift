@@ -198,23 +198,27 @@ extension KernelFamily {
     }
 
     /// A configuration tuned for another shape of this family, fitted to `workload` before it runs
-    /// there (the runtime's nearest-shape lookup): a register tile with more rows than the workload
-    /// (`mr` > `m`) would compute padding rows against every weight panel, so `mr` drops to the largest
-    /// value of its domain not above `m`, and `mc` to a multiple of it. Everything else, and every
-    /// configuration this does not apply to or whose fitted form breaks a constraint, is returned as is.
+    /// there (the runtime's nearest-shape lookup). The workload's own parameters replace the record's
+    /// (`workloadParameters`: attention's cache format comes from kvbits, so a nearest INT8 record
+    /// serving an FP32-cache workload runs with cache=fp32). A register tile with more rows than the
+    /// workload (`mr` > `m`) would compute padding rows against every weight panel, so `mr` drops to the
+    /// largest value of its domain not above `m`, and `mc` to a multiple of it; a fitted tile that
+    /// breaks a constraint is left as it was.
     public func adapting(_ config: Configuration, to workload: Workload, machine: MachineContext?) -> Configuration {
-        guard let m = workload.shape["m"], case .int(let mr)? = config["mr"], mr > m,
+        var base = config
+        for (name, value) in workloadParameters(workload) { base[name] = value }
+        guard let m = workload.shape["m"], case .int(let mr)? = base["mr"], mr > m,
             case .ints(let rows)? = parameter("mr")?.domain, let fitted = rows.filter({ $0 <= max(m, 1) }).max()
-        else { return config }
-        var c = config
+        else { return base }
+        var c = base
         c["mr"] = .int(fitted)
         if case .int(let mc)? = c["mc"], mc % fitted != 0, case .ints(let blocks)? = parameter("mc")?.domain {
             guard let block = blocks.filter({ $0 % fitted == 0 && $0 >= mc }).min() ?? blocks.filter({ $0 % fitted == 0 }).max() else {
-                return config
+                return base
             }
             c["mc"] = .int(block)
         }
-        return (try? check(c, machine: machine)) != nil ? c : config
+        return (try? check(c, machine: machine)) != nil ? c : base
     }
 
     /// Every parameter present and inside its domain.

@@ -115,6 +115,20 @@ struct AdaptingTests {
         let w = Workload(family: attention.name, shape: ["b": 1, "hq": 32, "hkv": 32, "d": 128, "ctx": 64])
         #expect(attention.adapting(config, to: w, machine: nil) == config)
     }
+
+    /// A workload's own parameters win over the stored shape's: an INT8-cache record serving an
+    /// FP32-cache workload (kvbits = 32) runs with cache=fp32, the rest of the record kept.
+    @Test func theWorkloadsOwnParametersReplaceTheRecords() throws {
+        let attention = AttentionDecode()
+        var int8 = attention.defaultConfiguration(isa: .avx512vnni, machine: nil)
+        int8["cache"] = .name("int8")
+        int8["tb"] = .int(32)
+        let fp32 = Workload(family: attention.name, shape: ["b": 2, "hq": 32, "hkv": 32, "d": 128, "ctx": 1024, "kvbits": 32])
+        let fitted = attention.adapting(int8, to: fp32, machine: nil)
+        #expect(fitted.name("cache") == "fp32" && fitted.int("tb") == 32)
+        #expect(int8.changes(to: fitted) == "cache=int8->fp32")
+        try attention.check(fitted, machine: nil)
+    }
 }
 
 @Suite("gemm-w8a8 parameters and rules")
