@@ -2,12 +2,13 @@ import KernelKit
 import Machine
 
 /// `gemm-w4a4` (KERNELS.md section 2): Atom's main kernel. INT4 activations and weights with group-128
-/// scales on the normal channels and INT8 outlier channels at the end of K, in one kernel, fp32 out.
+/// scales on the normal channels and INT8 outlier channels at the end of K, in one kernel, fp32 out
+/// (binary16 out as an option: `out=fp16`, which a workload asks for with `ybits` = 16).
 public struct GemmW4A4: KernelFamily {
     public init() {}
 
     public let name = "gemm-w4a4"
-    public let summary = "Atom W4A4: INT4 group-128 activations x weights, + O INT8 outlier channels, fp32 accumulation and output"
+    public let summary = "Atom W4A4: INT4 group-128 activations x weights, + O INT8 outlier channels, fp32 accumulation, fp32 (or fp16) output"
     public let templateVersion = 6
     public let dimensions = ["m", "n", "k", "outliers"]
     public let shapeRules = [
@@ -15,8 +16,16 @@ public struct GemmW4A4: KernelFamily {
         "outliers: 0 <= outliers < k, a multiple of 4",
         "groups: k - outliers is a positive multiple of 128",
         "size: m * n and n * k each fit in 2^31 elements",
+        "ybits (optional): 16 stores Y as binary16 (out=fp16); absent, 0 or 32 as fp32 (out=fp32)",
     ]
     public let targets: [ISATarget] = [.portable, .avx2, .avxvnni, .avx512vnni, .neonDotprod]
+
+    /// Y's format is the caller's, not the tuner's: `ybits` fixes `out`, fp32 unless it says 16.
+    public var optionalDimensions: [String] { ["ybits"] }
+
+    public func workloadParameters(_ workload: Workload) -> [String: ParamValue] {
+        ["out": .name(workload.shape["ybits"] == 16 ? "fp16" : "fp32")]
+    }
 
     public var parameters: [ParameterSpec] {
         [
@@ -31,6 +40,7 @@ public struct GemmW4A4: KernelFamily {
             ParameterSpec("acc", .names(["registers", "memory"]), default: .name("registers"), "where the tile's fp32 sums live: vector registers, or the tile's partial buffer in L1 (frees registers for taller tiles)"),
             ParameterSpec("gsum", .names(["int16", "int32"]), default: .name("int16"), "group sums: int16 on AVX2 (vpmaddubsw added in int16 over a whole group, widened once; exact for 4-bit codes) or int32 (AVX2's int32 path: widened after every vpmaddubsw); the dot-product targets and portable sum in int32 and take int16"),
             ParameterSpec("layout", .names(["split", "interleaved"]), default: .name("split"), "packed weight panel: all codes then all group scales (split), or each group's scales right after its codes (interleaved, one stream)"),
+            ParameterSpec("out", .names(["fp32", "fp16"]), default: .name("fp32"), "Y's format: fp32, or IEEE binary16 rounded to nearest even (fixed by the workload's ybits, not tuned)"),
             ParameterSpec("threads", .ints([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]), default: .int(1), "worker threads"),
             ParameterSpec("tm", .ints([1, 2, 3, 4, 6, 8, 12, 16]), default: .int(1), "threads along M (threads / tm along N)"),
             ParameterSpec("placement", .names(ThreadPlacement.allCases.map(\.rawValue)), default: .name("scatter"), "which PUs the threads use"),
@@ -46,6 +56,7 @@ public struct GemmW4A4: KernelFamily {
         "nc-panels: nc is a multiple of nr",
         "thread-layout: threads is a multiple of tm",
         "isa-runs (machine): the target's instructions are usable on this machine",
+        "half-store (machine): out=fp16 on avx2 or avx-vnni needs F16C",
         "threads-pus (machine): threads <= processing units",
         "l1-panel (machine): kc * nr / 2 bytes of packed weights fit in the L1 data cache",
         "l2-block (machine): mc * kc bytes of unpacked activations fit in L2",
@@ -62,11 +73,18 @@ public struct GemmW4A4: KernelFamily {
         if workload["m"] * workload["n"] > limit || workload["n"] * workload["k"] > limit {
             throw ConstraintViolation("size", "\(workload) has more than 2^31 elements in Y or W")
         }
+        if let bits = workload.shape["ybits"], ![0, 16, 32].contains(bits) {
+            throw ConstraintViolation("ybits", "ybits = \(bits): Y is stored as fp32 (32, or leave it out) or binary16 (16)")
+        }
     }
 
     public func check(_ config: Configuration, machine: MachineContext?) throws {
         try checkDomains(config)
         try Self.checkBlocking(config, machine: machine)
+        let isa = ISATarget(rawValue: config.name("isa"))!
+        if let machine, config.name("out") == "fp16", isa == .avx2 || isa == .avxvnni, !machine.isa.usable.contains(.f16c) {
+            throw ConstraintViolation("half-store", "out=fp16 on \(isa) converts with F16C, which this machine lacks")
+        }
     }
 
     /// The register tile, blocking, threads and machine rules (everything but the domains), shared with
@@ -181,6 +199,17 @@ public struct GemmW4A4: KernelFamily {
         let n = Double(workload["n"]), k = workload["k"], o = workload.shape["outliers"] ?? AtomQuantization.defaultOutliers
         let normal = Double(k - o)
         return n * (normal / 2 + normal / Double(AtomQuantization.groupSize) * 4 + Double(o) + 4)
+    }
+
+    /// The C function `static uint16_t half_from_float(float)` every out=fp16 variant carries (for
+    /// partial tiles and the portable target), with the includes it needs: for tests against Swift's
+    /// Float16 conversion.
+    public static var halfFromFloatSource: String {
+        var c = CSource()
+        for h in ["stdint.h", "string.h"] { c.include(h) }
+        c.line()
+        GemmW4A4Template.renderHalfFromFloat(&c)
+        return c.description
     }
 
     public func makeInstance(workload: Workload, config: Configuration, symbols: SymbolTable, seed: UInt64) throws -> KernelInstance {

@@ -214,3 +214,27 @@ struct W4Dialect: Sendable {
         outlierConstants: [], outlierOffset: false,
         loadBytes: { "vld1q_s8((const int8_t *)(\($0)))" })
 }
+
+extension W4Dialect {
+    /// A statement storing the lanes of `value` to `pointer` (uint16_t *) as IEEE binary16, rounded to
+    /// nearest even: vcvtps2ph (AVX-512F; F16C through `store_halves8` on the AVX2 targets) or fcvtn.
+    func storeHalves(_ pointer: String, _ value: String) -> String {
+        switch floatVector {
+        case "__m512": return "_mm256_storeu_si256((__m256i *)(\(pointer)), _mm512_cvtps_ph(\(value), _MM_FROUND_TO_NEAREST_INT));"
+        case "__m256": return "store_halves8(\(pointer), \(value));"
+        default: return "vst1_u16(\(pointer), vreinterpret_u16_f16(vcvt_f16_f32(\(value))));"
+        }
+    }
+
+    /// The AVX2 targets' F16C helper: a function of its own, compiled for F16C (the target flags are
+    /// AVX2 and FMA), so only a machine with F16C runs it (`half-store` rule).
+    var halfHelpers: [String] {
+        guard floatVector == "__m256" else { return [] }
+        return [
+            "/* 8 fp32 lanes to binary16, round to nearest even (F16C vcvtps2ph). */",
+            "__attribute__((target(\"f16c\"))) static void store_halves8(uint16_t *p, __m256 v) {",
+            "    _mm_storeu_si128((__m128i *)p, _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));",
+            "}",
+        ]
+    }
+}

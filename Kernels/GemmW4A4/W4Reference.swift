@@ -108,19 +108,21 @@ final class GemmW4A4Instance: KernelInstance {
     typealias WorkspaceBytes = @convention(c) () -> Int
     typealias Kernel = @convention(c) (
         UnsafePointer<UInt8>?, UnsafePointer<Float>?, UnsafePointer<Int32>?, UnsafePointer<Int8>?, UnsafePointer<Float>?,
-        UnsafeRawPointer?, UnsafeMutablePointer<Float>?, Int32, Int32, Int32, Int32, Int32, Int32, Int32, UnsafeMutableRawPointer?
+        UnsafeRawPointer?, UnsafeMutableRawPointer?, Int32, Int32, Int32, Int32, Int32, Int32, Int32, UnsafeMutableRawPointer?
     ) -> Void
 
     let m: Int, n: Int, k: Int, outliers: Int, seed: UInt64
+    /// Y is binary16 (`out=fp16`) rather than fp32.
+    let half: Bool
     let operands: W4Operands
     let kernel: Kernel
     let workspaceBytesPerThread: Int
     let threadCount: Int
     let blocks: [(rows: Range<Int>, cols: Range<Int>)]
-    private var output: UnsafeMutablePointer<Float>?
+    private var output: UnsafeMutableRawPointer?
     private var workspaces: [UnsafeMutableRawPointer] = []
 
-    var outputBytes: Int { m * n * MemoryLayout<Float>.size }
+    var outputBytes: Int { m * n * (half ? MemoryLayout<UInt16>.size : MemoryLayout<Float>.size) }
     var workingSetBytes: Int { operands.byteCount + outputBytes }
 
     init(workload: Workload, config: Configuration, symbols: SymbolTable, names: [String: String], seed: UInt64) throws {
@@ -128,6 +130,7 @@ final class GemmW4A4Instance: KernelInstance {
         n = workload["n"]
         k = workload["k"]
         outliers = workload.shape["outliers"] ?? AtomQuantization.defaultOutliers
+        half = config.name("out") == "fp16"
         self.seed = seed
         var rng = SeededGenerator(seed: seed)
         let a = AtomQuantization.quantize(
@@ -147,7 +150,7 @@ final class GemmW4A4Instance: KernelInstance {
     func prepare() throws { operands.prepare() }
 
     func bind(output: UnsafeMutableRawPointer, workspaces: [UnsafeMutableRawPointer]) {
-        self.output = output.assumingMemoryBound(to: Float.self)
+        self.output = output
         self.workspaces = workspaces
     }
 
@@ -167,6 +170,15 @@ final class GemmW4A4Instance: KernelInstance {
         let expected = ReferenceCache.shared.value(for: "gemm-w4a4 \(m) \(n) \(k) \(outliers) \(seed)") {
             GemmW4A4Reference.compute(a: operands.a, w: operands.w)
         }
-        return compareBitExact(expected: expected, actual: UnsafeBufferPointer(start: output!, count: m * n), columns: n)
+        guard half else {
+            return compareBitExact(expected: expected, actual: UnsafeBufferPointer(start: output!.assumingMemoryBound(to: Float.self), count: m * n), columns: n)
+        }
+        // binary16 Y: the reference's fp32 results rounded to nearest even, compared bit for bit (widened
+        // back to fp32, which every binary16 value is exactly).
+        let halves = UnsafeBufferPointer(start: output!.assumingMemoryBound(to: UInt16.self), count: m * n)
+        let widened = halves.map { Float(Float16(bitPattern: $0)) }
+        return widened.withUnsafeBufferPointer { actual in
+            compareBitExact(expected: expected.map { Float(Float16($0)) }, actual: actual, columns: n)
+        }
     }
 }

@@ -27,6 +27,10 @@ struct GemmW4A4Template {
     /// Each group's scales follow its codes in the packed panel (one stream) instead of all scales
     /// after all codes; a configuration without `layout` (stored before version 6) is split.
     var interleaved: Bool { config["layout"] == .name("interleaved") }
+    /// Y stored as IEEE binary16 (gemm-w4a4 `out=fp16`): each fp32 result rounded to nearest even.
+    var halfOutput: Bool { epilogue == .fp32 && config["out"] == .name("fp16") }
+    /// The C element type of Y.
+    private var yType: String { halfOutput ? "uint16_t" : "float" }
     /// AVX2's int32 group-sum path (`gsum=int32`).
     var int32Sums: Bool { config["gsum"] == .name("int32") }
     /// The target's micro-kernel spelling (nil: portable C).
@@ -43,7 +47,7 @@ struct GemmW4A4Template {
     var variantName: String {
         let tile = "\(isa.rawValue.replacingOccurrences(of: "-", with: ""))_mr\(mr)_nr\(nr)_kc\(config.int("kc"))_mc\(config.int("mc"))_nc\(config.int("nc"))_\(unpack)_pf\(prefetch)\(memoryAccumulators ? "_accmem" : "")\(int32Sums ? "_g32" : "")\(interleaved ? "_il" : "")"
         switch epilogue {
-        case .fp32: return "gemm_w4a4__\(tile)"
+        case .fp32: return "gemm_w4a4__\(tile)\(halfOutput ? "_yf16" : "")"
         case .kvCache(let format, let page): return "gemm_w4a4_kv__\(tile)_\(format.rawValue)_p\(page)"
         }
     }
@@ -54,7 +58,7 @@ struct GemmW4A4Template {
         case .fp32:
             return [
                 "gemm-w4a4, template version \(templateVersion): \(variantName)",
-                "Parameters: " + Self.codeParameters.map { "\($0)=\(config[$0]!)" }.joined(separator: " "),
+                "Parameters: " + (Self.codeParameters + ["out"]).compactMap { p in config[p].map { "\(p)=\($0)" } }.joined(separator: " "),
             ]
         case .kvCache(let format, let page):
             return [
@@ -74,6 +78,7 @@ struct GemmW4A4Template {
             "        + sa8[m] * sw8[n] * sum over the O outlier channels of a8[m][k] * w8[n][k]",
             "INT4 codes in [-8, 7], groups of 128, INT8 outliers in [-127, 127]. Each group's integer sum is exact;",
             "it is scaled in fp32 and added to one fp32 accumulator, groups in order, outliers last.",
+        ] + (halfOutput ? ["Y is stored as IEEE binary16: each fp32 result rounded to nearest even (overflow to infinity)."] : []) + [
             "Group sums: " + (d?.note ?? "plain C loops over int32 accumulators") + ".",
             "",
         ] + epilogueComment)
@@ -246,13 +251,53 @@ struct GemmW4A4Template {
     private func renderHelpers(_ c: inout CSource, simd: Bool) {
         c.minIntHelper()
         if simd { c.load4Helper() }
+        if halfOutput {
+            Self.renderHalfFromFloat(&c)
+            if let d = dialect { c.lines(d.halfHelpers) }
+        }
     }
 
-    private let tileSignature = """
+    /// IEEE binary16 bits of x, rounded to nearest even (subnormals, overflow to infinity, quiet NaN):
+    /// the portable target's store and every target's partial tiles.
+    static func renderHalfFromFloat(_ c: inout CSource) {
+        c.comment("IEEE binary16 of x, rounded to nearest even; beyond 65504 (after rounding) infinity, NaN stays NaN.")
+        c.function("static uint16_t half_from_float(float x)") { c in
+            c.declare("uint32_t", "bits", "0")
+            c.line("memcpy(&bits, &x, sizeof bits);")
+            c.declare("const uint16_t", "sign", "(uint16_t)((bits >> 16) & 0x8000u)")
+            c.declare("const uint32_t", "magnitude", "bits & 0x7FFFFFFFu")
+            c.ifBlock("magnitude > 0x7F800000u") { c in c.line("return (uint16_t)(sign | 0x7E00u);") }
+            c.ifBlock("magnitude >= 0x477FF000u") { c in
+                c.comment("65520 and up round to infinity (and infinity stays)")
+                c.line("return (uint16_t)(sign | 0x7C00u);")
+            }
+            c.ifBlock("magnitude >= 0x38800000u") { c in
+                c.comment("a normal half: rebias the exponent, round the 13 dropped bits to nearest even")
+                c.declare("const uint32_t", "rounded", "magnitude + 0x0FFFu + ((magnitude >> 13) & 1u)")
+                c.line("return (uint16_t)(sign | ((rounded - 0x38000000u) >> 13));")
+            }
+            c.ifBlock("magnitude <= 0x33000000u") { c in
+                c.comment("at most 2^-25, half the smallest subnormal: rounds to (even) zero")
+                c.line("return sign;")
+            }
+            c.comment("a subnormal half: the 24-bit significand shifted to units of 2^-24, rounded to nearest even")
+            c.declare("const int", "shift", "126 - (int)(magnitude >> 23)")
+            c.declare("const uint32_t", "significand", "(magnitude & 0x007FFFFFu) | 0x00800000u")
+            c.declare("uint32_t", "units", "significand >> shift")
+            c.declare("const uint32_t", "rest", "significand & ((1u << shift) - 1u)")
+            c.declare("const uint32_t", "half_unit", "1u << (shift - 1)")
+            c.ifBlock("rest > half_unit || (rest == half_unit && (units & 1u))") { c in c.line("units += 1;") }
+            c.line("return (uint16_t)(sign | units);")
+        }
+    }
+
+    private var tileSignature: String {
+        """
         static void tile(const int8_t *a, int rows, const uint8_t *panel, int k, int outliers, int k0, int kc,
                          int first, int last, float *partial, const float *a_scales, const int32_t *a_sums,
-                         const int8_t *a_outliers, const float *a_outlier_scales, float *y, int ldy, int cols)
+                         const int8_t *a_outliers, const float *a_outlier_scales, \(yType) *y, int ldy, int cols)
         """
+    }
 
     private var tileComment: [String] {
         [
@@ -361,13 +406,27 @@ struct GemmW4A4Template {
                     }
                 }
             }
+            let result = { (i: Int, j: Int) in memoryAccumulators ? d.loadFloat(fsum(i, j, d)) : "f\(i)_\(j)" }
+            if halfOutput {
+                c.ifBlock("rows == MR && cols == NR") { c in
+                    for i in rows { for j in cols { c.line(d.storeHalves("y + (size_t)\(i) * ldy + \(j * d.lanes)", result(i, j))) } }
+                    c.line("return;")
+                }
+                c.comment("A partial tile: through fp32, element by element.")
+                c.declare("float", "spill[MR * NR]")
+                for i in rows { for j in cols { c.line(d.storeFloat("spill + \(i) * NR + \(j * d.lanes)", result(i, j))) } }
+                c.forLoop("int i = 0", "i < rows", "i++") { c in
+                    c.forLoop("int j = 0", "j < cols", "j++") { c in c.line("y[(size_t)i * ldy + j] = half_from_float(spill[i * NR + j]);") }
+                }
+                return
+            }
             c.declare("float", "spill[MR * NR]")
             c.declare("const int", "direct", "rows == MR && cols == NR")
             c.declare("float *", "out", "direct ? y : spill")
             c.declare("const int", "ldo", "direct ? ldy : NR")
             for i in rows {
                 for j in cols {
-                    c.line(d.storeFloat("out + \(i) * ldo + \(j * d.lanes)", memoryAccumulators ? d.loadFloat(fsum(i, j, d)) : "f\(i)_\(j)"))
+                    c.line(d.storeFloat("out + \(i) * ldo + \(j * d.lanes)", result(i, j)))
                 }
             }
             c.ifBlock("!direct") { c in
@@ -440,7 +499,9 @@ struct GemmW4A4Template {
                 }
             }
             c.forLoop("int i = 0", "i < rows", "i++") { c in
-                c.forLoop("int j = 0", "j < cols", "j++") { c in c.line("y[(size_t)i * ldy + j] = acc[i][j];") }
+                c.forLoop("int j = 0", "j < cols", "j++") { c in
+                    c.line(halfOutput ? "y[(size_t)i * ldy + j] = half_from_float(acc[i][j]);" : "y[(size_t)i * ldy + j] = acc[i][j];")
+                }
             }
         }
     }
@@ -448,12 +509,12 @@ struct GemmW4A4Template {
     private func renderDriver(_ c: inout CSource, name: String) {
         c.comment(lines: [
             "Y[m0:m1][n0:n1] from quantized activations (codes [M][K'/2], scales and code sums [M][K'/G],",
-            "outlier codes [M][O] and scales [M]) and packed weights; Y has N columns. `workspace` holds",
+            "outlier codes [M][O] and scales [M]) and packed weights; Y has N columns\(halfOutput ? " of binary16" : ""). `workspace` holds",
             "\(name)_workspace_bytes() bytes for this thread.",
         ])
         c.function("""
             void \(name)(const uint8_t *a_codes, const float *a_scales, const int32_t *a_sums, const int8_t *a_outliers,
-                 const float *a_outlier_scales, const void *packed, float *y, int n, int k, int outliers, int m0, int m1,
+                 const float *a_outlier_scales, const void *packed, \(yType) *y, int n, int k, int outliers, int m0, int m1,
                  int n0, int n1, void *workspace)
             """) { c in
             c.declare("const int", "normal", "k - outliers")

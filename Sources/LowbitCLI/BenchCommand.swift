@@ -107,8 +107,9 @@ struct BenchCommand: ParsableCommand {
             throw ValidationError("no benchmark for \(family) yet; families with benchmarks: \((gemms + ["tuner"]).joined(separator: ", "))")
         }
         let extraDims = try shapeExtras.reduce(into: [String: Int]()) { dims, item in
-            guard let size = ShapeOptions.size(item), f.dimensions.contains(size.name) else {
-                throw ValidationError("--shape expects one of \(f.dimensions.joined(separator: ", ")) as name=integer, got '\(item)'")
+            let known = f.dimensions + f.optionalDimensions
+            guard let size = ShapeOptions.size(item), known.contains(size.name) else {
+                throw ValidationError("--shape expects one of \(known.joined(separator: ", ")) as name=integer, got '\(item)'")
             }
             dims[size.name] = size.value
         }
@@ -128,6 +129,8 @@ struct BenchCommand: ParsableCommand {
         let variants = try chosen.filter { $0.runs(on: machine.isa) }.map { isa -> Configuration in
             var o = overrides
             o["isa"] = isa.rawValue
+            // The workload's own parameters (gemm-w4a4's out from --shape ybits), unless --param sets them.
+            for (name, value) in f.workloadParameters(gemmWorkload(f, m: 1, extraDims: extraDims)) where o[name] == nil { o[name] = value.description }
             return try f.configuration(overrides: o, machine: context)
         }
 
@@ -275,6 +278,7 @@ struct BenchCommand: ParsableCommand {
     func gemmWorkload(_ f: any KernelFamily, m: Int, extraDims: [String: Int]) -> Workload {
         var shape = ["m": m, "n": n, "k": k]
         for d in f.dimensions where shape[d] == nil { shape[d] = extraDims[d] ?? (d == "outliers" ? AtomQuantization.defaultOutliers : 0) }
+        for d in f.optionalDimensions { if let v = extraDims[d] { shape[d] = v } }
         return Workload(family: f.name, shape: shape)
     }
 
@@ -302,9 +306,13 @@ struct BenchCommand: ParsableCommand {
     func shapeConfiguration(
         _ f: any KernelFamily, _ workload: Workload, _ base: Configuration, overrides: [String: String], context: MachineContext
     ) -> Configuration {
+        var base = base
+        // The workload's own parameters (gemm-w4a4's out from ybits) in every row.
+        for (name, value) in f.workloadParameters(workload) { base[name] = value }
         guard base.name("isa") == f.bestTarget(on: context).rawValue else { return base }
         var tuned = f.analyticalConfiguration(for: workload, machine: context)
         for name in overrides.keys { if let v = base[name] { tuned[name] = v } }
+        for (name, value) in f.workloadParameters(workload) { tuned[name] = value }
         return (try? f.check(tuned, machine: context)) != nil ? tuned : base
     }
 

@@ -1,3 +1,4 @@
+import Foundation
 import KernelKit
 import Kernels
 import Machine
@@ -26,7 +27,9 @@ struct GemmW4A4TemplateTests {
                 memory["mr"] = .int(4)
                 memory["nr"] = .int(2 * lanes)
             }
-            var variants = [config, small, memory]
+            var half = memory
+            half["out"] = .name("fp16")
+            var variants = [config, small, memory, half]
             if isa == .avx2 {
                 var wide = memory
                 wide["gsum"] = .name("int32")
@@ -42,6 +45,31 @@ struct GemmW4A4TemplateTests {
                 }
             }
         }
+    }
+
+    /// The portable binary16 conversion (partial tiles, the portable target) rounds as Swift's Float16
+    /// does: ties to even, subnormals, the overflow threshold, infinities and zeros of both signs, and
+    /// a sweep of bit patterns.
+    @Test func halfConversionMatchesFloat16() throws {
+        typealias Convert = @convention(c) (Float) -> UInt16
+        let source = GemmW4A4.halfFromFloatSource + "\nuint16_t lowbit_half(float x) { return half_from_float(x); }\n"
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lowbit-half-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let job = CompileJob(name: "half", source: source, flags: [], compiler: try CompilerDiscovery.discover())
+        let library = try LoadedLibrary(path: try ArtifactCache(directory: dir).artifact(for: job).path)
+        let convert = try library.symbol("lowbit_half", as: Convert.self)
+        var values: [Float] = [0, -0, 1, -1, 65504, 65519.99, 65520, -65520, 1e6, .infinity, -.infinity, 0x1p-14, 0x1p-24, 0x1p-25,
+                               0x1.8p-25, 0x1.000002p-25, 0x1.8p-24, 0x1.4p-24, 0x1.ffcp-15, 0x1.ffep-15, 1 + 0x1p-11, 1 + 0x1.8p-11, 1 + 0x1p-12,
+                               .leastNonzeroMagnitude, .greatestFiniteMagnitude, 3.14159, -2.71828]
+        var rng = SeededGenerator(seed: 5)
+        for _ in 0..<200_000 { values.append(Float(bitPattern: UInt32.random(in: 0...UInt32.max, using: &rng))) }
+        var mismatches: [String] = []
+        for x in values where !x.isNaN {
+            let expected = Float16(x).bitPattern, actual = convert(x)
+            if expected != actual && mismatches.count < 5 { mismatches.append("\(x): 0x\(String(actual, radix: 16)), expected 0x\(String(expected, radix: 16))") }
+        }
+        #expect(mismatches.isEmpty, "\(mismatches)")
+        #expect(Float16(bitPattern: convert(.nan)).isNaN)
     }
 
     /// Decode-sized M streams the weights once: one row panel covers M (a second would unpack every

@@ -83,7 +83,7 @@ struct AdaptingTests {
     let family = GemmW4A4()
     let stored = Configuration([
         "isa": .name("avx512-vnni"), "mr": .int(8), "nr": .int(32), "kc": .int(2048), "mc": .int(8), "nc": .int(4096),
-        "unpack": .name("lut"), "pf": .int(8192), "acc": .name("memory"), "gsum": .name("int16"), "layout": .name("split"), "threads": .int(2), "tm": .int(1), "placement": .name("scatter"),
+        "unpack": .name("lut"), "pf": .int(8192), "acc": .name("memory"), "gsum": .name("int16"), "layout": .name("split"), "out": .name("fp32"), "threads": .int(2), "tm": .int(1), "placement": .name("scatter"),
     ])
 
     func workload(m: Int) -> Workload { Workload(family: family.name, shape: ["m": m, "n": 11008, "k": 4096, "outliers": 128]) }

@@ -58,5 +58,23 @@ struct GemmW4A4RunTests {
                 #expect(r.verification?.passed == true)
             }
         }
+        // binary16 Y (ybits = 16): the reference rounded to nearest even, bit for bit, through whole and
+        // partial tiles, with the sums in registers and in memory.
+        for config in [base, memory] {
+            var half = config
+            half["out"] = .name("fp16")
+            for shape in shapes {
+                let workload = Workload(family: family.name, shape: shape.merging(["ybits": 16]) { a, _ in a })
+                let r = runner.run(family, workload, half, seed: UInt64(shape["m"]! * 37 + shape["k"]!), verifyOnly: true)
+                #expect(r.status == .ok, "\(workload) \(half): \(r.status.rawValue) at \(r.stage): \(r.message ?? "")")
+                #expect(r.verification?.passed == true && r.verification?.checked == shape["m"]! * shape["n"]!)
+            }
+        }
+        // The workload decides Y's format: fp16 for a fp32 workload (or the reverse) is rejected.
+        var half = base
+        half["out"] = .name("fp16")
+        let plain = Workload(family: family.name, shape: shapes[0])
+        let rejected = runner.run(family, plain, half, seed: 1, verifyOnly: true)
+        #expect(rejected.status == .rejected && rejected.message?.contains("fixes out=fp32") == true)
     }
 }
