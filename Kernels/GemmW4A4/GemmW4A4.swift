@@ -151,7 +151,9 @@ public struct GemmW4A4: KernelFamily {
     /// whole groups.
     public func analyticalConfiguration(for workload: Workload, machine: MachineContext) -> Configuration {
         let isa = bestTarget(on: machine)
-        return Self.analytical(self, blocking: Self.blocking(isa), base: defaultConfiguration(isa: isa, machine: machine), workload: workload, machine: machine)
+        var c = Self.analytical(self, blocking: Self.blocking(isa), base: defaultConfiguration(isa: isa, machine: machine), workload: workload, machine: machine)
+        for (name, value) in workloadParameters(workload) { c[name] = value }  // Y's format
+        return c
     }
 
     /// Vector registers a SIMD tile needs: the integer group sums, as many fp32 sums unless they live in

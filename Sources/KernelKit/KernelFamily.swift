@@ -153,8 +153,11 @@ extension KernelFamily {
         targets.last { $0.runs(on: machine.isa) } ?? .portable
     }
 
+    /// The default configuration of the best target, with the workload's own parameters.
     public func analyticalConfiguration(for workload: Workload, machine: MachineContext) -> Configuration {
-        defaultConfiguration(isa: bestTarget(on: machine), machine: machine)
+        var c = defaultConfiguration(isa: bestTarget(on: machine), machine: machine)
+        for (name, value) in workloadParameters(workload) { c[name] = value }
+        return c
     }
 
     /// Builds a configuration from `name=value` overrides on top of the default for the chosen ISA,

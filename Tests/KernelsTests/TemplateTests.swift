@@ -116,6 +116,23 @@ struct AdaptingTests {
         #expect(attention.adapting(config, to: w, machine: nil) == config)
     }
 
+    /// The analytical configuration (the runtime's last fallback, `lookup`'s answer without a record)
+    /// carries the workload's own parameters too.
+    @Test func analyticalConfigurationsTakeTheWorkloadsOwnParameters() {
+        let machine = MachineContext(isa: ISAFeatures(architecture: .x86_64, usable: [.sse42, .avx, .avx2, .fma, .f16c]), topology: Fixtures.zen3)
+        let attention = AttentionDecode()
+        for (bits, cache) in [(4, "int4"), (8, "int8"), (32, "fp32")] {
+            let w = Workload(family: attention.name, shape: ["b": 2, "hq": 32, "hkv": 32, "d": 128, "ctx": 1024, "kvbits": bits])
+            #expect(attention.analyticalConfiguration(for: w, machine: machine).name("cache") == cache)
+        }
+        for (bits, out) in [(16, "fp16"), (32, "fp32")] {
+            let w = Workload(family: family.name, shape: ["m": 8, "n": 4096, "k": 4096, "outliers": 128, "ybits": bits])
+            let c = family.analyticalConfiguration(for: w, machine: machine)
+            #expect(c.name("out") == out)
+            #expect(throws: Never.self) { try family.check(c, machine: machine) }
+        }
+    }
+
     /// A workload's own parameters win over the stored shape's: an INT8-cache record serving an
     /// FP32-cache workload (kvbits = 32) runs with cache=fp32, the rest of the record kept.
     @Test func theWorkloadsOwnParametersReplaceTheRecords() throws {
