@@ -160,9 +160,10 @@ extension KernelFamily {
         return c
     }
 
-    /// Builds a configuration from `name=value` overrides on top of the default for the chosen ISA,
-    /// rejecting unknown names and out-of-domain values with messages that list what is valid.
-    public func configuration(overrides: [String: String], machine: MachineContext?) throws -> Configuration {
+    /// Builds a configuration from `name=value` overrides on top of the default for the chosen ISA (and
+    /// `workload`'s own parameters, when given: an override still wins, and the runner then rejects the
+    /// contradiction), rejecting unknown names and out-of-domain values with messages that list what is valid.
+    public func configuration(overrides: [String: String], for workload: Workload? = nil, machine: MachineContext?) throws -> Configuration {
         for key in overrides.keys where parameter(key) == nil {
             throw ConstraintViolation(
                 "known-parameter",
@@ -179,6 +180,9 @@ extension KernelFamily {
             isa = targets.last { $0.runs(on: machine.isa) } ?? .portable
         }
         var config = defaultConfiguration(isa: isa, machine: machine)
+        if let workload {
+            for (name, value) in workloadParameters(workload) { config[name] = value }
+        }
         for (key, text) in overrides {
             let spec = parameter(key)!
             guard let value = spec.domain.parse(text), spec.domain.contains(value) else {

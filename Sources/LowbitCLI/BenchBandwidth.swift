@@ -85,17 +85,23 @@ struct BandwidthBenchmark {
     }
 
     /// Runs `rows` and the ceilings they are held against `rounds` times, all taking turns, and adds
-    /// each row with its fastest round to `t`, against its ceiling's fastest round (a ceiling measured
-    /// once, in a slow moment, made rows look faster than the machine).
+    /// each row with its fastest round to `t`, against its ceiling's fastest round.
     func run(_ rows: [Row], into t: inout Table) -> [TrialResult] {
-        let keyOf = { (row: Row) in CeilingKey(op: row.op, bytes: row.bytes, threads: row.config.int("threads")) }
-        var keys: [CeilingKey] = []
-        for key in rows.map(keyOf) where !keys.contains(key) { keys.append(key) }
-        let best = Self.fastest(of: rounds, rows: rows.count + keys.count) { i, _ in
-            i < rows.count ? runner.run(rows[i].family, rows[i].workload, rows[i].config, seed: seed) : ceilingRun(keys[i - rows.count])
+        let measured = fastest(rows: rows.count, ceilings: rows.map { CeilingKey(op: $0.op, bytes: $0.bytes, threads: $0.config.int("threads")) }) { i, _ in
+            runner.run(rows[i].family, rows[i].workload, rows[i].config, seed: seed)
         }
-        let peaks = Dictionary(uniqueKeysWithValues: zip(keys, best[rows.count...].map(\.gops)))
-        return zip(rows, best).map { row, r in add(row, r, peak: peaks[keyOf(row)] ?? nil, into: &t) }
+        return zip(rows, measured).map { row, m in add(row, m.result, peak: m.peak, into: &t) }
+    }
+
+    /// Runs `count` rows (`run(row, round)`) and the distinct ceilings among `ceilings` (row i's, nil for
+    /// none) `rounds` times, all taking turns; each row's fastest result and its ceiling's fastest GB/s (a
+    /// ceiling measured once, in a slow moment, made rows look faster than the machine).
+    func fastest(rows count: Int, ceilings: [CeilingKey?], run: (Int, Int) -> TrialResult) -> [(result: TrialResult, peak: Double?)] {
+        var keys: [CeilingKey] = []
+        for case let key? in ceilings where !keys.contains(key) { keys.append(key) }
+        let best = Self.fastest(of: rounds, rows: count + keys.count) { i, round in i < count ? run(i, round) : ceilingRun(keys[i - count]) }
+        let peaks = Dictionary(uniqueKeysWithValues: zip(keys, best[count...].map(\.gops)))
+        return (0..<count).map { i in (best[i], ceilings[i].flatMap { peaks[$0] ?? nil }) }
     }
 
     /// Runs rows 0..<rows `rounds` times, taking turns (`run(row, round)`), and returns each row's fastest

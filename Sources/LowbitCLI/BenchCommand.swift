@@ -130,8 +130,7 @@ struct BenchCommand: ParsableCommand {
             var o = overrides
             o["isa"] = isa.rawValue
             // The workload's own parameters (gemm-w4a4's out from --shape ybits), unless --param sets them.
-            for (name, value) in f.workloadParameters(gemmWorkload(f, m: 1, extraDims: extraDims)) where o[name] == nil { o[name] = value.description }
-            return try f.configuration(overrides: o, machine: context)
+            return try f.configuration(overrides: o, for: gemmWorkload(f, m: 1, extraDims: extraDims), machine: context)
         }
 
         print("\(f.name) benchmark on \(machine.cpu.name) (\(machine.fingerprint.id)), N = \(n), K = \(k)\(extraDims.isEmpty ? "" : ", " + extraDims.map { "\($0.key) = \($0.value)" }.joined(separator: ", "))")
@@ -189,7 +188,7 @@ struct BenchCommand: ParsableCommand {
         }
         print("")
         let cold = measure.cold
-        let bandwidth = BandwidthBenchmark(runner: runner, machine: machine, seed: measure.seed)
+        let bandwidth = BandwidthBenchmark(runner: runner, machine: machine, seed: measure.seed, rounds: rounds)
         var headers = ["M", "variant", "min", "median", "samples", "GOP/s", "x portable", "% ceiling"]
         if cold { headers += ["weights", "weight GB/s", "read GB/s", "% read"] }
         var table = Table(headers + ["status"], alignments: [.right, .left] + Array(repeating: .right, count: headers.count - 2) + [.left])
@@ -203,17 +202,11 @@ struct BenchCommand: ParsableCommand {
             }
             if let c = tunedConfigs[m] { rows.append((label: "tuned", family: f, workload: workload, config: c)) }
             if let o = other, let row = o.rows[m] { rows.append((label: row.label, family: o.family, workload: row.workload, config: row.config)) }
-            // Cold: the read ceilings of the rows' weight bytes take turns with the rows too.
-            let ceilingOf = { (row: (label: String, family: any KernelFamily, workload: Workload, config: Configuration)) in
-                BandwidthBenchmark.CeilingKey(op: .read, bytes: Self.weightBytes(row.family.name, row.workload), threads: row.config.int("threads"))
-            }
-            var keys: [BandwidthBenchmark.CeilingKey] = []
-            if cold {
-                for key in rows.map(ceilingOf) where !keys.contains(key) { keys.append(key) }
-            }
-            // Every round runs the rows in turn; a row keeps its fastest round.
-            let measured = BandwidthBenchmark.fastest(of: rounds, rows: rows.count + keys.count) { index, round in
-                guard index < rows.count else { return bandwidth.ceilingRun(keys[index - rows.count]) }
+            // Every round runs the rows in turn; a row keeps its fastest round. Cold, the read ceilings of
+            // the rows' weight bytes take turns with them.
+            let measured = bandwidth.fastest(rows: rows.count, ceilings: rows.map { row in
+                cold ? BandwidthBenchmark.CeilingKey(op: .read, bytes: Self.weightBytes(row.family.name, row.workload), threads: row.config.int("threads")) : nil
+            }) { index, round in
                 let row = rows[index]
                 let r = runner.run(row.family, row.workload, row.config, seed: measure.seed)
                 if rounds > 1 {
@@ -221,9 +214,7 @@ struct BenchCommand: ParsableCommand {
                 }
                 return r
             }
-            let results = measured.prefix(rows.count)
-            let readCeilings = Dictionary(uniqueKeysWithValues: zip(keys, measured[rows.count...].map(\.gops)))
-            for ((label, family, workload, config), r) in zip(rows, results) {
+            for ((label, family, workload, config), (r, readCeiling)) in zip(rows, measured) {
                 let mine = family.name == f.name
                 if label == ISATarget.portable.rawValue { portableGops = r.gops }
                 if let t = r.timing?.min {
@@ -244,7 +235,7 @@ struct BenchCommand: ParsableCommand {
                     // Weight bytes per run against one cold sweep over as many bytes, same threads.
                     let bytes = Self.weightBytes(family.name, workload)
                     let gbs: Double? = r.timing.map { bytes / $0.min / 1e9 }
-                    let peak: Double? = readCeilings[ceilingOf((label, family, workload, config))] ?? nil
+                    let peak: Double? = readCeiling
                     row.append(Format.bytes(UInt64(bytes)))
                     row.append(gbs.map { String(format: "%.1f", $0) } ?? "-")
                     row.append(peak.map { String(format: "%.1f", $0) } ?? "-")
@@ -306,13 +297,9 @@ struct BenchCommand: ParsableCommand {
     func shapeConfiguration(
         _ f: any KernelFamily, _ workload: Workload, _ base: Configuration, overrides: [String: String], context: MachineContext
     ) -> Configuration {
-        var base = base
-        // The workload's own parameters (gemm-w4a4's out from ybits) in every row.
-        for (name, value) in f.workloadParameters(workload) { base[name] = value }
         guard base.name("isa") == f.bestTarget(on: context).rawValue else { return base }
         var tuned = f.analyticalConfiguration(for: workload, machine: context)
         for name in overrides.keys { if let v = base[name] { tuned[name] = v } }
-        for (name, value) in f.workloadParameters(workload) { tuned[name] = value }
         return (try? f.check(tuned, machine: context)) != nil ? tuned : base
     }
 

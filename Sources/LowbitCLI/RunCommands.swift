@@ -94,9 +94,7 @@ struct RunCommand: ParsableCommand {
         let machine = try MachineModel(logger: logger).description
         // Machine rules are the runner's to check, so an unusable ISA is reported as unsupported.
         // The workload's own parameters (e.g. attention's cache from kvbits) unless --param says otherwise.
-        var overrides = try params.overrides(for: f, isa: machine.isa)
-        for (name, value) in f.workloadParameters(workload) where overrides[name] == nil { overrides[name] = value.description }
-        let config = try f.configuration(overrides: overrides, machine: nil)
+        let config = try f.configuration(overrides: try params.overrides(for: f, isa: machine.isa), for: workload, machine: nil)
         let runner = try measure.runner(machine: machine, logger: logger)
         let result = runner.run(f, workload, config, seed: measure.seed)
         if json {
