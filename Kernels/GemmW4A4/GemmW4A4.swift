@@ -9,7 +9,7 @@ public struct GemmW4A4: KernelFamily {
 
     public let name = "gemm-w4a4"
     public let summary = "Atom W4A4: INT4 group-128 activations x weights, + O INT8 outlier channels, fp32 accumulation, fp32 (or fp16) output"
-    public let templateVersion = 6
+    public let templateVersion = 7
     public let dimensions = ["m", "n", "k", "outliers"]
     public let shapeRules = [
         "positive: m, n and k are at least 1",
@@ -182,7 +182,16 @@ public struct GemmW4A4: KernelFamily {
             weightBytesPerK: 0.5, kRound: AtomQuantization.groupSize, kcFloor: AtomQuantization.groupSize,
             lanes: W4Dialect.forTarget(isa)?.lanes ?? 1,
             // AVX2 adds each vpmaddubsw into int16 sums; the dot-product targets do it in one instruction.
-            dotOps: isa == .avx2 ? 4 : 2, unpackOps: isa == .portable ? 0 : 4, broadcasts: 2)
+            // Unpacking a load: two masks on the vpdpbusd targets, two masks and a shift elsewhere.
+            dotOps: isa == .avx2 ? 4 : 2, unpackOps: isa == .portable ? 0 : (isa == .avx512vnni || isa == .avxvnni ? 2 : 3),
+            broadcasts: 2)
+    }
+
+    /// What the packed weights of `config` depend on: two configurations with the same key share one
+    /// packing (panel width, the scales' place, and whether the codes are stored as w + 8).
+    public static func packingKey(_ config: Configuration) -> String {
+        let template = GemmW4A4Template(config: config, templateVersion: 0)
+        return "nr=\(template.nr) layout=\(template.interleaved ? "interleaved" : "split") codes=\(template.nibbles.storesUnsigned ? "w+8" : "w")"
     }
 
     public func render(_ config: Configuration) throws -> KernelSource {

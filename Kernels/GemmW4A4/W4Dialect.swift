@@ -7,6 +7,11 @@ import KernelKit
 /// (`u8` operand of vpmaddubsw / vpdpbusd) and correct by 8 * sum(a) per group (the int32 sums of
 /// vpdpbusd start from -8 * sum(a); the int16 sums of AVX2 subtract it when widened), which the quantize
 /// kernel already provides as the group sum. Arm's sdot is signed x signed and needs no correction.
+///
+/// With `unpack=mask` the x86 targets store w + 8 in the packed panel (`NibbleForm.unsigned`), so the
+/// unpack is two masks and a shift; on the vpdpbusd targets (`unsignedScaledHigh`) the high nibble is
+/// used in place as 16 (w + 8), the activations that meet the low nibble are stored times 16 (still a
+/// byte), and the group sum, 16 times the exact one, is shifted down by 4: two masks per load.
 struct W4Dialect: Sendable {
     var lanes: Int
     var registers: Int
@@ -22,14 +27,16 @@ struct W4Dialect: Sendable {
     var zero: String
     /// Constants every tile declares (e.g. int16 ones for vpmaddwd).
     var fixedConstants: [String]
-    var constants: @Sendable (_ unpack: String) -> [String]
+    var constants: @Sendable (_ form: NibbleForm) -> [String]
     /// Declarations unpacking one 4·lanes-byte load at `pointer` into `lo` (k 0-3) and `hi` (k 4-7).
-    var unpack: @Sendable (_ unpack: String, _ pointer: String, _ lo: String, _ hi: String) -> [String]
+    var unpack: @Sendable (_ form: NibbleForm, _ pointer: String, _ lo: String, _ hi: String) -> [String]
     var broadcast: @Sendable (String) -> String
     var accumulate: @Sendable (_ acc: String, _ weights: String, _ activations: String) -> String
     /// int32 group sums from the accumulator (widening int16 pairs where needed).
     var widen: @Sendable (String) -> String
     var subInt: @Sendable (String, String) -> String
+    /// An int32 vector shifted right by 4, arithmetic (exact on the multiples of 16 it is given).
+    var shiftRight4: @Sendable (String) -> String
     var splatInt: @Sendable (String) -> String
     var loadInt: @Sendable (String) -> String
     var toFloat: @Sendable (String) -> String
@@ -58,36 +65,36 @@ struct W4Dialect: Sendable {
         }
     }
 
-    private static func x86Unpack(_ prefix: String, _ bits: Int) -> @Sendable (String, String, String, String) -> [String] {
+    private static func x86Unpack(_ prefix: String, _ bits: Int) -> @Sendable (NibbleForm, String, String, String) -> [String] {
         let si = "si\(bits)"
-        return { method, p, lo, hi in
+        return { form, p, lo, hi in
             let load = bits == 512 ? "_mm512_loadu_si512((const void *)(\(p)))" : "_mm256_loadu_si256((const __m256i *)(\(p)))"
             let raw = "\(lo)_raw"
             var lines = ["const __m\(bits)i \(raw) = \(load);"]
-            if method == "lut" {
+            switch form {
+            case .signed, .signedTable:
                 lines.append("const __m\(bits)i \(lo) = \(prefix)_shuffle_epi8(to_unsigned, \(prefix)_and_\(si)(\(raw), low_nibbles));")
                 lines.append("const __m\(bits)i \(hi) = \(prefix)_shuffle_epi8(to_unsigned, \(prefix)_and_\(si)(\(prefix)_srli_epi16(\(raw), 4), low_nibbles));")
-            } else {
-                // Flipping bit 3 of a two's-complement nibble gives w + 8.
-                lines.append("const __m\(bits)i \(raw)_u = \(prefix)_xor_\(si)(\(raw), flip_sign);")
-                lines.append("const __m\(bits)i \(lo) = \(prefix)_and_\(si)(\(raw)_u, low_nibbles);")
-                lines.append("const __m\(bits)i \(hi) = \(prefix)_and_\(si)(\(prefix)_srli_epi16(\(raw)_u, 4), low_nibbles);")
+            case .unsigned:
+                lines.append("const __m\(bits)i \(lo) = \(prefix)_and_\(si)(\(raw), low_nibbles);")
+                lines.append("const __m\(bits)i \(hi) = \(prefix)_and_\(si)(\(prefix)_srli_epi16(\(raw), 4), low_nibbles);")
+            case .unsignedScaledHigh:
+                lines.append("const __m\(bits)i \(lo) = \(prefix)_and_\(si)(\(raw), low_nibbles);")
+                lines.append("const __m\(bits)i \(hi) = \(prefix)_andnot_\(si)(low_nibbles, \(raw)); /* 16 (w + 8) */")
             }
             return lines
         }
     }
 
-    private static func x86Constants(_ prefix: String, _ bits: Int) -> @Sendable (String) -> [String] {
-        { method in
+    private static func x86Constants(_ prefix: String, _ bits: Int) -> @Sendable (NibbleForm) -> [String] {
+        { form in
             var lines = ["const __m\(bits)i low_nibbles = \(prefix)_set1_epi8(0x0F);"]
-            if method == "lut" {
+            if form == .signed {
                 let table = (0..<16).map { String(($0 ^ 8)) }
                 let bytes = bits == 512 ? Array(repeating: table, count: 4).flatMap { $0 } : table + table
                 let args = bits == 512 ? bytes.reversed().joined(separator: ", ") : bytes.reversed().joined(separator: ", ")
                 lines.append("/* nibble -> w + 8 for signed 4-bit w, in every 128-bit lane */")
                 lines.append("const __m\(bits)i to_unsigned = \(prefix)_set_epi8(\(args));")
-            } else {
-                lines.append("const __m\(bits)i flip_sign = \(prefix)_set1_epi8((char)0x88); /* bit 3 of both nibbles */")
             }
             return lines
         }
@@ -105,6 +112,7 @@ struct W4Dialect: Sendable {
         accumulate: { acc, w, a in "_mm256_add_epi16(\(acc), _mm256_maddubs_epi16(\(w), \(a)))" },
         widen: { "_mm256_madd_epi16(\($0), ones16)" },
         subInt: { "_mm256_sub_epi32(\($0), \($1))" },
+        shiftRight4: { "_mm256_srai_epi32(\($0), 4)" },
         splatInt: { "_mm256_set1_epi32(\($0))" },
         loadInt: { "_mm256_loadu_si256((const __m256i *)(\($0)))" },
         toFloat: { "_mm256_cvtepi32_ps(\($0))" },
@@ -157,6 +165,7 @@ struct W4Dialect: Sendable {
         accumulate: { acc, w, a in "_mm512_dpbusd_epi32(\(acc), \(w), \(a))" },
         widen: { $0 },
         subInt: { "_mm512_sub_epi32(\($0), \($1))" },
+        shiftRight4: { "_mm512_srai_epi32(\($0), 4)" },
         splatInt: { "_mm512_set1_epi32(\($0))" },
         loadInt: { "_mm512_loadu_si512((const void *)(\($0)))" },
         toFloat: { "_mm512_cvtepi32_ps(\($0))" },
@@ -177,14 +186,14 @@ struct W4Dialect: Sendable {
         offsetWeights: false, int16Groups: false,
         zero: "vdupq_n_s32(0)",
         fixedConstants: [],
-        constants: { method in
-            method == "lut"
+        constants: { form in
+            form == .signedTable
                 ? ["/* nibble -> signed 4-bit value */", "const int8x16_t to_signed = {0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4, -3, -2, -1};", "const uint8x16_t low_nibbles = vdupq_n_u8(0x0F);"]
                 : []
         },
-        unpack: { method, p, lo, hi in
+        unpack: { form, p, lo, hi in
             let raw = "\(lo)_raw"
-            if method == "lut" {
+            if form == .signedTable {
                 return [
                     "const uint8x16_t \(raw) = vld1q_u8((const uint8_t *)(\(p)));",
                     "const int8x16_t \(lo) = vqtbl1q_s8(to_signed, vandq_u8(\(raw), low_nibbles));",
@@ -201,6 +210,7 @@ struct W4Dialect: Sendable {
         accumulate: { acc, w, a in "vdotq_s32(\(acc), \(w), \(a))" },
         widen: { $0 },
         subInt: { "vsubq_s32(\($0), \($1))" },
+        shiftRight4: { "vshrq_n_s32(\($0), 4)" },
         splatInt: { "vdupq_n_s32(\($0))" },
         loadInt: { "vld1q_s32(\($0))" },
         toFloat: { "vcvtq_f32_s32(\($0))" },
@@ -237,4 +247,29 @@ extension W4Dialect {
             "}",
         ]
     }
+}
+
+/// The form of the normal codes in a packed gemm-w4a4 panel and how the tile unpacks them.
+enum NibbleForm: Equatable, Sendable {
+    /// Signed 4-bit codes: the portable target, NEON (`mask`: shifts; `lut`: `signedTable`) and the x86
+    /// targets with `unpack=lut` (a vpshufb table to w + 8).
+    case signed
+    /// NEON's `unpack=lut`: signed codes looked up by tbl.
+    case signedTable
+    /// w + 8 in each nibble (AVX2 `unpack=mask`): a mask, and a shift and a mask.
+    case unsigned
+    /// w + 8 in each nibble, the high one used in place as 16 (w + 8) (vpdpbusd targets, `unpack=mask`).
+    case unsignedScaledHigh
+
+    init(isa: ISATarget, unpack: String) {
+        switch (isa, unpack) {
+        case (.avx2, "mask"): self = .unsigned
+        case (.avxvnni, "mask"), (.avx512vnni, "mask"): self = .unsignedScaledHigh
+        case (.neonDotprod, "lut"): self = .signedTable
+        default: self = .signed
+        }
+    }
+
+    /// Whether the panel holds w + 8 (the packing differs from the signed form).
+    var storesUnsigned: Bool { self == .unsigned || self == .unsignedScaledHigh }
 }

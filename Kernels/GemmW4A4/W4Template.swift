@@ -42,6 +42,10 @@ struct GemmW4A4Template {
         return d.offsetWeights && !d.int16Groups
     }
 
+    /// How the packed panel stores the normal codes and how the tile unpacks them (a function of the
+    /// target and `unpack`; see `NibbleForm`).
+    var nibbles: NibbleForm { NibbleForm(isa: isa, unpack: unpack) }
+
     static let codeParameters = ["isa", "mr", "nr", "kc", "mc", "nc", "unpack", "pf", "acc", "gsum", "layout"]
 
     var variantName: String {
@@ -146,7 +150,9 @@ struct GemmW4A4Template {
         c.comment(lines: [
             "Packed weights, one panel per NR output channels:",
             "  normal codes [K' / 8][NR][4] bytes: byte (j, t) of chunk q holds w[j][8q + t] in its low nibble",
-            "    and w[j][8q + 4 + t] in its high nibble (signed 4-bit, zero padded past N);",
+            !nibbles.storesUnsigned
+                ? "    and w[j][8q + 4 + t] in its high nibble (signed 4-bit, zero padded past N);"
+                : "    and w[j][8q + 4 + t] in its high nibble, each as w + 8 in [0, 15] (8 past N);",
             "  group scales [K' / G][NR] fp32;",
             interleaved
                 ? "  (interleaved: each group's G / 8 chunks of codes, then that group's NR scales, group after group)"
@@ -229,7 +235,8 @@ struct GemmW4A4Template {
                         c.forLoop("int t = 0", "t < 4", "t++") { c in
                             c.declare("const int", "lo", "col < n ? nibble(row, 8 * q + t) : 0")
                             c.declare("const int", "hi", "col < n ? nibble(row, 8 * q + 4 + t) : 0")
-                            c.line("panel[group_codes(q / (G / 8)) + ((size_t)(q % (G / 8)) * NR + j) * 4 + t] = (uint8_t)((lo & 0x0F) | ((hi & 0x0F) << 4));")
+                            let byte = !nibbles.storesUnsigned ? "(uint8_t)((lo & 0x0F) | ((hi & 0x0F) << 4))" : "(uint8_t)((lo + 8) | ((hi + 8) << 4))"
+                            c.line("panel[group_codes(q / (G / 8)) + ((size_t)(q % (G / 8)) * NR + j) * 4 + t] = \(byte);")
                         }
                     }
                     c.forLoop("int g = 0", "g < groups", "g++") { c in
@@ -316,7 +323,7 @@ struct GemmW4A4Template {
             c.declare("const int", "normal", "k - outliers")
             c.declare("const int", "groups", "normal / G")
             for i in rows { c.declare("const int8_t *", "a\(i)", "a + (size_t)\(rowIndex(i)) * KC") }
-            c.lines(d.constants(unpack))
+            c.lines(d.constants(nibbles))
             if !d.offsetWeights { c.line("(void)a_sums; /* signed x signed dot products need no correction */") }
             c.lines(d.fixedConstants)
             c.lines(d.outlierConstants)
@@ -339,16 +346,25 @@ struct GemmW4A4Template {
                 for i in rows { c.declare("const int", "r\(i)", rowIndex(i)) }
                 c.line("\(d.intVector) \(rows.flatMap { i in cols.map { "c\(i)_\($0)" } }.joined(separator: ", "));")
                 if startsAtOffset {
-                    c.comment("The sums start at -8 * sum(a) of the row's group: the offset of w + 8, subtracted up front.")
+                    if nibbles == .unsignedScaledHigh {
+                        c.comment(lines: [
+                            "The sums start at -128 * sum(a) of the row's group: 16 times the offset of w + 8, subtracted up",
+                            "front (every product is 16 times its term: the high nibble is taken in place, the activations",
+                            "that meet the low nibble are stored times 16).",
+                        ])
+                    } else {
+                        c.comment("The sums start at -8 * sum(a) of the row's group: the offset of w + 8, subtracted up front.")
+                    }
+                    let offset = nibbles == .unsignedScaledHigh ? "-128" : "-8"
                     for i in rows {
-                        c.declare("const \(d.intVector)", "offset\(i)", d.splatInt("-8 * a_sums[(size_t)r\(i) * groups + group]"))
+                        c.declare("const \(d.intVector)", "offset\(i)", d.splatInt("\(offset) * a_sums[(size_t)r\(i) * groups + group]"))
                         for j in cols { c.line("c\(i)_\(j) = offset\(i);") }
                     }
                 } else {
                     for i in rows { for j in cols { c.line("c\(i)_\(j) = \(d.zero);") } }
                 }
                 c.forLoop("int q = 0", "q < G / 8", "q++") { c in
-                    for j in cols { c.lines(d.unpack(unpack, "bg + ((size_t)q * NR + \(j * d.lanes)) * 4", "wlo\(j)", "whi\(j)")) }
+                    for j in cols { c.lines(d.unpack(nibbles, "bg + ((size_t)q * NR + \(j * d.lanes)) * 4", "wlo\(j)", "whi\(j)")) }
                     if prefetch > 0 {
                         // One prefetch per cache line this step reads (NR * 4 bytes), PREFETCH_BYTES ahead in the panel.
                         for line in stride(from: 0, to: max(nr * 4, 64), by: 64) {
@@ -369,6 +385,7 @@ struct GemmW4A4Template {
                     c.declare("const \(d.floatVector)", "as\(i)", d.splatFloat("a_scales[(size_t)r\(i) * groups + group]"))
                     for j in cols {
                         var sum = d.widen("c\(i)_\(j)")
+                        if nibbles == .unsignedScaledHigh { sum = d.shiftRight4(sum) }
                         if d.offsetWeights && !startsAtOffset { sum = d.subInt(sum, d.splatInt("8 * a_sums[(size_t)r\(i) * groups + group]")) }
                         addScaled(&c, d, i, j, d.mulFloat(d.toFloat(sum), d.mulFloat("as\(i)", "ws\(j)")))
                     }
@@ -535,13 +552,26 @@ struct GemmW4A4Template {
                 c.declare("const int", "mc", "min_int(MC, m1 - ic)")
                 c.forLoop("int pc = 0", "pc < normal", "pc += KC") { c in
                     c.declare("const int", "kc", "min_int(KC, normal - pc)")
-                    c.comment("Unpack this block of activation codes to one byte each (pc and kc are even: whole bytes).")
+                    if nibbles == .unsignedScaledHigh {
+                        c.comment(lines: [
+                            "Unpack this block of activation codes to one byte each (pc and kc are even: whole bytes); the",
+                            "codes that meet the weights' low nibbles (k % 8 < 4: bytes i with i % 4 < 2) times 16, in [-128, 112].",
+                        ])
+                    } else {
+                        c.comment("Unpack this block of activation codes to one byte each (pc and kc are even: whole bytes).")
+                    }
                     c.forLoop("int r = 0", "r < mc", "r++") { c in
                         c.declare("const uint8_t *", "codes", "a_codes + (size_t)(ic + r) * (normal / 2) + pc / 2")
                         c.declare("int8_t *", "unpacked", "block + (size_t)r * KC")
                         c.forLoop("int i = 0", "i < kc / 2", "i++") { c in
-                            c.line("unpacked[2 * i] = (int8_t)((int8_t)(codes[i] << 4) >> 4);")
-                            c.line("unpacked[2 * i + 1] = (int8_t)((int8_t)codes[i] >> 4);")
+                            if nibbles == .unsignedScaledHigh {
+                                c.declare("const int", "scale", "i % 4 < 2 ? 16 : 1")
+                                c.line("unpacked[2 * i] = (int8_t)(((int8_t)(codes[i] << 4) >> 4) * scale);")
+                                c.line("unpacked[2 * i + 1] = (int8_t)(((int8_t)codes[i] >> 4) * scale);")
+                            } else {
+                                c.line("unpacked[2 * i] = (int8_t)((int8_t)(codes[i] << 4) >> 4);")
+                                c.line("unpacked[2 * i + 1] = (int8_t)((int8_t)codes[i] >> 4);")
+                            }
                         }
                     }
                     c.forLoop("int jr = 0", "jr < nc", "jr += NR") { c in

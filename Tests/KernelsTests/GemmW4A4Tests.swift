@@ -89,7 +89,9 @@ struct GemmW4A4TemplateTests {
 
     /// On AVX-512 VNNI, decode M = 8 takes 8 x 32 tiles with fp32 sums in L1: an 8 x 16 tile folds one
     /// activation broadcast into every dot product, which the front end splits in two again (measured:
-    /// 1.56-1.63 ms against 1.88-2.01 ms cold at N = 11008, K = 4096); M = 1 keeps the 16-wide panel.
+    /// 1.56-1.63 ms against 1.88-2.01 ms cold at N = 11008, K = 4096). M = 1 takes one row in registers;
+    /// with two masks per weight load (template version 7) the model prefers the 32-wide panel there
+    /// (measured the same as 16 wide cold, 1.16-1.32 ms against 1.24-1.36: the weights' stream binds).
     @Test func decodeTileOnAVX512TakesTwoVectorsPerBroadcastAtMEight() throws {
         let machine = MachineContext(
             isa: ISAFeatures(architecture: .x86_64, usable: [.sse42, .avx, .avx2, .fma, .avx512f, .avx512bw, .avx512vl, .avx512vnni]),
@@ -100,8 +102,26 @@ struct GemmW4A4TemplateTests {
         let eight = tile(8)
         #expect(eight.name("isa") == "avx512-vnni" && eight.int("mr") == 8 && eight.int("nr") == 32 && eight.name("acc") == "memory", "\(eight)")
         let one = tile(1)
-        #expect(one.int("mr") == 1 && one.int("nr") == 16 && one.name("acc") == "registers", "\(one)")
+        #expect(one.int("mr") == 1 && one.int("nr") == 32 && one.name("acc") == "registers", "\(one)")
         for c in [eight, one] { #expect(throws: Never.self) { try family.check(c, machine: machine) } }
+    }
+
+    /// The engine shares one packing of a layer's weights between configurations with the same packing
+    /// key: the key must change with everything the pack function's output depends on.
+    @Test func packingKeySeparatesLayoutsAndCodeForms() throws {
+        func key(_ overrides: [String: ParamValue]) -> String {
+            var c = family.defaultConfiguration(isa: .avx512vnni, machine: nil)
+            c["nr"] = .int(32)
+            for (name, value) in overrides { c[name] = value }
+            return GemmW4A4.packingKey(c)
+        }
+        let base = key([:])
+        #expect(key(["mr": .int(4), "kc": .int(1024), "mc": .int(128), "nc": .int(1024)]) == base)
+        #expect(key(["nr": .int(16)]) != base)
+        #expect(key(["layout": .name("interleaved")]) != base)
+        #expect(key(["unpack": .name("lut")]) != base, "vpdpbusd with masks stores w + 8, the table lookup signed codes")
+        #expect(key(["isa": .name("portable"), "acc": .name("registers"), "mr": .int(4)]) == key(["unpack": .name("lut")]))
+        #expect(key(["isa": .name("avx2")]) == base, "AVX2 with masks also stores w + 8")
     }
 
     @Test func shapesThatBreakTheLayoutNameTheRule() {

@@ -69,7 +69,7 @@ final class EngineKernels {
     func gemmW4A4(m: Int, n: Int, k: Int, outliers: Int, layer: Int?, role: String) throws -> W4A4Gemm {
         let w = Workload(family: "gemm-w4a4", shape: ["m": Self.roundUpPowerOfTwo(m), "n": n, "k": k, "outliers": outliers])
         let bound = try w4[w] ?? {
-            let b = try W4A4Gemm(provider.kernel(GemmW4A4(), for: w), workspace: true)
+            let b = try W4A4Gemm(provider.kernel(GemmW4A4(), for: w), workspace: true, packing: GemmW4A4.packingKey)
             w4[w] = b
             return b
         }()

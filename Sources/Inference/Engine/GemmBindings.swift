@@ -2,9 +2,9 @@ import KernelKit
 import Kernels
 
 /// A packed-weight GEMM variant for one workload: its `packed_bytes`, `pack` and `kernel` entry points
-/// with their C signatures, its per-share workspace (`workspace_bytes`, where the family has one), the
-/// panel width NR its packed layout depends on (the packing of every target of a template depends on NR
-/// only), and each share's block of Y.
+/// with their C signatures, its per-share workspace (`workspace_bytes`, where the family has one), what
+/// its packed layout depends on (`packing`: the panel width NR, and for gemm-w4a4 also where the scales
+/// go and whether codes are stored as w + 8), and each share's block of Y.
 struct PackedGemm<PackedBytes, Pack, Kernel> {
     typealias WorkspaceBytes = @convention(c) () -> Int
 
@@ -14,14 +14,17 @@ struct PackedGemm<PackedBytes, Pack, Kernel> {
     let kernel: Kernel
     let workspaceBytes: Int
     let nr: Int
+    /// Configurations with the same key share one packing of the weights.
+    let packing: String
 
-    init(_ loaded: LoadedKernel, workspace: Bool) throws {
+    init(_ loaded: LoadedKernel, workspace: Bool, packing: ((Configuration) -> String)? = nil) throws {
         self.loaded = loaded
         packedBytes = try loaded.function("packed_bytes", as: PackedBytes.self)
         pack = try loaded.function("pack", as: Pack.self)
         kernel = try loaded.function("kernel", as: Kernel.self)
         workspaceBytes = workspace ? try loaded.function("workspace_bytes", as: WorkspaceBytes.self)() : 0
         nr = loaded.int("nr")
+        self.packing = packing?(loaded.choice.configuration) ?? "nr=\(nr)"
     }
 
     /// Each share's block of the [m][n] output (`gemmThreadBlocks` of the configuration).

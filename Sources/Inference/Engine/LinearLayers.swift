@@ -65,22 +65,23 @@ struct FP32Linear {
     }
 }
 
-/// Weights prepacked for a GEMM family, one packing per panel width NR (the packed layout of both
-/// GEMM templates depends on NR only), made the first time a configuration with that NR runs.
+/// Weights prepacked for a GEMM family, one packing per packed layout (`PackedGemm.packing`: the panel
+/// width NR, and what else the family's packing depends on), made the first time a configuration with
+/// that layout runs.
 final class PackedWeights {
-    private var byPanel: [Int: AlignedBuffer] = [:]
+    private var byLayout: [String: AlignedBuffer] = [:]
 
-    /// The packing for `nr`, made by `pack(bytes)` into a new buffer of `bytes` bytes when missing.
-    func packing(nr: Int, bytes: Int, pack: (UnsafeMutableRawPointer) -> Void) -> UnsafeRawPointer {
-        if let p = byPanel[nr] { return UnsafeRawPointer(p.pointer) }
+    /// The packing of layout `key`, made by `pack(bytes)` into a new buffer of `bytes` bytes when missing.
+    func packing(_ key: String, bytes: Int, pack: (UnsafeMutableRawPointer) -> Void) -> UnsafeRawPointer {
+        if let p = byLayout[key] { return UnsafeRawPointer(p.pointer) }
         let buffer = AlignedBuffer(byteCount: bytes)
         pack(buffer.pointer)
-        byPanel[nr] = buffer
+        byLayout[key] = buffer
         return UnsafeRawPointer(buffer.pointer)
     }
 
     /// Bytes held over every packing.
-    var byteCount: Int { byPanel.values.reduce(0) { $0 + $1.byteCount } }
+    var byteCount: Int { byLayout.values.reduce(0) { $0 + $1.byteCount } }
 }
 
 /// A W8A8 linear layer: INT8 weights with one scale per output channel (`Int8Weight`, quantized
@@ -102,7 +103,7 @@ final class W8A8Linear {
     /// y [m][n] from activations `a` ([m][k] codes, [m] scales).
     func apply(_ a: Int8Rows, rows m: Int, into y: UnsafeMutablePointer<Float>, role: String, _ ctx: LayerContext) throws {
         let g = try ctx.kernels.gemmW8A8(m: m, n: n, k: k, layer: ctx.layer, role: role)
-        let panels = packed.packing(nr: g.nr, bytes: g.packedBytes(Int32(n), Int32(k))) { out in
+        let panels = packed.packing(g.packing, bytes: g.packedBytes(Int32(n), Int32(k))) { out in
             codes.withUnsafeBufferPointer { c in
                 scales.withUnsafeBufferPointer { s in g.pack(c.baseAddress, s.baseAddress, Int32(n), Int32(k), out) }
             }
