@@ -63,6 +63,48 @@ struct EngineDispatchTests {
         #expect(text.contains("rejected on this machine"))
     }
 
+    /// Tuned records whose packings differ at the same panel width (unpack=lut keeps signed codes, x86's
+    /// unpack=mask stores w + 8) each get their own packing of a layer's weights: the logits equal those
+    /// of the analytical configurations bit for bit (every gemm-w4a4 variant is exact).
+    @Test func configurationsThatPackDifferentlyKeepTheirOwnPacking() throws {
+        let probe = try testRuntime()
+        let machine = probe.machine.description
+        let family = GemmW4A4()
+        let context = MachineContext(machine)
+        let isa = family.bestTarget(on: context)
+        guard isa == .avx2 || isa == .avx512vnni || isa == .avxvnni else { return }  // one code form elsewhere
+        let dir = EngineTempDir()
+        let path = dir.file("packings.sqlite")
+        let store = try TuningStore(path: path)
+        var forms: Set<String> = []
+        for (m, unpack) in [(1, "lut"), (2, "mask")] {
+            let w = Workload(family: "gemm-w4a4", shape: ["m": m, "n": 256, "k": 256, "outliers": 128])
+            var c = family.analyticalConfiguration(for: w, machine: context)
+            c["unpack"] = .name(unpack)
+            c["threads"] = .int(1)
+            c["mr"] = .int(1)  // the same panel width in both, so only the code form tells the packings apart
+            c["nr"] = .int(16)
+            c["acc"] = .name("registers")
+            try family.check(c, machine: context)
+            forms.insert(GemmW4A4.packingKey(c))
+            try store.insert(
+                TrialRecord(
+                    machine: machine.fingerprint.id, workload: w, configuration: c, templateVersion: family.templateVersion,
+                    compiler: "test", status: "ok", stage: "time", gops: 10))
+        }
+        try store.close()
+        #expect(forms.count == 2)
+
+        var options = EngineOptions()
+        options.maxContext = 16
+        func logits(_ database: String?) throws -> [[Float]] {
+            let engine = try Engine(model: tinyWeights(layers: 1), mode: .w4a4, options: options, runtime: testRuntime(database: database))
+            let s = try engine.makeSequence()
+            return try [engine.step([(s, [5, 6])]), engine.step([(s, [7])]), engine.step([(s, [8])])].map { $0[0].values }
+        }
+        #expect(try logits(path) == logits(nil))
+    }
+
     /// Without a database every kernel runs its analytical configuration, and `--explain` says so for
     /// every layer and kernel.
     @Test func analyticalWithoutDatabase() throws {
