@@ -46,4 +46,16 @@ public final class KernelThreads {
             }
         }
     }
+
+    /// Runs `body` over contiguous ranges covering `0..<count`, one range per thread, or one range on
+    /// the calling thread when `count` is below `2 * grain` (too little work to share).
+    public func forEachRange(_ count: Int, grain: Int = 1, _ body: (Range<Int>) -> Void) {
+        guard count > 0 else { return }
+        let shares = min(threadCount, max(1, count / max(grain, 1)))
+        guard shares > 1 else {
+            body(0..<count)
+            return
+        }
+        run(shares: shares) { s in body(count * s / shares..<count * (s + 1) / shares) }
+    }
 }

@@ -129,26 +129,48 @@ struct Int8Rows {
     let codes: UnsafeMutablePointer<Int8>
     let scales: UnsafeMutablePointer<Float>
 
-    /// Quantizes `m` rows of `k` floats into scratch.
-    static func quantize(_ x: UnsafePointer<Float>, rows m: Int, k: Int, _ scratch: Scratch) -> Int8Rows {
+    /// Quantizes `m` rows of `k` floats into scratch (rows shared among `threads`).
+    static func quantize(_ x: UnsafePointer<Float>, rows m: Int, k: Int, _ scratch: Scratch, threads: KernelThreads? = nil) -> Int8Rows {
         let rows = Int8Rows(codes: scratch.buffer(.codes8, m * k), scales: scratch.buffer(.scales8, m))
-        for r in 0..<m { rows.scales[r] = quantizeRow(x + r * k, count: k, into: rows.codes + r * k) }
+        let body = { (range: Range<Int>) in
+            for r in range { rows.scales[r] = quantizeRow(x + r * k, count: k, into: rows.codes + r * k) }
+        }
+        if let threads { threads.forEachRange(m, body) } else { body(0..<m) }
         return rows
     }
 
-    /// One row; returns its scale.
+    /// One row; returns its scale. The maximum eight lanes at a time (exact); each code is x * (1 / s)
+    /// clamped to [-127, 127] and rounded to nearest even by adding 1.5 * 2^23, whose low byte is then
+    /// the code (the same value as `Int8(rne(...))`, in a loop the compiler vectorizes; a NaN gives 0).
     static func quantizeRow(_ x: UnsafePointer<Float>, count k: Int, into q: UnsafeMutablePointer<Int8>) -> Float {
-        var absmax: Float = 0
-        for i in 0..<k { absmax = max(absmax, abs(x[i])) }
+        typealias Lanes = SIMD8<Float>
+        let raw = UnsafeRawPointer(x)
+        var most = Lanes(repeating: 0)
+        var i = 0
+        while i + Lanes.scalarCount <= k {
+            let v = raw.loadUnaligned(fromByteOffset: i * 4, as: Lanes.self)
+            most = most.replacing(with: v, where: v .> most)
+            most = most.replacing(with: -v, where: -v .> most)
+            i += Lanes.scalarCount
+        }
+        var absmax = most.max()
+        while i < k {
+            let a = abs(x[i])
+            absmax = a > absmax ? a : absmax
+            i += 1
+        }
         let s = absmax / 127
         guard s > 0 else {
             q.update(repeating: 0, count: k)
             return 0
         }
+        // x * (1 / s) may differ from x / s in the last bit; either is a valid INT8 code of x.
         let inverse = 1 / s
         for i in 0..<k {
-            // x * (1 / s) may differ from x / s in the last bit; either is a valid INT8 code of x.
-            q[i] = Int8(max(-127, min(127, (x[i] * inverse).rounded(.toNearestOrEven))))
+            var y = x[i] * inverse
+            y = y < -127 ? -127 : y
+            y = y > 127 ? 127 : y
+            q[i] = Int8(truncatingIfNeeded: (y + 12_582_912).bitPattern)
         }
         return s
     }
