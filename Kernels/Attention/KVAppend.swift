@@ -14,7 +14,7 @@ public struct KVAppend: KernelFamily {
 
     public let name = "kv-append"
     public let summary = "append K (pre-RoPE) and V rows to a paged KV cache, quantized per (token, head): int4, int8 or fp32"
-    public let templateVersion = 2
+    public let templateVersion = 3
     public let dimensions = ["b", "hkv", "d", "ctx", "new"]
     public let shapeRules = [
         "positive: b, hkv, d, ctx and new are at least 1",
@@ -22,7 +22,7 @@ public struct KVAppend: KernelFamily {
         "fits: new <= ctx (appended tokens fit in the capacity)",
         "size: the pool and the new rows stay under 2^31 bytes",
     ]
-    public let targets: [ISATarget] = [.portable]
+    public let targets: [ISATarget] = [.portable, .avx2, .avx512vnni, .neonDotprod]
     public let constraints = [
         "isa-runs (machine): the target's instructions are usable on this machine",
         "threads-pus (machine): threads <= processing units",
@@ -30,7 +30,7 @@ public struct KVAppend: KernelFamily {
 
     public var parameters: [ParameterSpec] {
         [
-            ParameterSpec("isa", .names(targets.map(\.rawValue)), default: .name("portable"), "instruction set (plain C; the compiler vectorizes the row loops)"),
+            ParameterSpec("isa", .names(targets.map(\.rawValue)), default: .name("portable"), "instruction set the plain C is compiled for (the compiler vectorizes the row loops)"),
             ParameterSpec("cache", .names(KVCacheFormat.allCases.map(\.rawValue)), default: .name("int4"), "cache element format"),
             ParameterSpec("page", .ints([16, 32, 64]), default: .int(16), "tokens per cache page (must match the cache)"),
             ParameterSpec("threads", .ints([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]), default: .int(1), "worker threads (each takes a range of new tokens)"),
@@ -86,11 +86,12 @@ public struct KVAppend: KernelFamily {
         try check(config, machine: nil)
         let format = KVCacheFormat(rawValue: config.name("cache"))!
         let page = config.int("page")
-        let name = "kv_append__portable_\(format.rawValue)_p\(page)"
+        let isa = ISATarget(rawValue: config.name("isa"))!
+        let name = "kv_append__\(isa.rawValue.replacingOccurrences(of: "-", with: ""))_\(format.rawValue)_p\(page)"
         var c = CSource()
         c.comment(lines: [
             "kv-append, template version \(templateVersion): \(name)",
-            "Parameters: isa=portable cache=\(format.rawValue) page=\(page)",
+            "Parameters: isa=\(isa.rawValue) cache=\(format.rawValue) page=\(page)",
             "",
             "Appends rows of K (before RoPE) and V, [rows][hkv][d] fp32, to a paged cache. Row r belongs to",
             "sequence row_seq[r] at position row_pos[r]; the page table gives the physical page of",
@@ -129,7 +130,7 @@ public struct KVAppend: KernelFamily {
                 }
             }
         }
-        return KernelSource(name: name, isa: .portable, code: c.description, symbols: ["kernel": name, "page_bytes": "\(name)_page_bytes"])
+        return KernelSource(name: name, isa: isa, code: c.description, symbols: ["kernel": name, "page_bytes": "\(name)_page_bytes"])
     }
 
     public func makeInstance(workload: Workload, config: Configuration, symbols: SymbolTable, seed: UInt64) throws -> KernelInstance {
@@ -215,6 +216,18 @@ final class KVAppendInstance: KernelInstance {
         for i in 0..<d { k[i] = 0.3 }
         for i in 0..<d { v[i] = 0 }
         if rows > 1 { for i in 0..<d { k[hkv * d + i] = -2.5 } }
+        // Zero extremes of both signs, whose order decides the zero point's sign: a positive V row whose
+        // minimum is -0 then +0, and a negative one whose maximum is +0 then -0.
+        if hkv > 1 {
+            for i in 0..<d { v[d + i] = 0.5 + Float(i % 7) * 0.25 }
+            v[d + min(3, d - 1)] = -0.0
+            v[d + min(9, d - 1)] = 0.0
+        }
+        if rows > 1 {
+            for i in 0..<d { v[hkv * d + i] = -0.5 - Float(i % 5) * 0.5 }
+            v[hkv * d + min(2, d - 1)] = 0.0
+            v[hkv * d + min(5, d - 1)] = -0.0
+        }
         kNew = k
         vNew = v
         cache = PagedKVCache(

@@ -206,20 +206,68 @@ extension KVQuantization {
             }
             return
         }
+        c.comment(lines: [
+            "x rounded to the nearest integer, ties to even (nearbyintf in the default rounding mode), in plain",
+            "arithmetic the compiler vectorizes: below 2^23 in magnitude, adding and subtracting 2^23 with x's sign",
+            "leaves the rounded value (the sum's unit is 1); from 2^23 up x is an integer already. A zero may come",
+            "back with the other sign, which no code below can see.",
+        ])
+        c.function("static inline float rne(float x)") { c in
+            c.declare("const float", "big", "copysignf(8388608.0f, x)")
+            c.line("return fabsf(x) < 8388608.0f ? (x + big) - big : x;")
+        }
         c.comment("The code of x: clamp(rne(x / s) + z, 0, MAX_CODE), true division, round half to even.")
         c.function("static inline unsigned char code_of(float x, float s, float z)") { c in
-            c.declare("float", "q", "nearbyintf(x / s) + z")
+            c.declare("float", "q", "rne(x / s) + z")
             c.line("q = q < 0.0f ? 0.0f : (q > MAX_CODE ? MAX_CODE : q);")
             c.line("return (unsigned char)q;")
         }
-        c.comment(lines: ["Quantizes one row of d values into row_bytes(d) codes and (scale, zero)."])
-        c.function("static void store_row(const float *x, int d, unsigned char *row, float *params)") { c in
-            c.declare("float", "lo", "x[0]")
-            c.declare("float", "hi", "x[0]")
-            c.forLoop("int i = 1", "i < d", "i++") { c in
+        c.comment(lines: [
+            "The minimum and maximum of a row exactly as `lo = x[i] < lo ? x[i] : lo` (and hi) finds them in order:",
+            "eight lanes that each start from x[0] and take every eighth element, merged in lane order (the",
+            "compiler vectorizes the lanes). Equal values have equal bits, so both ways agree, except for a zero",
+            "extreme, whose sign depends on which zero came first: such a row is scanned again in order.",
+        ])
+        c.function("static void row_range(const float *x, int d, float *lo_out, float *hi_out)") { c in
+            c.declare("float", "lo8[8]")
+            c.declare("float", "hi8[8]")
+            c.forLoop("int l = 0", "l < 8", "l++") { c in
+                c.line("lo8[l] = x[0];")
+                c.line("hi8[l] = x[0];")
+            }
+            c.declare("int", "i", "0")
+            c.forLoop("", "i + 8 <= d", "i += 8") { c in
+                c.forLoop("int l = 0", "l < 8", "l++") { c in
+                    c.line("lo8[l] = x[i + l] < lo8[l] ? x[i + l] : lo8[l];")
+                    c.line("hi8[l] = x[i + l] > hi8[l] ? x[i + l] : hi8[l];")
+                }
+            }
+            c.declare("float", "lo", "lo8[0]")
+            c.declare("float", "hi", "hi8[0]")
+            c.forLoop("int l = 1", "l < 8", "l++") { c in
+                c.line("lo = lo8[l] < lo ? lo8[l] : lo;")
+                c.line("hi = hi8[l] > hi ? hi8[l] : hi;")
+            }
+            c.forLoop("", "i < d", "i++") { c in
                 c.line("lo = x[i] < lo ? x[i] : lo;")
                 c.line("hi = x[i] > hi ? x[i] : hi;")
             }
+            c.ifBlock("lo == 0.0f || hi == 0.0f") { c in
+                c.line("lo = x[0];")
+                c.line("hi = x[0];")
+                c.forLoop("i = 1", "i < d", "i++") { c in
+                    c.line("lo = x[i] < lo ? x[i] : lo;")
+                    c.line("hi = x[i] > hi ? x[i] : hi;")
+                }
+            }
+            c.line("*lo_out = lo;")
+            c.line("*hi_out = hi;")
+        }
+        c.comment(lines: ["Quantizes one row of d values into row_bytes(d) codes and (scale, zero)."])
+        c.function("static void store_row(const float *x, int d, unsigned char *row, float *params)") { c in
+            c.declare("float", "lo")
+            c.declare("float", "hi")
+            c.line("row_range(x, d, &lo, &hi);")
             c.declare("float", "s", "(hi - lo) / MAX_CODE")
             c.ifBlock("s == 0.0f") { c in
                 c.comment("constant row (or an underflowing range): the step is its magnitude, so it dequantizes exactly")

@@ -331,7 +331,9 @@ struct AttentionRuleTests {
         #expect(try family.render(threaded) == source, "threads are the caller's")
         let append = try KVAppend().render(KVAppend().configuration(overrides: ["cache": "int4", "page": "32"], machine: nil))
         #expect(append.name == "kv_append__portable_int4_p32")
-        #expect(append.code.contains("nearbyintf(x / s) + z"))
+        #expect(append.code.contains("rne(x / s) + z") && append.code.contains("nearbyintf(-lo / s)"))
+        let wide = try KVAppend().render(KVAppend().configuration(overrides: ["isa": "avx512-vnni", "cache": "int8"], machine: nil))
+        #expect(wide.name == "kv_append__avx512vnni_int8_p16" && wide.isa == .avx512vnni)
     }
 }
 
@@ -374,10 +376,12 @@ struct AttentionCompileTests {
     @Test func kvAppendCompilesWithWarningsAsErrors() throws {
         let compiler = try CompilerDiscovery.discover()
         let family = KVAppend()
-        for cache in KVCacheFormat.allCases {
-            for page in [16, 64] {
-                let config = try family.configuration(overrides: ["cache": cache.rawValue, "page": "\(page)"], machine: nil)
-                #expect(try compile(family.render(config), compiler: compiler))
+        for isa in family.targets {
+            for cache in KVCacheFormat.allCases {
+                for page in [16, 64] {
+                    let config = try family.configuration(overrides: ["isa": isa.rawValue, "cache": cache.rawValue, "page": "\(page)"], machine: nil)
+                    guard try compile(family.render(config), compiler: compiler) else { break }
+                }
             }
         }
     }

@@ -67,15 +67,17 @@ struct AttentionRunTests {
             ["b": 3, "hkv": 1, "d": 10, "ctx": 40, "new": 1],  // decode: one token each
             ["b": 1, "hkv": 3, "d": 64, "ctx": 130, "new": 130],  // a whole prefill
         ]
-        for cache in KVCacheFormat.allCases {
-            for (page, threads) in [(16, 1), (64, 2), (32, 2)] {
-                let config = try append.configuration(
-                    overrides: ["cache": cache.rawValue, "page": "\(page)", "threads": "\(threads)"], machine: nil)
-                for shape in shapes {
-                    let workload = Workload(family: append.name, shape: shape)
-                    let r = runner.run(append, workload, config, seed: UInt64(shape["ctx"]!), verifyOnly: true)
-                    #expect(r.status == .ok, "\(workload) \(config): \(r.status.rawValue) at \(r.stage): \(r.message ?? "")")
-                    #expect(r.verification?.passed == true)
+        for isa in append.targets where isa.runs(on: Harness.machine.isa) {
+            for cache in KVCacheFormat.allCases {
+                for (page, threads) in [(16, 1), (64, 2), (32, 2)] {
+                    let config = try append.configuration(
+                        overrides: ["isa": isa.rawValue, "cache": cache.rawValue, "page": "\(page)", "threads": "\(threads)"], machine: nil)
+                    for shape in shapes {
+                        let workload = Workload(family: append.name, shape: shape)
+                        let r = runner.run(append, workload, config, seed: UInt64(shape["ctx"]!), verifyOnly: true)
+                        #expect(r.status == .ok, "\(workload) \(config): \(r.status.rawValue) at \(r.stage): \(r.message ?? "")")
+                        #expect(r.verification?.passed == true)
+                    }
                 }
             }
         }
