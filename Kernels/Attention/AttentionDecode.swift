@@ -28,6 +28,9 @@ public struct AttentionDecode: KernelFamily {
     public let summary = "decode attention over a paged int4/int8/fp32 KV cache: RoPE on dequantized K, GQA, online softmax, split-K merge"
     public let templateVersion = 5
     public let dimensions = ["b", "hq", "hkv", "d", "ctx"]
+    /// The pool rule bounds the test harness's cache (32-bit offsets there); the kernels use 64-bit ones.
+    public var harnessShapeRules: Set<String> { ["size"] }
+
     public let shapeRules = [
         "positive: b, hq, hkv, d and ctx are at least 1",
         "gqa: hq is a multiple of hkv (query head h reads KV head h / (hq / hkv))",

@@ -16,6 +16,9 @@ public struct KVAppend: KernelFamily {
     public let summary = "append K (pre-RoPE) and V rows to a paged KV cache, quantized per (token, head): int4, int8 or fp32"
     public let templateVersion = 3
     public let dimensions = ["b", "hkv", "d", "ctx", "new"]
+    /// The pool rule bounds the test harness's cache (32-bit offsets there); the kernels use 64-bit ones.
+    public var harnessShapeRules: Set<String> { ["size"] }
+
     public let shapeRules = [
         "positive: b, hkv, d, ctx and new are at least 1",
         "even-dim: d is even (int4 packs two codes per byte; RoPE pairs the halves)",

@@ -48,6 +48,9 @@ public struct GemmW4A4KV: KernelFamily {
     public let summary = "gemm-w4a4 for the K and V projections, its epilogue quantizing each (token, head) row into the paged KV cache (int4, int8 or fp32)"
     public let templateVersion = 7
     public let dimensions = ["m", "hkv", "d", "k", "outliers", "ctx"]
+    /// The pool rule bounds the test harness's cache (32-bit offsets there); the kernels use 64-bit ones.
+    public var harnessShapeRules: Set<String> { ["size"] }
+
     public let shapeRules = [
         "positive: m, hkv, d, k and ctx are at least 1",
         "even-dim: d is even (int4 packs element j with its RoPE partner j + d/2)",

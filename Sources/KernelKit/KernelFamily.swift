@@ -128,6 +128,10 @@ public protocol KernelFamily: Sendable {
     /// Parameters the workload decides rather than the tuner (e.g. the KV cache format an inference
     /// runtime chose): held fixed by every search and checked by the runner.
     func workloadParameters(_ workload: Workload) -> [String: ParamValue]
+    /// Shape rules that guard lowbit's own harness (the inputs `makeInstance` allocates) rather than the
+    /// kernel, e.g. the cache families' 2^31-byte pool: tuning, running and benchmarking keep them, a
+    /// runtime (the engine, `lowbit lookup`) waives them and says so.
+    var harnessShapeRules: Set<String> { get }
 }
 
 extension KernelFamily {
@@ -136,6 +140,19 @@ extension KernelFamily {
     public var optionalDimensions: [String] { [] }
 
     public func workloadParameters(_ workload: Workload) -> [String: ParamValue] { [:] }
+
+    public var harnessShapeRules: Set<String> { [] }
+
+    /// `checkShape` as a runtime applies it: a broken harness rule is returned (to be reported as waived)
+    /// instead of thrown; any other broken rule is thrown.
+    public func checkShapeForRuntime(_ workload: Workload) throws -> ConstraintViolation? {
+        do {
+            try checkShape(workload)
+            return nil
+        } catch let violation as ConstraintViolation where harnessShapeRules.contains(violation.rule) {
+            return violation
+        }
+    }
 
     /// The integer values of parameter `name`'s domain, in order (empty for names and unknown parameters).
     public func intValues(_ name: String) -> [Int] {

@@ -28,7 +28,8 @@ struct LookupCommand: ParsableCommand {
         let logger = global.logger("lowbit.lookup")
         let f = try KernelRegistry.family(named: family)
         let workload = try shape.workload(for: f)
-        try f.checkShape(workload)
+        // A rule that only bounds lowbit's test harness does not bind a runtime (the engine waives it too).
+        let waived = try f.checkShapeForRuntime(workload)
         let description = try MachineModel(logger: logger).description
         let analytical = { f.analyticalConfiguration(for: workload, machine: MachineContext(description)) }
         // Without a database the runtime falls back to the analytical configuration; say so, create nothing.
@@ -57,6 +58,9 @@ struct LookupCommand: ParsableCommand {
         case .analyticalDefault: print("source         analytical default (no tuned record)")
         }
         if let fitted { print("fitted         \(fitted) (the stored shape's configuration, fitted to this workload)") }
+        if let waived {
+            print("waived         shape rule '\(waived.rule)' (\(waived.message)): it bounds lowbit's test harness, not the kernel; `tune`, `run` and `bench` keep it")
+        }
         if let warning = answer.warning { print("warning        \(warning)") }
     }
 }

@@ -268,6 +268,21 @@ struct AttentionRuleTests {
         #expect(shapeRule(append, a.merging(["hkv": 0]) { $1 }) == "positive")
     }
 
+    /// A runtime waives the pool-size rule (it bounds the harness's 32-bit pool, not the kernel) and
+    /// nothing else: the engine's b = 64, ctx = 1030 cache is 2.3 GB.
+    @Test func runtimesWaiveOnlyHarnessRules() throws {
+        let big = ["b": 64, "hq": 32, "hkv": 32, "d": 128, "ctx": 1030, "kvbits": 4]
+        #expect(shapeRule(family, big) == "size")
+        let waived = try family.checkShapeForRuntime(Workload(family: family.name, shape: big))
+        #expect(waived?.rule == "size")
+        #expect(try family.checkShapeForRuntime(Workload(family: family.name, shape: big.merging(["ctx": 300]) { $1 })) == nil)
+        #expect(throws: ConstraintViolation.self) {
+            _ = try family.checkShapeForRuntime(Workload(family: family.name, shape: big.merging(["hq": 12]) { $1 }))
+        }
+        for f: any KernelFamily in [family, KVAppend(), GemmW4A4KV()] { #expect(f.harnessShapeRules == ["size"]) }
+        #expect(GemmW4A4().harnessShapeRules.isEmpty)
+    }
+
     @Test func constraintsNameTheRule() throws {
         #expect(configRule(family, ["tb": "4", "unroll": "8"]) == "unroll-block")
         #expect(configRule(family, ["isa": "avx512-vnni"], machine: machine) == "isa-runs")

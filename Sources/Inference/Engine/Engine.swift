@@ -162,7 +162,7 @@ public final class Engine {
             "b": EngineKernels.roundNearestPowerOfTwo(sequences), "hq": c.numAttentionHeads, "hkv": c.numKeyValueHeads,
             "d": c.headDim, "ctx": EngineKernels.roundNearestPowerOfTwo(capacity), "kvbits": format.bits,
         ])
-        return try runtime.provider.kernel(AttentionDecode(), for: w, waiving: ["size"]).int("page")
+        return try runtime.provider.kernel(AttentionDecode(), for: w).int("page")
     }
 
     // MARK: sequences

@@ -106,7 +106,7 @@ final class EngineKernels {
         ])
         let bound = try appends[w] ?? {
             let fixed: [String: ParamValue] = ["page": .int(layout.pageTokens), "cache": .name(layout.format.rawValue)]
-            let loaded = try provider.kernel(KVAppend(), for: w, fixing: fixed, waiving: ["size"])
+            let loaded = try provider.kernel(KVAppend(), for: w, fixing: fixed)
             let b = try KVAppendKernel(loaded, layout: layout)
             appends[w] = b
             return b
@@ -121,7 +121,7 @@ final class EngineKernels {
             "ctx": Self.roundNearestPowerOfTwo(longest), "kvbits": layout.format.bits,
         ])
         let bound = try attentions[w] ?? {
-            let loaded = try provider.kernel(AttentionDecode(), for: w, fixing: ["page": .int(layout.pageTokens)], waiving: ["size"])
+            let loaded = try provider.kernel(AttentionDecode(), for: w, fixing: ["page": .int(layout.pageTokens)])
             let b = try AttentionKernel(loaded, queryHeads: queryHeads, layout: layout)
             attentions[w] = b
             return b

@@ -41,14 +41,12 @@ public final class KernelProvider {
     }
 
     /// The loaded kernel for `workload`, with `fixed` parameters forced (e.g. the cache's page size).
-    /// `waiving` names shape rules that guard the family's test harness rather than its kernel (the
-    /// cache families' 2^31-byte pool rule: the engine's pools use 64-bit offsets, as the kernels do).
-    public func kernel(
-        _ family: any KernelFamily, for workload: Workload, fixing fixed: [String: ParamValue] = [:], waiving: Set<String> = []
-    ) throws -> LoadedKernel {
+    /// The family's harness shape rules are waived, with a note (the cache families' 2^31-byte pool rule:
+    /// the engine's pools use 64-bit offsets, as the kernels do).
+    public func kernel(_ family: any KernelFamily, for workload: Workload, fixing fixed: [String: ParamValue] = [:]) throws -> LoadedKernel {
         let key = workload.description + " | " + fixed.keys.sorted().map { "\($0)=\(fixed[$0]!)" }.joined(separator: " ")
         if let known = byWorkload[key] { return known }
-        let loaded = try resolve(family, workload, fixed, waiving)
+        let loaded = try resolve(family, workload, fixed)
         byWorkload[key] = loaded
         return loaded
     }
@@ -62,14 +60,12 @@ public final class KernelProvider {
         .kernelUnavailable(family: workload.family, workload: workload.description, reason: reason)
     }
 
-    private func resolve(
-        _ family: any KernelFamily, _ workload: Workload, _ fixed: [String: ParamValue], _ waiving: Set<String>
-    ) throws -> LoadedKernel {
+    private func resolve(_ family: any KernelFamily, _ workload: Workload, _ fixed: [String: ParamValue]) throws -> LoadedKernel {
         var notes: [String] = []
         do {
-            try family.checkShape(workload)
-        } catch let violation as ConstraintViolation where waiving.contains(violation.rule) {
-            notes.append("shape rule '\(violation.rule)' waived (\(violation.message))")
+            if let waived = try family.checkShapeForRuntime(workload) {
+                notes.append("shape rule '\(waived.rule)' waived (\(waived.message)): it bounds the test harness, not the kernel")
+            }
         } catch {
             throw unavailable(workload, "\(error)")
         }
