@@ -54,7 +54,7 @@ let package = Package(
         // Isolated worker processes, guarded buffers, timing protocol, pinned thread pool.
         .target(
             name: "Measure",
-            dependencies: ["Machine", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["Machine", "CCPUFeatures", .product(name: "Logging", package: "swift-log")]
         ),
         // The tuning database (GRDB over SQLite): machines, workloads, trials, best per workload;
         // export/import and the runtime lookup.

@@ -46,8 +46,15 @@ struct BenchCommand: ParsableCommand {
     var rounds: Int = 1
 
     func run() throws {
-        let logger = global.logger("lowbit.bench")
         guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1, got \(rounds)") }
+        // The cores' speed before and after: absolute numbers move with it, ratios within the run do not.
+        let watch = try SpeedWatch()
+        try runBenchmark()
+        print(watch.report())
+    }
+
+    private func runBenchmark() throws {
+        let logger = global.logger("lowbit.bench")
         if family == "tuner" {
             let machine = try MachineModel(logger: logger).description
             var m = measure

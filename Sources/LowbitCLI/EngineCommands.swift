@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Inference
 import Logging
+import Measure
 import Model
 import TuningStore
 
@@ -277,6 +278,7 @@ struct ServeBenchCommand: ParsableCommand {
             "serve-bench: \(r.model), \(r.layers) layers, context \(r.context), \(r.steps) timed steps, \(r.threads) threads, machine \(r.machine)",
             "database: \(r.database ?? "none (analytical configurations)"); load average at start: \(r.loadAverageAtStart)",
         ]
+        if let start = r.coreSpeedAtStart, let end = r.coreSpeedAtEnd { lines.append(CoreSpeed.report(start: start, end: end)) }
         var t = Table(
             ["batch", "mode", "step ms (median)", "min", "p80", "tokens/s", "layers ms", "gemm ms", "attention ms", "head ms", "KV MiB"],
             alignments: [.right, .left] + Array(repeating: .right, count: 9))

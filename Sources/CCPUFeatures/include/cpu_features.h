@@ -35,6 +35,12 @@ uint64_t lowbit_hwcap2_bf16(void);
 // architecture has no such instruction (nothing is flushed then).
 int lowbit_flush_cache_lines(const void *p, uint64_t bytes);
 
+// Runs `rounds` rounds of eight dependent integer adds of 1 to `start` and returns the result
+// (start + 8 * rounds). On x86-64 and aarch64 the adds are inline assembly, one cycle each, so the
+// time they take gives the clock this thread runs at, with whatever a hypervisor takes away;
+// elsewhere a plain C chain (a lower bound on the clock).
+uint64_t lowbit_dependent_adds(uint64_t start, uint64_t rounds);
+
 #ifdef __cplusplus
 }
 #endif

@@ -74,6 +74,9 @@ public enum ServeBench {
         public var threads: Int
         public var database: String?
         public var loadAverageAtStart: String
+        /// The engine threads' cores' speed before the first batch and after the last (`CoreSpeed`).
+        public var coreSpeedAtStart: CoreSpeed?
+        public var coreSpeedAtEnd: CoreSpeed?
         public var results: [Result]
         public var ratios: [Ratio]
         public var notes: [String]
@@ -86,6 +89,10 @@ public enum ServeBench {
             throw EngineError.invalidInput("serve-bench needs batches >= 1, a context >= 1 and steps >= 1")
         }
         let capacity = options.context + options.warmup + options.steps + 1
+        let machine = first.runtime.machine
+        let speedPUs = ThreadPlacement.scatter.pus(count: first.runtime.threads.threadCount, topology: machine.description.topology)
+        let loadAverage = Self.loadAverage()
+        let speedAtStart = CoreSpeed.measure(pus: speedPUs, topology: machine.hwloc)
         var results: [Result] = []
         for batch in options.batches {
             var sequences: [[SequenceID]] = []
@@ -131,7 +138,8 @@ public enum ServeBench {
         return Report(
             machine: first.runtime.machine.description.fingerprint.id, model: model, layers: first.config.numHiddenLayers,
             context: options.context, steps: options.steps, threads: first.runtime.threads.threadCount,
-            database: first.runtime.databasePath, loadAverageAtStart: Self.loadAverage(), results: results,
+            database: first.runtime.databasePath, loadAverageAtStart: loadAverage, coreSpeedAtStart: speedAtStart,
+            coreSpeedAtEnd: CoreSpeed.measure(pus: speedPUs, topology: machine.hwloc), results: results,
             ratios: ratios(results, batches: options.batches, layers: first.config.numHiddenLayers), notes: notes)
     }
 
