@@ -102,6 +102,7 @@ struct TuneCommand: ParsableCommand {
         Interrupt.install()
 
         let live = isatty(STDOUT_FILENO) == 1
+        let watch = try SpeedWatch()
         print("tuning \(workloads.count) workload(s) on \(description.fingerprint.id) with \(strategy.rawValue); budget per workload: \(budget); database \(database.path)")
         var summaries: [TuneSummary] = []
         for (f, workload) in workloads {
@@ -121,6 +122,8 @@ struct TuneCommand: ParsableCommand {
         }
         print("")
         print(Self.table(summaries))
+        // Trials of one workload run minutes apart: a machine that drifted ranks them by its phases too.
+        print(watch.report())
         if Interrupt.requested { print("interrupted: every finished trial is in \(database.path)") }
         if export {
             let path = try ExportCommand.write(store: store, fingerprint: description.fingerprint.id, out: nil, format: .json)
