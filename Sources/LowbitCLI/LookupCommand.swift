@@ -47,7 +47,8 @@ struct LookupCommand: ParsableCommand {
             answer.configuration = adapted
         }
         if json {
-            print(try JSONOutput.encode(answer))
+            let waivedRule = waived.map { LookupAnswer.Waived(rule: $0.rule, message: $0.message) }
+            print(try JSONOutput.encode(LookupAnswer(result: answer, workload: workload.description, fitted: fitted, waived: waivedRule)))
             return
         }
         print("\(workload)")
@@ -62,5 +63,34 @@ struct LookupCommand: ParsableCommand {
             print("waived         shape rule '\(waived.rule)' (\(waived.message)): it bounds lowbit's test harness, not the kernel; `tune`, `run` and `bench` keep it")
         }
         if let warning = answer.warning { print("warning        \(warning)") }
+    }
+}
+
+/// `lookup --json`: the library's `LookupResult` (configuration, source, warning) as its own keys, plus the
+/// workload asked about, how a nearest shape's configuration was fitted (`"mr=8->2"`), and the harness
+/// shape rule the runtime waives for it, where either applies.
+struct LookupAnswer: Encodable {
+    struct Waived: Encodable {
+        var rule: String
+        var message: String
+    }
+
+    var result: LookupResult
+    var workload: String
+    var fitted: String?
+    var waived: Waived?
+
+    private enum CodingKeys: String, CodingKey {
+        case workload, configuration, source, warning, fitted, waived
+    }
+
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(workload, forKey: .workload)
+        try c.encode(result.configuration, forKey: .configuration)
+        try c.encode(result.source, forKey: .source)
+        try c.encodeIfPresent(result.warning, forKey: .warning)
+        try c.encodeIfPresent(fitted, forKey: .fitted)
+        try c.encodeIfPresent(waived, forKey: .waived)
     }
 }

@@ -173,6 +173,19 @@ struct BenchEndToEndTests {
         let lookup = try cli.run(["lookup", "gemm-w4a4", "--m", "2", "--db", db] + shape)
         #expect(lookup.status == 0, "stderr: \(lookup.stderr)")
         #expect(lookup.stdout.contains("mr=2") && lookup.stdout.contains("fitted         mr=8->2"))
+        let lookupJSON = try cli.run(["lookup", "gemm-w4a4", "--m", "2", "--json", "--db", db] + shape)
+        let answer = try JSONSerialization.jsonObject(with: Data(lookupJSON.stdout.utf8)) as? [String: Any]
+        #expect(answer?["fitted"] as? String == "mr=8->2" && answer?["waived"] == nil, "stdout: \(lookupJSON.stdout)")
+        #expect((answer?["workload"] as? String)?.hasPrefix("gemm-w4a4 ") == true && answer?["source"] is [String: Any])
+        // The engine's attention at b = 64, ctx 1030 breaks only the harness's pool-size rule: answered, with the waiver.
+        let engineShape = ["--shape", "b=64", "--shape", "ctx=1030", "--shape", "hq=32", "--shape", "hkv=32", "--shape", "d=128", "--shape", "kvbits=4"]
+        let waivedText = try cli.run(["lookup", "attention-decode", "--db", db] + engineShape)
+        #expect(waivedText.status == 0 && waivedText.stdout.contains("waived         shape rule 'size'"), "stderr: \(waivedText.stderr)")
+        let waivedJSON = try cli.run(["lookup", "attention-decode", "--json", "--db", db] + engineShape)
+        let waivedAnswer = try JSONSerialization.jsonObject(with: Data(waivedJSON.stdout.utf8)) as? [String: Any]
+        #expect((waivedAnswer?["waived"] as? [String: Any])?["rule"] as? String == "size", "stdout: \(waivedJSON.stdout)")
+        let tooBig = try cli.run(["run", "attention-decode"] + engineShape)
+        #expect(tooBig.status != 0 && tooBig.stderr.contains("[rule: size]"), "run keeps the harness rule")
         // Without a database the table has no tuned rows and says why.
         let none = try cli.run(
             ["bench", "gemm-w4a4", "--m-list", "2", "--param", "threads=1", "--budget", "0.05", "--db", dir.appendingPathComponent("none.sqlite").path, "--cache-dir", cache]
