@@ -36,17 +36,14 @@ public struct AttentionDecode: KernelFamily {
         "gqa: hq is a multiple of hkv (query head h reads KV head h / (hq / hkv))",
         "even-dim: d is even (int4 packs two codes per byte; RoPE pairs the halves)",
         "size: the pool stays under 2^31 bytes",
-        "kvbits (optional): 4, 8 or 32 fixes the cache format (int4, int8, fp32) for tuning; absent or 0 leaves it to the configuration",
+        AttentionShapes.kvbitsRule,
     ]
     public let targets: [ISATarget] = [.portable, .avx2, .avx512vnni, .neonDotprod]
 
     /// The cache format is the runtime's choice, not the tuner's: a workload with `kvbits` fixes it.
     public var optionalDimensions: [String] { ["kvbits"] }
 
-    public func workloadParameters(_ workload: Workload) -> [String: ParamValue] {
-        guard let format = KVCacheFormat(bits: workload["kvbits"]) else { return [:] }
-        return ["cache": .name(format.rawValue)]
-    }
+    public func workloadParameters(_ workload: Workload) -> [String: ParamValue] { AttentionShapes.cacheParameters(workload) }
 
     public var parameters: [ParameterSpec] {
         [
@@ -76,10 +73,7 @@ public struct AttentionDecode: KernelFamily {
             throw ConstraintViolation("gqa", "hq = \(workload["hq"]) is not a multiple of hkv = \(workload["hkv"])")
         }
         try AttentionShapes.checkEven(workload["d"])
-        let bits = workload["kvbits"]
-        guard bits == 0 || KVCacheFormat(bits: bits) != nil else {
-            throw ConstraintViolation("kvbits", "kvbits = \(bits); use 4 (int4), 8 (int8) or 32 (fp32), or leave it out")
-        }
+        try AttentionShapes.checkKVBits(workload)
         let pool = workload["b"] * (workload["ctx"] + 64) * workload["hkv"] * 2 * (4 * workload["d"] + 8)
         guard pool < Int(Int32.max) else { throw ConstraintViolation("size", "\(workload) needs a pool of about \(pool) bytes") }
     }

@@ -23,9 +23,15 @@ public struct KVAppend: KernelFamily {
         "positive: b, hkv, d, ctx and new are at least 1",
         "even-dim: d is even (int4 packs two codes per byte; RoPE pairs the halves)",
         "fits: new <= ctx (appended tokens fit in the capacity)",
+        AttentionShapes.kvbitsRule,
         "size: the pool and the new rows stay under 2^31 bytes",
     ]
     public let targets: [ISATarget] = [.portable, .avx2, .avx512vnni, .neonDotprod]
+
+    /// The cache format is the runtime's choice, not the tuner's: a workload with `kvbits` fixes it.
+    public var optionalDimensions: [String] { ["kvbits"] }
+    public func workloadParameters(_ workload: Workload) -> [String: ParamValue] { AttentionShapes.cacheParameters(workload) }
+
     public let constraints = [
         "isa-runs (machine): the target's instructions are usable on this machine",
         "threads-pus (machine): threads <= processing units",
@@ -44,6 +50,7 @@ public struct KVAppend: KernelFamily {
     public func checkShape(_ workload: Workload) throws {
         try AttentionShapes.checkPositive(workload, dimensions, family: name)
         try AttentionShapes.checkEven(workload["d"])
+        try AttentionShapes.checkKVBits(workload)
         guard workload["new"] <= workload["ctx"] else {
             throw ConstraintViolation("fits", "new = \(workload["new"]) exceeds ctx = \(workload["ctx"])")
         }
@@ -153,6 +160,24 @@ enum AttentionShapes {
 
     static func checkEven(_ d: Int) throws {
         guard d % 2 == 0 else { throw ConstraintViolation("even-dim", "d = \(d) is odd; the head dimension must be even") }
+    }
+
+    static let kvbitsRule =
+        "kvbits (optional): 4, 8 or 32 fixes the cache format (int4, int8, fp32) for tuning; absent or 0 leaves it to the configuration"
+
+    static func checkKVBits(_ workload: Workload) throws {
+        let bits = workload["kvbits"]
+        guard bits == 0 || KVCacheFormat(bits: bits) != nil else {
+            throw ConstraintViolation("kvbits", "kvbits = \(bits); use 4 (int4), 8 (int8) or 32 (fp32), or leave it out")
+        }
+    }
+
+    /// The cache format is the runtime's choice, not the tuner's: a workload's `kvbits` fixes `cache`
+    /// (every search holds it, the runner rejects a configuration that differs, the database keeps the
+    /// formats apart).
+    static func cacheParameters(_ workload: Workload) -> [String: ParamValue] {
+        guard let format = KVCacheFormat(bits: workload["kvbits"]) else { return [:] }
+        return ["cache": .name(format.rawValue)]
     }
 
     static func checkMachine(_ config: Configuration, machine: MachineContext?) throws {

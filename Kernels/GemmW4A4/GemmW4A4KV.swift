@@ -56,7 +56,7 @@ public struct GemmW4A4KV: KernelFamily {
         "even-dim: d is even (int4 packs element j with its RoPE partner j + d/2)",
         "outliers: 0 <= outliers < k, a multiple of 4",
         "groups: k - outliers is a positive multiple of 128",
-        "kvbits (optional): 4, 8 or 32 fixes the cache format (int4, int8, fp32) for tuning; absent or 0 leaves it to the configuration",
+        AttentionShapes.kvbitsRule,
         "fits: ceil(m / 2) <= ctx (the prefill chunk of the append plan fits a sequence)",
         "size: m * n and n * k each fit in 2^31 elements (n = 2 * hkv * d), and the pool stays under 2^31 bytes",
     ]
@@ -65,10 +65,7 @@ public struct GemmW4A4KV: KernelFamily {
     public var optionalDimensions: [String] { ["kvbits"] }
 
     /// The cache format is the runtime's choice, not the tuner's: a workload with `kvbits` fixes it.
-    public func workloadParameters(_ workload: Workload) -> [String: ParamValue] {
-        guard let format = KVCacheFormat(bits: workload["kvbits"]) else { return [:] }
-        return ["cache": .name(format.rawValue)]
-    }
+    public func workloadParameters(_ workload: Workload) -> [String: ParamValue] { AttentionShapes.cacheParameters(workload) }
 
     public var parameters: [ParameterSpec] {
         Self.gemm.parameters.map { spec in
@@ -104,10 +101,7 @@ public struct GemmW4A4KV: KernelFamily {
         try AttentionShapes.checkPositive(workload, ["m", "hkv", "d", "k", "ctx"], family: name)
         try AttentionShapes.checkEven(workload["d"])
         try Self.gemm.checkShape(Self.gemmWorkload(workload))
-        let bits = workload["kvbits"]
-        guard bits == 0 || KVCacheFormat(bits: bits) != nil else {
-            throw ConstraintViolation("kvbits", "kvbits = \(bits); use 4 (int4), 8 (int8) or 32 (fp32), or leave it out")
-        }
+        try AttentionShapes.checkKVBits(workload)
         guard (workload["m"] + 1) / 2 <= workload["ctx"] else {
             throw ConstraintViolation("fits", "the append plan's prefill chunk of \((workload["m"] + 1) / 2) tokens exceeds ctx = \(workload["ctx"])")
         }

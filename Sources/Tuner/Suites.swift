@@ -74,9 +74,15 @@ public struct Suite: Sendable {
             s.workloads += [1, 16, 64, 256].map {
                 Workload(family: "gemm-w4a4-kv", shape: ["m": $0, "hkv": 32, "d": 128, "k": 4096, "outliers": 128, "ctx": 256, "kvbits": 4])
             }
+            // Appends to those caches: one token per sequence at decode batch 1, 16 and 32, and a prefill
+            // chunk of 256 tokens into one sequence.
+            let appends: [(b: Int, new: Int)] = [(1, 1), (16, 1), (32, 1), (1, 256)]
+            s.workloads += [4, 8].flatMap { bits in
+                appends.map { Workload(family: "kv-append", shape: ["b": $0.b, "hkv": 32, "d": 128, "ctx": 1024, "new": $0.new, "kvbits": bits]) }
+            }
             // The FP16 lm_head of the quantized engines (vocabulary 32000 x hidden 4096).
             s.workloads += [1, 16, 64, 256].map { Workload(family: "gemm-f16", shape: ["m": $0, "n": 32000, "k": 4096]) }
-            s.summary += ", the fused quantize kernels that feed them, the K/V projections writing an INT4 KV cache, decode attention over INT4 and INT8 KV caches, and the FP16 lm_head"
+            s.summary += ", the fused quantize kernels that feed them, the K/V projections writing an INT4 KV cache, decode attention over INT4 and INT8 KV caches and the appends to them, and the FP16 lm_head"
             return s
         }(),
     ]

@@ -266,6 +266,21 @@ struct AttentionRuleTests {
         #expect(shapeRule(append, a.merging(["new": 301]) { $1 }) == "fits")
         #expect(shapeRule(append, a.merging(["d": 7]) { $1 }) == "even-dim")
         #expect(shapeRule(append, a.merging(["hkv": 0]) { $1 }) == "positive")
+        #expect(shapeRule(append, a.merging(["kvbits": 8]) { $1 }) == nil)
+        #expect(shapeRule(append, a.merging(["kvbits": 5]) { $1 }) == "kvbits")
+        #expect(shapeRule(family, ok.merging(["kvbits": 2]) { $1 }) == "kvbits")
+    }
+
+    /// kv-append's cache format is the runtime's, as attention's is: `kvbits` fixes it in every search
+    /// and in the analytical configuration, and a configuration with another format is refused.
+    @Test func appendBitsFixTheCacheFormat() throws {
+        let append = KVAppend()
+        let w = Workload(family: append.name, shape: ["b": 2, "hkv": 2, "d": 16, "ctx": 64, "new": 3, "kvbits": 8])
+        #expect(append.workloadParameters(w) == ["cache": .name("int8")])
+        #expect(append.optionalDimensions == ["kvbits"])
+        #expect(append.analyticalConfiguration(for: w, machine: machine)["cache"] == .name("int8"))
+        let free = Workload(family: append.name, shape: ["b": 2, "hkv": 2, "d": 16, "ctx": 64, "new": 3])
+        #expect(append.workloadParameters(free).isEmpty)
     }
 
     /// A runtime waives the pool-size rule (it bounds the harness's 32-bit pool, not the kernel) and

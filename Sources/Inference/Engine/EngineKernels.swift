@@ -16,7 +16,7 @@ public struct DispatchRecord: Sendable, Equatable {
 ///
 /// Lookup workloads: GEMM and quantize kernels at M rounded up to a power of two (a configuration for
 /// M rows runs any smaller M; the tuning suites use powers of two); kv-append at the step's sequence
-/// count and longest append rounded up to powers of two, with the cache capacity as `ctx`;
+/// count and longest append rounded up to powers of two, with the cache capacity as `ctx` and `kvbits`;
 /// attention-decode at the step's entry count and longest context rounded to the nearest power of two
 /// (tuned contexts are powers of two), with `kvbits` fixing the cache format. The cache families'
 /// page size is fixed to the cache's.
@@ -102,7 +102,7 @@ final class EngineKernels {
     func append(sequences: Int, longest: Int, layer: Int?, role: String = "kv-append") throws -> KVAppendKernel {
         let w = Workload(family: "kv-append", shape: [
             "b": Self.roundUpPowerOfTwo(sequences), "hkv": layout.kvHeads, "d": layout.headDim, "ctx": capacity,
-            "new": min(capacity, Self.roundUpPowerOfTwo(longest)),
+            "new": min(capacity, Self.roundUpPowerOfTwo(longest)), "kvbits": layout.format.bits,
         ])
         let bound = try appends[w] ?? {
             let fixed: [String: ParamValue] = ["page": .int(layout.pageTokens), "cache": .name(layout.format.rawValue)]
