@@ -105,8 +105,7 @@ final class EngineKernels {
             "new": min(capacity, Self.roundUpPowerOfTwo(longest)), "kvbits": layout.format.bits,
         ])
         let bound = try appends[w] ?? {
-            let fixed: [String: ParamValue] = ["page": .int(layout.pageTokens), "cache": .name(layout.format.rawValue)]
-            let loaded = try provider.kernel(KVAppend(), for: w, fixing: fixed)
+            let loaded = try provider.kernel(KVAppend(), for: w, fixing: ["page": .int(layout.pageTokens)])
             let b = try KVAppendKernel(loaded, layout: layout)
             appends[w] = b
             return b
