@@ -36,6 +36,9 @@ done
 for bits in 4 8 32; do
     for b in 1 8 16 32; do
         "$B" tune attention-decode --shape b=$b --shape hq=32 --shape hkv=32 --shape d=128 --shape ctx=1024 --shape kvbits=$bits "${T[@]}"
+        # The step's appends to that cache (one token a sequence), and the fill's 256-token chunk.
+        "$B" tune kv-append --shape b=$b --shape hkv=32 --shape d=128 --shape ctx=1024 --shape new=1 --shape kvbits=$bits "${T[@]}"
     done
+    "$B" tune kv-append --shape b=1 --shape hkv=32 --shape d=128 --shape ctx=1024 --shape new=256 --shape kvbits=$bits "${T[@]}"
 done
 "$B" serve-bench --model "$MODEL" --batch 1,8,32,64,128 --context 1024 --steps 8 --db "$DB" --json-out "$OUT"
