@@ -33,10 +33,11 @@ struct LookupCommand: ParsableCommand {
         let description = try MachineModel(logger: logger).description
         let analytical = { f.analyticalConfiguration(for: workload, machine: MachineContext(description)) }
         // Without a database the runtime falls back to the analytical configuration; say so, create nothing.
+        let store = database.exists ? try database.open(logger: logger) : nil
+        let fingerprint = machine ?? description.fingerprint.id
         var answer =
-            database.exists
-            ? try database.open(logger: logger).lookup(machine: machine ?? description.fingerprint.id, workload: workload, fallback: analytical)
-            : LookupResult(configuration: analytical(), source: .analyticalDefault, warning: "no tuning database at \(database.path)")
+            try store?.lookup(machine: fingerprint, workload: workload, fallback: analytical)
+            ?? LookupResult(configuration: analytical(), source: .analyticalDefault, warning: "no tuning database at \(database.path)")
         // A record stored before its template gained a parameter runs with that parameter's default;
         // another shape's record is fitted to this one (a register tile no taller than m).
         answer.configuration = f.completing(answer.configuration)
@@ -59,6 +60,18 @@ struct LookupCommand: ParsableCommand {
         case .analyticalDefault: print("source         analytical default (no tuned record)")
         }
         if let fitted { print("fitted         \(fitted) (the stored shape's configuration, fitted to this workload)") }
+        let recordWorkload: Workload? = switch answer.source {
+        case .exact: workload
+        case .nearest(let w, _, _): w
+        case .analyticalDefault: nil
+        }
+        if let store, let recordWorkload, let final = try store.decidingFinal(machine: fingerprint, workload: recordWorkload),
+           let winner = final.winnerEntry, let gops = winner.gops
+        {
+            print(String(
+                format: "decided        by a final: %d finalists timed side by side, %d rounds each (%@); %.1f GOP/s there, %.1f in its own tuning run",
+                final.entries.count, final.roundCount, ISO8601DateFormatter().string(from: final.measuredAt), gops, winner.storedGops))
+        }
         if let waived {
             print("waived         shape rule '\(waived.rule)' (\(waived.message)): it bounds lowbit's test harness, not the kernel; `tune`, `run` and `bench` keep it")
         }

@@ -59,6 +59,11 @@ struct TuneCommand: ParsableCommand {
     @Option(help: "Stop a workload after this many trials without improvement.") var patience: Int?
     @Flag(help: "Search every ISA target this machine runs instead of the best one.") var allIsas = false
     @Option(help: "Seed for the search strategies.") var searchSeed: UInt64 = 7
+    @Option(help: ArgumentHelp(
+        "After each workload's search, time its N fastest stored configurations again side by side and make the fastest the best (0: no final).",
+        discussion: "Trials measured minutes or sessions apart are ranked by the machine's phases as much as by the code; a final compares them in one run. --trials 0 runs only the final."))
+    var finalists = 0
+    @Option(help: "Rounds of the final: each finalist is timed this many times, in turns.") var finalRounds = 3
     @Flag(help: "Write the export (TuningDB/exports/<fingerprint>.json) at the end.") var export = false
     @OptionGroup var params: ParamOptions
     @OptionGroup var measure: MeasureOptions
@@ -70,6 +75,9 @@ struct TuneCommand: ParsableCommand {
             throw ValidationError("unknown suite '\(suite)'; valid suites: \(Suite.all.map(\.name).joined(separator: ", "))")
         }
         if let time, Budget.parseDuration(time) == nil { throw ValidationError("--time expects a duration such as 90s, 5m or 1h, got '\(time)'") }
+        if finalists < 0 || finalists == 1 { throw ValidationError("--finalists takes 0 (no final) or at least 2, got \(finalists)") }
+        if finalRounds < 1 { throw ValidationError("--final-rounds takes at least 1, got \(finalRounds)") }
+        if let trials, trials < 0 { throw ValidationError("--trials takes 0 or more, got \(trials)") }
     }
 
     func run() throws {
@@ -113,12 +121,21 @@ struct TuneCommand: ParsableCommand {
             try f.checkShape(workload)
             if f.parameter("isa") != nil, fixed["isa"] == nil, !allIsas { fixed["isa"] = .name(f.bestTarget(on: machine).rawValue) }
             var s = strategy.make(seed: searchSeed)
-            let summary = try tuner.tune(family: f, workload: workload, strategy: &s, budget: budget, fixed: fixed) { p in
+            var summary = try tuner.tune(family: f, workload: workload, strategy: &s, budget: budget, fixed: fixed) { p in
                 Self.report(p, live: live)
             }
             if live { print("") }
-            summaries.append(summary)
             print(Self.line(summary))
+            if finalists > 0, !Interrupt.requested {
+                switch try tuner.final(family: f, workload: workload, count: finalists, rounds: finalRounds) {
+                case .success(let record):
+                    print(Self.finalReport(record, cold: runner.cold))
+                    // The summary's best is then the final's winner, at its GOP/s in the final.
+                    if let w = record.winnerEntry, let gops = w.gops { summary.best = Observation(configuration: w.configuration, gops: gops) }
+                case .failure(let skip): print("  final: not run: \(skip)")
+                }
+            }
+            summaries.append(summary)
         }
         print("")
         print(Self.table(summaries))
@@ -162,6 +179,38 @@ struct TuneCommand: ParsableCommand {
     static func line(_ s: TuneSummary) -> String {
         let best = s.best?.gops.map { String(format: "%.1f GOP/s", $0) } ?? "none"
         return "  \(s.workload): \(s.trials) trials (\(s.failures) failed, \(s.resumed) from the database), best \(best); stopped: \(s.stop.rawValue)"
+    }
+
+    /// The finalists with their stored and fresh GOP/s, the parameters in which they differ, and the outcome.
+    static func finalReport(_ f: FinalRecord, cold: Bool) -> String {
+        let differing = Set(f.entries.flatMap { $0.configuration.values.keys }).sorted().filter { name in
+            Set(f.entries.map { $0.configuration.values[name]?.description ?? "-" }).count > 1
+        }
+        let rounds = f.roundCount
+        var t = Table(
+            ["", "trial", "stored GOP/s"] + (1...max(1, rounds)).map { "round \($0)" } + ["relative", "final GOP/s", "differs in"],
+            alignments: [.left, .right, .right] + Array(repeating: .right, count: max(1, rounds) + 2) + [.left])
+        let scores = FinalEntry.scores(f.entries)
+        let order = f.entries.indices.sorted { (scores[$0] ?? -1) > (scores[$1] ?? -1) }
+        for i in order {
+            let e = f.entries[i]
+            let cells = (0..<max(1, rounds)).map { i in i < e.rounds.count ? (e.rounds[i].map { String(format: "%.1f", $0) } ?? "failed") : "-" }
+            t.add([e.trialID == f.winner ? "*" : "", "\(e.trialID)", String(format: "%.1f", e.storedGops)] + cells
+                  + [scores[i].map { String(format: "%.3f", $0) } ?? "failed", e.gops.map { String(format: "%.1f", $0) } ?? "failed",
+                     differing.map { "\($0)=\(e.configuration.values[$0]?.description ?? "-")" }.joined(separator: " ")])
+        }
+        var lines = [
+            "  final: \(f.entries.count) finalists timed side by side\(cold ? " cold" : ""), \(rounds) round\(rounds == 1 ? "" : "s") each in turns; "
+                + "relative: GOP/s over the round's geometric mean, averaged over the rounds (the highest wins)",
+        ]
+        lines.append(t.render(indent: "    "))
+        if let w = f.winnerEntry, let gops = w.gops {
+            let change = f.previousBest == w.trialID ? "the stored best held" : "replaces trial \(f.previousBest.map(String.init) ?? "-")"
+            lines.append(String(format: "  best: trial %lld at %.1f GOP/s in the final (%@)", w.trialID, gops, change))
+        } else {
+            lines.append("  best: unchanged (every finalist failed in the final)")
+        }
+        return lines.joined(separator: "\n")
     }
 
     static func table(_ summaries: [TuneSummary]) -> String {

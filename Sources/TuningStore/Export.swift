@@ -47,11 +47,30 @@ public struct TuningExport: Codable, Sendable, Equatable {
         public var dataState: String?
         /// How many trials (failures included) the exporting database held for this workload.
         public var trialCount: Int
+        /// Set when the best was chosen by a final (`lowbit tune --finalists`): `gops` is then the winner's
+        /// fastest round, timed side by side with the other finalists; `timing` stays its tuning run's.
+        public var final: Final?
+
+        public struct Final: Codable, Sendable, Equatable {
+            /// Finalists timed, and rounds each.
+            public var finalists: Int
+            public var rounds: Int
+            /// The winner's GOP/s from its own tuning run.
+            public var storedGops: Double
+            public var measuredAt: Date
+
+            public init(finalists: Int, rounds: Int, storedGops: Double, measuredAt: Date) {
+                self.finalists = finalists
+                self.rounds = rounds
+                self.storedGops = storedGops
+                self.measuredAt = measuredAt
+            }
+        }
 
         public init(
             family: String, workload: Workload, configuration: KernelKit.Configuration, templateVersion: Int,
             variant: String? = nil, gops: Double, timing: Timing?, compiler: String, flags: [String],
-            measuredAt: Date, dataState: String?, trialCount: Int
+            measuredAt: Date, dataState: String?, trialCount: Int, final: Final? = nil
         ) {
             self.family = family
             self.workload = workload
@@ -65,6 +84,7 @@ public struct TuningExport: Codable, Sendable, Equatable {
             self.measuredAt = measuredAt
             self.dataState = dataState
             self.trialCount = trialCount
+            self.final = final
         }
     }
 
@@ -184,15 +204,21 @@ extension TuningStore {
                 arguments: [fingerprint])
             return Dictionary(uniqueKeysWithValues: rows.map { ($0["workload_key"] as String, $0["n"] as Int) })
         }
-        let entries = bests.map { best in
-            TuningExport.Entry(
+        let entries = try bests.map { best in
+            let final = try decidingFinal(machine: fingerprint, workload: best.workload).flatMap { f in
+                f.winnerEntry.map {
+                    TuningExport.Entry.Final(
+                        finalists: f.entries.count, rounds: f.roundCount, storedGops: $0.storedGops, measuredAt: f.measuredAt)
+                }
+            }
+            return TuningExport.Entry(
                 family: best.family, workload: best.workload, configuration: best.configuration,
                 templateVersion: best.templateVersion, variant: best.variant, gops: best.gops,
                 timing: best.timing.map {
                     .init(min: $0.min, median: $0.median, p20: $0.p20, p80: $0.p80, count: $0.count)
                 },
                 compiler: best.compiler, flags: best.flags, measuredAt: best.measuredAt, dataState: best.dataState,
-                trialCount: trialCounts[best.workload.description] ?? 1)
+                trialCount: trialCounts[best.workload.description] ?? 1, final: final)
         }
         return TuningExport(
             lowbitVersion: lowbitVersion, machine: machine.description, ceilings: machine.ceilings, entries: entries)

@@ -13,7 +13,7 @@ enum Schema {
     static let applicationID: Int32 = 0x6C6F_7762
     /// The schema version this build writes and understands (the `schema_version` row of
     /// `lowbit_meta`; one per migration).
-    static let version = 4
+    static let version = 5
     static let sqliteMagic = Array("SQLite format 3\0".utf8)
 
     /// Versioned migrations. Never edit a registered migration: add a new one, and bump `version`.
@@ -141,6 +141,28 @@ enum Schema {
                     """,
                 arguments: [Date()])
             try db.execute(sql: "UPDATE lowbit_meta SET value = '4' WHERE key = 'schema_version'")
+        }
+        migrator.registerMigration("v5") { db in
+            // Finals: stored trials timed again side by side (`lowbit tune --finalists`), one row per finalist;
+            // the one of the highest score (`chosen`) becomes the best with the GOP/s of its fastest round.
+            try db.execute(
+                sql: """
+                    CREATE TABLE finals (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        machine TEXT NOT NULL,
+                        workload_key TEXT NOT NULL,
+                        session TEXT NOT NULL,
+                        trial_id INTEGER NOT NULL REFERENCES trials(id),
+                        stored_gops REAL NOT NULL,        -- the trial's GOP/s from its own tuning run
+                        rounds TEXT NOT NULL,             -- JSON [GOP/s or null] per round
+                        gops REAL,                        -- the fastest round; NULL when every round failed
+                        score REAL,                       -- mean relative speed over the rounds; NULL: failed a round
+                        chosen INTEGER NOT NULL,          -- 1: this finalist became the best
+                        measured_at TEXT NOT NULL
+                    );
+                    CREATE INDEX finals_workload ON finals(machine, workload_key);
+                    """)
+            try db.execute(sql: "UPDATE lowbit_meta SET value = '5' WHERE key = 'schema_version'")
         }
         return migrator
     }

@@ -456,7 +456,7 @@ public final class TuningStore: Sendable {
     /// - Successful trials that are not a best are deleted.
     /// - Failed trials (any status but `ok`) are deleted too, unless `keepFailures`.
     /// - Only trials of `machine` when given, and only trials created before `olderThan` when given.
-    /// - Workloads left with no trial are deleted.
+    /// - Workloads left with no trial are deleted, and the rows of finals (`recordFinal`) of deleted trials.
     ///
     /// A pruned point is forgotten: a later tuning run may measure it again (pruning trades the
     /// "never measured twice" record for space). Runs in one transaction.
@@ -467,10 +467,13 @@ public final class TuningStore: Sendable {
         if keepFailures { conditions.append("status = 'ok'") }
         if let machine { conditions.append("machine = ?"); arguments += [machine] }
         if let olderThan { conditions.append("created_at < ?"); arguments += [olderThan] }
-        let sql = "DELETE FROM trials WHERE " + conditions.joined(separator: " AND ")
+        let selection = conditions.joined(separator: " AND ")
+        let sql = "DELETE FROM trials WHERE " + selection
         let deleted = try pool.writeWithoutTransaction { db in
             var deleted = 0
             try db.inTransaction(.immediate) {
+                // A final's rows go with the trials they timed (the final of a kept best keeps its own row).
+                try db.execute(sql: "DELETE FROM finals WHERE trial_id IN (SELECT id FROM trials WHERE \(selection))", arguments: arguments)
                 try db.execute(sql: sql, arguments: arguments)
                 deleted = db.changesCount
                 try db.execute(

@@ -97,4 +97,25 @@ struct TuneEndToEndTests {
         let bad = try cli.run(["db", "trials", "--db", db, "--shape", "m"])
         #expect(bad.status != 0 && bad.stderr.contains("name=integer"))
     }
+
+    @Test func aFinalRetimesTheFinalistsAndLookupSaysSo() throws {
+        let dir = try scratch()
+        let db = dir.appendingPathComponent("final.sqlite").path
+        let cli = try LowbitBinary()
+        let env = ["LOWBIT_CACHE_DIR": dir.appendingPathComponent("cache").path]
+        let shape = ["--m", "4", "--n", "64", "--k", "64"]
+        let tune = try cli.run(
+            ["tune", "gemm-w8a8"] + shape + ["--strategy", "random", "--trials", "3", "--budget", "0.05", "--finalists", "2", "--final-rounds", "2", "--db", db],
+            environment: env)
+        #expect(tune.status == 0, "\(tune.stderr)")
+        #expect(tune.stdout.contains("final: 2 finalists timed side by side, 2 rounds each"), "\(tune.stdout)")
+        #expect(tune.stdout.contains("best: trial "), "\(tune.stdout)")
+        let lookup = try cli.run(["lookup", "gemm-w8a8"] + shape + ["--db", db], environment: env)
+        #expect(lookup.status == 0 && lookup.stdout.contains("decided        by a final: 2 finalists"), "\(lookup.stdout)")
+        // --trials 0 runs only the final; a final of one is refused.
+        let again = try cli.run(["tune", "gemm-w8a8"] + shape + ["--trials", "0", "--finalists", "3", "--final-rounds", "1", "--budget", "0.05", "--db", db], environment: env)
+        #expect(again.status == 0 && again.stdout.contains("0 trials") && again.stdout.contains("final: 3 finalists"), "\(again.stdout)")
+        let one = try cli.run(["tune", "gemm-w8a8"] + shape + ["--finalists", "1", "--db", db], environment: env)
+        #expect(one.status != 0 && one.stderr.contains("--finalists"))
+    }
 }

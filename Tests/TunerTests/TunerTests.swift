@@ -49,6 +49,8 @@ final class FakeExecutor: TrialExecutor {
     /// Times "cold": the results carry a cold data state and `coldFactor` times the throughput.
     var cold = false
     var coldFactor = 0.5
+    /// Throughput of chosen points, in place of `throughput` (e.g. a machine that now runs them otherwise).
+    var overrides: [Configuration: Double] = [:]
 
     static func throughput(_ c: Configuration) -> Double {
         func l(_ name: String) -> Double { log2(Double(c.int(name))) }
@@ -67,7 +69,7 @@ final class FakeExecutor: TrialExecutor {
             r.message = "the variant died of SIGSEGV (signal 11) during run"
             return r
         }
-        r.gops = (constant ?? Self.throughput(config)) * (cold ? coldFactor : 1)
+        r.gops = (overrides[config] ?? constant ?? Self.throughput(config)) * (cold ? coldFactor : 1)
         r.dataState = cold ? "cold: the fake executor's caches" : "hot (fake)"
         return r
     }
@@ -287,3 +289,121 @@ struct TuningStoreIntegrationTests {
     }
 }
 
+
+@Suite("Finals: stored configurations timed again side by side")
+struct FinalTests {
+    let machine = "test-machine"
+    let workload = TunerFixtures.workload
+
+    func store() throws -> TuningStore {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lowbit-final-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return try TuningStore(path: dir.appendingPathComponent("t.sqlite").path)
+    }
+
+    static func point(_ a: Int, d: Int = 1) -> Configuration {
+        Configuration(["a": .int(a), "b": .int(2), "c": .int(64), "d": .int(d)])
+    }
+
+    /// Stores `ok` trials of the toy family as a tuning run of the fake compiler would.
+    func seed(_ store: TuningStore, _ points: [(Configuration, Double)], dataState: String = "hot (fake)", session: String = "earlier") throws {
+        for (config, gops) in points {
+            try store.insert(TrialRecord(
+                machine: machine, family: "toy", workload: workload, configuration: config, templateVersion: 1,
+                compiler: "fake-cc 1.0", status: "ok", stage: "done", gops: gops, dataState: dataState, session: session))
+        }
+    }
+
+    @Test func theFinalistsFastestSideBySideBecomesTheBestAtItsFinalSpeed() throws {
+        let store = try store()
+        let (a, b, c) = (Self.point(1), Self.point(2), Self.point(4))
+        try seed(store, [(a, 300), (b, 200), (c, 100)])
+        #expect(try store.best(machine: machine, workload: workload)?.configuration == a)
+        // Timed now, in one run, c is the fastest and a the slowest.
+        let executor = FakeExecutor()
+        executor.overrides = [a: 50, b: 80, c: 120]
+        let tuner = TunerFixtures.tuner(executor, store: store)
+        let record = try tuner.final(family: ToyFamily(), workload: workload, count: 3, rounds: 2).get()
+        #expect(executor.calls.count == 6)
+        #expect(Set(executor.calls) == [a, b, c])
+        #expect(executor.calls[0] != executor.calls[3], "each round starts with another finalist")
+        let best = try #require(try store.best(machine: machine, workload: workload))
+        #expect(best.configuration == c && best.gops == 120)
+        #expect(record.winnerEntry?.configuration == c && record.previousBest == record.entries.first { $0.configuration == a }?.trialID)
+
+        // The final is on record: lookup-facing history and the export say how the best was chosen.
+        let deciding = try #require(try store.decidingFinal(machine: machine, workload: workload))
+        #expect(deciding.entries.count == 3 && deciding.roundCount == 2 && deciding.winner == best.trialID)
+        #expect(deciding.entries.first { $0.configuration == a }?.rounds == [50, 50])
+        var description = try MachineModel().description
+        description.fingerprint.id = machine
+        try store.record(machine: description)
+        let entry = try #require(try store.export(machine: machine, lowbitVersion: "test").entries.first)
+        #expect(entry.gops == 120 && entry.final?.finalists == 3 && entry.final?.rounds == 2 && entry.final?.storedGops == 100)
+
+        // A later trial must beat the final's number, not the stored one, to replace the best.
+        try seed(store, [(Self.point(8), 110)])
+        #expect(try store.best(machine: machine, workload: workload)?.configuration == c)
+        try seed(store, [(Self.point(16), 130)])
+        #expect(try store.best(machine: machine, workload: workload)?.configuration == Self.point(16))
+        #expect(try store.decidingFinal(machine: machine, workload: workload) == nil, "the final no longer decides the best")
+        // Pruning removes the finals' rows of the trials it deletes.
+        #expect(try store.prune() == 4)
+        #expect(try store.check().isEmpty)
+    }
+
+    @Test func finalistsAreTheBestTheSessionsFastestAndThenTheStoredOrder() throws {
+        let store = try store()
+        try seed(store, [(Self.point(1), 300), (Self.point(2), 250), (Self.point(4), 200)])
+        // A search that just ran in a slower phase: its fastest trial still takes part.
+        try seed(store, [(Self.point(8), 150), (Self.point(16), 120)], session: "now")
+        let two = try store.finalists(machine: machine, workload: workload, compiler: "fake-cc 1.0", count: 2, session: "now")
+        #expect(two.map(\.configuration) == [Self.point(1), Self.point(8)])
+        let four = try store.finalists(machine: machine, workload: workload, compiler: "fake-cc 1.0", count: 4, session: "now")
+        #expect(four.map(\.configuration) == [Self.point(1), Self.point(8), Self.point(2), Self.point(4)])
+        // Another compiler's trials are not timed under this one's name.
+        #expect(try store.finalists(machine: machine, workload: workload, compiler: "other-cc", count: 4).isEmpty)
+    }
+
+    @Test func aFinalistThatFailsNowIsNeverChosen() throws {
+        let store = try store()
+        // d = 12 "crashes" in the fake executor: stored as ok from an earlier run, it fails in the final.
+        let crashing = Self.point(1, d: 12), slow = Self.point(2)
+        try seed(store, [(crashing, 1000), (slow, 10)])
+        let executor = FakeExecutor()
+        executor.overrides = [slow: 5]
+        let record = try TunerFixtures.tuner(executor, store: store).final(family: ToyFamily(), workload: workload, count: 2, rounds: 2).get()
+        #expect(FinalEntry.scores(record.entries).contains { $0 == nil })
+        let best = try #require(try store.best(machine: machine, workload: workload))
+        #expect(best.configuration == slow && best.gops == 5)
+    }
+
+    @Test func aFinalIsSkippedWhenThereIsNothingToDecide() throws {
+        let store = try store()
+        let executor = FakeExecutor()
+        let tuner = TunerFixtures.tuner(executor, store: store)
+        #expect(try tuner.final(family: ToyFamily(), workload: workload, count: 3, rounds: 1) == .failure(.noBest))
+        try seed(store, [(Self.point(1), 10)])
+        #expect(try tuner.final(family: ToyFamily(), workload: workload, count: 3, rounds: 1) == .failure(.tooFewFinalists(1)))
+        try seed(store, [(Self.point(2), 9), (Self.point(4), 8)], dataState: "cold: fake")
+        // The best is now cold: a hot run does not time it.
+        #expect(try tuner.final(family: ToyFamily(), workload: workload, count: 3, rounds: 1) == .failure(.dataCondition(bestIsCold: true)))
+        #expect(executor.calls.isEmpty)
+        executor.cold = true
+        #expect(try tuner.final(family: ToyFamily(), workload: workload, count: 3, rounds: 1).get().entries.count == 2)
+    }
+
+    @Test func scoresCancelARoundThatRanSlow() {
+        func entry(_ id: Int64, _ rounds: [Double?]) -> FinalEntry {
+            FinalEntry(trialID: id, configuration: Self.point(1), storedGops: 1, rounds: rounds)
+        }
+        // The second round ran at half speed for everyone; b won it by a hair, a won the first clearly.
+        let scores = FinalEntry.scores([entry(1, [100, 44]), entry(2, [80, 45]), entry(3, [90, 40])])
+        #expect(scores[0]! > scores[1]! && scores[1]! > scores[2]!)
+        #expect(abs(scores.compactMap { $0 }.map(log).reduce(0, +)) < 0.01, "relative speeds centre on 1")
+        // The fastest single round does not decide: a's 200 in one round against b's steady lead.
+        let lucky = FinalEntry.scores([entry(1, [200, 50, 50, 50]), entry(2, [100, 100, 100, 100])])
+        #expect(lucky[1]! > lucky[0]!)
+        #expect(FinalEntry.scores([entry(1, [10, nil]), entry(2, [5, 5])])[0] == nil)
+    }
+}

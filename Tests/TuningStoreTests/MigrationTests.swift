@@ -19,7 +19,8 @@ struct MigrationTests {
             ALTER TABLE trials DROP COLUMN attainment;
             ALTER TABLE trials DROP COLUMN binding;
             DROP TABLE serving;
-            DELETE FROM grdb_migrations WHERE identifier IN ('v2', 'v3', 'v4');
+            DROP TABLE finals;
+            DELETE FROM grdb_migrations WHERE identifier IN ('v2', 'v3', 'v4', 'v5');
             UPDATE lowbit_meta SET value = '1' WHERE key = 'schema_version';
             """)
         #expect(try sqlite(path, "SELECT value FROM lowbit_meta WHERE key = 'schema_version';") == "1")
@@ -59,13 +60,14 @@ struct MigrationTests {
             PRAGMA journal_mode = DELETE;
             UPDATE trials SET point_key = substr(point_key, 1, length(point_key) - 10) WHERE data_state LIKE 'cold%';
             UPDATE best SET trial_id = (SELECT id FROM trials WHERE gops = 500), gops = 500 WHERE workload_key = '\(gemm(1).description)';
-            DELETE FROM grdb_migrations WHERE identifier = 'v4';
+            DROP TABLE finals;
+            DELETE FROM grdb_migrations WHERE identifier IN ('v4', 'v5');
             UPDATE lowbit_meta SET value = '3' WHERE key = 'schema_version';
             """)
         #expect(try sqlite(path, "SELECT gops FROM best WHERE workload_key = '\(gemm(1).description)';") == "500.0")
 
         let store = try TuningStore(path: path)
-        #expect(try sqlite(path, "SELECT value FROM lowbit_meta WHERE key = 'schema_version';") == "4")
+        #expect(try sqlite(path, "SELECT value FROM lowbit_meta WHERE key = 'schema_version';") == "\(TuningStore.schemaVersion)")
         #expect(try store.hasPoint(coldKey))
         let best = try #require(try store.best(machine: "test-machine", workload: gemm(1)))
         #expect(best.gops == 100 && best.dataState == cold)
