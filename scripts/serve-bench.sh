@@ -3,8 +3,8 @@
 #   scripts/serve-bench.sh [LOWBIT] [DB] [OUT.json]
 # LOWBIT defaults to .build/release/lowbit, DB to a copy of TuningDB/lowbit.sqlite in /tmp (tuning adds
 # to it; points already measured are reused), OUT to serve-bench.json. The model (2 layers of
-# Llama-7B, 1.3 GB) is synthesized into /tmp/lowbit-llama7b-2 when missing. About 20 minutes of tuning
-# and 5 of benchmark on 2 cores; run it on a quiet machine.
+# Llama-7B, 1.3 GB) is synthesized into /tmp/lowbit-llama7b-2 when missing. About 35 minutes of tuning
+# (finals included) and 5 of benchmark on 2 cores; run it on a quiet machine.
 set -euo pipefail
 
 B=${1:-.build/release/lowbit}
@@ -14,7 +14,9 @@ MODEL=/tmp/lowbit-llama7b-2
 [ -f "$DB" ] || { [ -f TuningDB/lowbit.sqlite ] && cp TuningDB/lowbit.sqlite "$DB" || true; }
 [ -f "$MODEL/config.json" ] || "$B" model synth --preset llama-7b --layers 2 --out "$MODEL"
 
-T=(--trials 12 --time 40s --patience 5 --db "$DB")
+# After each search a final re-times the 4 best configurations side by side (3 rounds): the stored ones may
+# have been measured in a faster or slower phase of the machine than the search that just ran.
+T=(--trials 12 --time 40s --patience 5 --finalists 4 --final-rounds 3 --db "$DB")
 batches=(1 8 32 64 128)
 shapes=("4096 4096" "11008 4096" "4096 11008")
 for m in "${batches[@]}"; do

@@ -201,7 +201,7 @@ struct TuneCommand: ParsableCommand {
         }
         var lines = [
             "  final: \(f.entries.count) finalists timed side by side\(cold ? " cold" : ""), \(rounds) round\(rounds == 1 ? "" : "s") each in turns; "
-                + "relative: GOP/s over the round's geometric mean, averaged over the rounds (the highest wins)",
+                + "relative: GOP/s over the round's geometric mean, median over the rounds (the highest wins)",
         ]
         lines.append(t.render(indent: "    "))
         if let w = f.winnerEntry, let gops = w.gops {

@@ -21,29 +21,31 @@ public struct FinalEntry: Codable, Sendable, Equatable {
     /// The fastest round; nil when every round failed.
     public var gops: Double? { rounds.compactMap { $0 }.max() }
 
-    /// Each finalist's speed relative to the others, averaged over the rounds: in round r its GOP/s over
-    /// the geometric mean of the GOP/s of the finalists that ran in that round. A round compares its
-    /// finalists under one condition, so a phase of the machine that slowed a whole round cancels, and a
-    /// single lucky round weighs 1 / rounds. nil for a finalist that failed in any round (it is never chosen).
+    /// Each finalist's speed relative to the others: in round r its GOP/s over the geometric mean of the
+    /// GOP/s of the finalists that ran in that round, and its score the median of those over the rounds.
+    /// A round compares its finalists under one condition, so a phase of the machine that slowed a whole
+    /// round cancels, and the median leaves out a single lucky or unlucky run (a co-tenant's burst). nil
+    /// for a finalist that failed in any round (it is never chosen).
     public static func scores(_ entries: [FinalEntry]) -> [Double?] {
         let rounds = entries.map(\.rounds.count).max() ?? 0
-        var sums = Array(repeating: 0.0, count: entries.count)
-        var counted = Array(repeating: 0, count: entries.count)
+        var relative = Array(repeating: [Double](), count: entries.count)
         for r in 0..<rounds {
             let values = entries.compactMap { r < $0.rounds.count ? $0.rounds[r] : nil }.filter { $0 > 0 }
-            guard values.count >= 1 else { continue }
+            guard !values.isEmpty else { continue }
             let geomean = exp(values.map { log($0) }.reduce(0, +) / Double(values.count))
             for (i, e) in entries.enumerated() {
-                if r < e.rounds.count, let g = e.rounds[r], g > 0 {
-                    sums[i] += g / geomean
-                    counted[i] += 1
-                }
+                if r < e.rounds.count, let g = e.rounds[r], g > 0 { relative[i].append(g / geomean) }
             }
         }
         return entries.indices.map { i in
             let failed = entries[i].rounds.contains { $0 == nil || $0! <= 0 }
-            return failed || counted[i] == 0 ? nil : sums[i] / Double(counted[i])
+            return failed || relative[i].isEmpty ? nil : median(relative[i])
         }
+    }
+
+    static func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted(), n = sorted.count
+        return n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2
     }
 }
 

@@ -156,7 +156,7 @@ enum Schema {
                         stored_gops REAL NOT NULL,        -- the trial's GOP/s from its own tuning run
                         rounds TEXT NOT NULL,             -- JSON [GOP/s or null] per round
                         gops REAL,                        -- the fastest round; NULL when every round failed
-                        score REAL,                       -- mean relative speed over the rounds; NULL: failed a round
+                        score REAL,                       -- median relative speed over the rounds; NULL: failed a round
                         chosen INTEGER NOT NULL,          -- 1: this finalist became the best
                         measured_at TEXT NOT NULL
                     );

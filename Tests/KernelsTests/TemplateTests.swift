@@ -190,7 +190,10 @@ struct GemmW8A8RuleTests {
         #expect(rule(["threads": "3", "tm": "2"]) == "thread-layout")
         #expect(rule(["isa": "avx512-vnni"], machine: machine) == "isa-runs")
         #expect(rule(["isa": "avx2", "threads": "8"], machine: machine) == "threads-pus")
-        #expect(rule(["isa": "avx2", "kc": "4096", "nr": "16"], machine: machine) == "l1-panel")
+        // A K block of 64 KiB leaves the 32 KiB L1 but takes an eighth of L2: valid; 96 KiB on a 128 KiB L2 is not.
+        #expect(rule(["isa": "avx2", "kc": "4096", "nr": "16"], machine: machine) == nil)
+        let smallL2 = MachineContext(isa: machine.isa, topology: Fixtures.zen3.withL2(128 << 10))
+        #expect(rule(["isa": "avx2", "kc": "4096", "nr": "24", "mr": "2", "mc": "16", "nc": "96"], machine: smallL2) == "l2-panel")
         #expect(rule(["isa": "avx2"], machine: machine) == nil)
     }
 
@@ -306,4 +309,17 @@ enum Fixtures {
             ],
             hwlocAPIVersion: "2.8.0")
     }()
+}
+
+extension Topology {
+    /// The same machine with every L2 of `bytes`.
+    func withL2(_ bytes: UInt64) -> Topology {
+        var t = self
+        t.caches = caches.map { c in
+            var c = c
+            if c.level == 2 { c.sizeBytes = bytes }
+            return c
+        }
+        return t
+    }
 }

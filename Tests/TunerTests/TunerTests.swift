@@ -404,6 +404,9 @@ struct FinalTests {
         // The fastest single round does not decide: a's 200 in one round against b's steady lead.
         let lucky = FinalEntry.scores([entry(1, [200, 50, 50, 50]), entry(2, [100, 100, 100, 100])])
         #expect(lucky[1]! > lucky[0]!)
+        // Nor does one unlucky run (a co-tenant's burst) sink a finalist that led every other round.
+        let unlucky = FinalEntry.scores([entry(1, [100, 100, 30, 100]), entry(2, [90, 90, 90, 90])])
+        #expect(unlucky[0]! > unlucky[1]!)
         #expect(FinalEntry.scores([entry(1, [10, nil]), entry(2, [5, 5])])[0] == nil)
     }
 }
