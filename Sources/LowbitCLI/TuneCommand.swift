@@ -127,7 +127,13 @@ struct TuneCommand: ParsableCommand {
             if live { print("") }
             print(Self.line(summary))
             if finalists > 0, !Interrupt.requested {
-                switch try tuner.final(family: f, workload: workload, count: finalists, rounds: finalRounds) {
+                var timed = 0
+                let outcome = try tuner.final(family: f, workload: workload, count: finalists, rounds: finalRounds) { round, _, _ in
+                    timed += 1
+                    if live { FileHandle.standardOutput.write(Data("\r  final: round \(round) of \(finalRounds), \(timed) runs done   ".utf8)) }
+                }
+                if live && timed > 0 { print("") }
+                switch outcome {
                 case .success(let record):
                     print(Self.finalReport(record, cold: runner.cold))
                     // The summary's best is then the final's winner, at its GOP/s in the final.
