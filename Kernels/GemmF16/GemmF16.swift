@@ -14,7 +14,7 @@ public struct GemmF16: KernelFamily {
 
     public let name = "gemm-f16"
     public let summary = "Y = X . W^T with fp16 weights [N,K] and fp32 activations [M,K]: the FP16 lm_head"
-    public let templateVersion = 2
+    public let templateVersion = 3
     public let dimensions = ["m", "n", "k"]
     public let shapeRules = [
         "positive: m, n and k are at least 1",
@@ -24,10 +24,11 @@ public struct GemmF16: KernelFamily {
 
     public var parameters: [ParameterSpec] {
         [
-            ParameterSpec("isa", .names(targets.map(\.rawValue)), default: .name("portable"), "instruction set (avx512-vnni: AVX-512F code; avx2 widens halves with integer operations)"),
+            ParameterSpec("isa", .names(targets.map(\.rawValue)), default: .name("portable"), "instruction set (avx512-vnni: AVX-512F code; avx2 widens halves with integer operations or F16C, see halves)"),
             ParameterSpec("mr", .ints([1, 2, 3, 4, 6, 8, 12, 16]), default: .int(4), "rows of the register tile"),
             ParameterSpec("nr", .ints([4, 8, 16, 32, 48, 64]), default: .int(8), "columns of the register tile (= packed panel width)"),
             ParameterSpec("pf", .ints([0, 1024, 2048, 4096, 8192]), default: .int(0), "software prefetch distance along the packed panel, bytes (0: none; v1 had none)"),
+            ParameterSpec("halves", .names(["target", "f16c"]), default: .name("target"), "how halves become fp32: the target's own way (integer operations on avx2), or F16C's vcvtph2ps (avx2 only; v3)"),
             ParameterSpec("threads", .ints([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]), default: .int(1), "worker threads"),
             ParameterSpec("tm", .ints([1, 2, 3, 4, 6, 8, 12, 16]), default: .int(1), "threads along M (threads / tm along N)"),
             ParameterSpec("placement", .names(ThreadPlacement.allCases.map(\.rawValue)), default: .name("scatter"), "which PUs the threads use"),
@@ -38,6 +39,7 @@ public struct GemmF16: KernelFamily {
         "vector-width: nr is a multiple of the target's fp32 lanes (avx2 8, avx512-vnni 16, neon 4)",
         "registers: mr * nr/lanes accumulators + nr/lanes weight vectors + 2 fit the vector registers; portable: mr * nr <= 128",
         "thread-layout: threads is a multiple of tm",
+        "halves-f16c: halves=f16c is for isa=avx2, and needs F16C (machine)",
         "isa-runs (machine): the target's instructions are usable on this machine",
         "threads-pus (machine): threads <= processing units",
     ]
@@ -70,8 +72,15 @@ public struct GemmF16: KernelFamily {
         }
         let threads = config.int("threads"), tm = config.int("tm")
         guard threads % tm == 0 else { throw ConstraintViolation("thread-layout", "threads=\(threads) is not a multiple of tm=\(tm)") }
+        let f16c = config["halves"] == .name("f16c")
+        if f16c, isa != .avx2 {
+            throw ConstraintViolation("halves-f16c", "halves=f16c is AVX2's option; \(isa) widens halves its own way (use halves=target)")
+        }
         guard let machine else { return }
         if let why = isa.missingFeatures(on: machine.isa) { throw ConstraintViolation("isa-runs", why) }
+        if f16c, !machine.isa.usable.contains(.f16c) {
+            throw ConstraintViolation("halves-f16c", "halves=f16c needs F16C, which this machine lacks (use halves=target)")
+        }
         guard threads <= machine.topology.pus.count else {
             throw ConstraintViolation("threads-pus", "threads=\(threads) but this machine has \(machine.topology.pus.count) processing units")
         }
@@ -105,6 +114,9 @@ public struct GemmF16: KernelFamily {
         // and every row panel of a larger M but the first finds it in L2; prefetching 4 KiB ahead costs
         // one load slot per 64 bytes. Measured at M = 8 and 16 (32000 x 4096, cold): 20-35% faster.
         if isa != .portable { c["pf"] = .int(4096) }
+        // vcvtph2ps widens 8 halves in one instruction where AVX2's integer path takes about ten (32000 x
+        // 4096 at M = 16, cold, 2 threads, on a Zen 3 machine: see the README).
+        if isa == .avx2, machine.isa.usable.contains(.f16c) { c["halves"] = .name("f16c") }
         return c
     }
 

@@ -26,9 +26,15 @@ struct GemmF16RunTests {
         var threadedM = narrow
         threadedM["threads"] = .int(2)
         threadedM["tm"] = .int(2)
+        var configs = [base, narrow, threaded, threadedM]
+        // AVX2 widens halves with integer operations or, with halves=f16c, with vcvtph2ps: both exact
+        // (the inputs hold subnormal halves and signed zeros).
+        if isa == .avx2, Harness.machine.isa.usable.contains(.f16c) {
+            configs += [base, threadedM].map { var c = $0; c["halves"] = .name("f16c"); return c }
+        }
         // Partial tiles in both directions, one column, one k.
         let shapes: [[String: Int]] = [["m": 1, "n": 77, "k": 129], ["m": 17, "n": 130, "k": 64], ["m": 3, "n": 1, "k": 1], ["m": 5, "n": 33, "k": 300]]
-        for config in [base, narrow, threaded, threadedM] {
+        for config in configs {
             for shape in shapes {
                 let workload = Workload(family: family.name, shape: shape)
                 let r = runner.run(family, workload, config, seed: UInt64(shape["n"]! * 13 + shape["k"]!), verifyOnly: true)
@@ -40,8 +46,11 @@ struct GemmF16RunTests {
 
     @Test func everyTargetCompilesWithWarningsAsErrors() throws {
         let compiler = try CompilerDiscovery.discover()
-        for isa in family.targets {
-            let source = try family.render(family.defaultConfiguration(isa: isa, machine: nil))
+        var f16c = family.defaultConfiguration(isa: .avx2, machine: nil)
+        f16c["halves"] = .name("f16c")
+        for config in family.targets.map({ family.defaultConfiguration(isa: $0, machine: nil) }) + [f16c] {
+            let isa = ISATarget(rawValue: config.name("isa"))!
+            let source = try family.render(config)
             let cross: CrossTarget? = isa.compilesNatively(on: CPUArchitecture.current) ? nil : .aarch64Linux
             do {
                 try checkCompiles(CompileJob(name: source.name, source: source.code, flags: isa.compilerFlags, compiler: compiler), target: cross)
@@ -82,5 +91,25 @@ struct GemmF16RunTests {
         } catch let v as ConstraintViolation {
             #expect(v.rule == "registers")
         }
+        // F16C's widening is AVX2's option, and needs F16C on the machine.
+        var f16c = family.defaultConfiguration(isa: .avx512vnni, machine: nil)
+        f16c["halves"] = .name("f16c")
+        #expect(throws: ConstraintViolation.self) { try family.check(f16c, machine: nil) }
+        do { try family.check(f16c, machine: nil) } catch let v as ConstraintViolation { #expect(v.rule == "halves-f16c") }
+        f16c["isa"] = .name("avx2")
+        f16c["nr"] = .int(16)
+        #expect(throws: Never.self) { try family.check(f16c, machine: nil) }
+        let noF16C = MachineContext(isa: ISAFeatures(architecture: .x86_64, usable: [.sse42, .avx, .avx2, .fma]), topology: Harness.machine.topology)
+        do {
+            try family.check(f16c, machine: noF16C)
+            Issue.record("halves=f16c on a machine without F16C")
+        } catch let v as ConstraintViolation {
+            #expect(v.rule == "halves-f16c" && v.message.contains("lacks"))
+        }
+        let w = Workload(family: family.name, shape: ["m": 16, "n": 32000, "k": 4096])
+        #expect(family.analyticalConfiguration(for: w, machine: noF16C).name("halves") == "target")
+        let withF16C = MachineContext(isa: ISAFeatures(architecture: .x86_64, usable: [.sse42, .avx, .avx2, .fma, .f16c]), topology: Harness.machine.topology)
+        #expect(family.analyticalConfiguration(for: w, machine: withF16C).name("halves") == "f16c")
+        #expect(family.completing(Configuration(["isa": .name("avx2"), "mr": .int(6), "nr": .int(16)])).name("halves") == "target", "a v2 record runs the integer widening")
     }
 }
