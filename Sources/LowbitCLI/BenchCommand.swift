@@ -179,21 +179,24 @@ struct BenchCommand: ParsableCommand {
             tuned.notes += lookup.notes
         }
 
-        // The int8 ceiling each variant is held against, measured now with the same threads.
-        var ceilings: [String: Double] = [:]
-        print("compute ceilings measured in this run (peak-compute):")
+        // The int8 ceiling each variant is held against, measured with the same threads before the rows
+        // and again after them; the higher counts (on a VM one measurement can land in a slow moment: a
+        // 2-thread ceiling read 185 GOP/s once and 360 in the next run, and rows then exceeded it).
         let ceilingKeys = Set(
             (variants + Array(tunedConfigs.values)).map { Self.ceilingKey(f.name, $0) }
                 + (other.map { o in o.rows.values.map { Self.ceilingKey(o.family.name, $0.config) } } ?? [])
         ).sorted()
-        for key in ceilingKeys {
-            let parts = key.split(separator: " ").map(String.init)
-            guard let peak = Self.int8Ceiling(family: parts[0], isa: parts[1], threads: Int(parts[2])!, placement: parts[3]) else { continue }
-            let r = runner.run(PeakCompute(), Workload(family: "peak-compute", shape: ["iterations": 1 << 20]), peak, seed: measure.seed)
-            if let g = r.gops { ceilings[key] = g }
-            print("  \(parts[0]) \(parts[1]): \(peak.name("op")) with \(parts[2]) threads (\(parts[3])): \(r.gops.map { String(format: "%.1f GOP/s", $0) } ?? "\(r.status.rawValue): \(r.message ?? "")")")
+        let measureCeilings = { () -> [String: (label: String, gops: Double?, failure: String?)] in
+            var out: [String: (label: String, gops: Double?, failure: String?)] = [:]
+            for key in ceilingKeys {
+                let parts = key.split(separator: " ").map(String.init)
+                guard let peak = Self.int8Ceiling(family: parts[0], isa: parts[1], threads: Int(parts[2])!, placement: parts[3]) else { continue }
+                let r = runner.run(PeakCompute(), Workload(family: "peak-compute", shape: ["iterations": 1 << 20]), peak, seed: measure.seed)
+                out[key] = ("\(parts[0]) \(parts[1]): \(peak.name("op")) with \(parts[2]) threads (\(parts[3]))", r.gops, r.gops == nil ? "\(r.status.rawValue): \(r.message ?? "")" : nil)
+            }
+            return out
         }
-        print("")
+        let before = measureCeilings()
         let cold = measure.cold
         let bandwidth = BandwidthBenchmark(runner: runner, machine: machine, seed: measure.seed, rounds: rounds)
         var headers = ["M", "variant", "min", "median", "samples", "GOP/s", "x portable", "% ceiling"]
@@ -201,6 +204,8 @@ struct BenchCommand: ParsableCommand {
         var table = Table(headers + ["status"], alignments: [.right, .left] + Array(repeating: .right, count: headers.count - 2) + [.left])
         // Per M, the fastest of this family's best-target and tuned rows, and the --against row (min times).
         var own: [Int: Double] = [:], others: [Int: Double] = [:]
+        // Rows wait for the ceilings measured after them: the table's cells with the % ceiling left out.
+        var pending: [(head: [String], gops: Double?, ceiling: String, tail: [String])] = []
         for m in ms {
             let workload = gemmWorkload(f, m: m, extraDims: extraDims)
             var portableGops: Double?
@@ -232,12 +237,12 @@ struct BenchCommand: ParsableCommand {
                     }
                 }
                 let ratio = mine ? (r.gops.flatMap { g in portableGops.map { g / $0 } }).map { String(format: "%.2f", $0) } ?? "-" : "-"
-                let percent: String = (r.gops.flatMap { g in ceilings[Self.ceilingKey(family.name, config)].map { String(format: "%.0f%%", 100 * g / $0) } }) ?? "-"
-                var row: [String] = ["\(m)", label]
-                row.append(r.timing.map { TrialReport.ms($0.min) } ?? "-")
-                row.append(r.timing.map { TrialReport.ms($0.median) } ?? "-")
-                row.append(r.timing.map { "\($0.count)" } ?? "-")
-                row += [r.gops.map { String(format: "%.1f", $0) } ?? "-", ratio, percent]
+                var head: [String] = ["\(m)", label]
+                head.append(r.timing.map { TrialReport.ms($0.min) } ?? "-")
+                head.append(r.timing.map { TrialReport.ms($0.median) } ?? "-")
+                head.append(r.timing.map { "\($0.count)" } ?? "-")
+                head += [r.gops.map { String(format: "%.1f", $0) } ?? "-", ratio]
+                var row: [String] = []
                 if cold {
                     // Weight bytes per run against one cold sweep over as many bytes, same threads.
                     let bytes = Self.weightBytes(family.name, workload)
@@ -248,9 +253,28 @@ struct BenchCommand: ParsableCommand {
                     row.append(peak.map { String(format: "%.1f", $0) } ?? "-")
                     if let gbs, let peak { row.append(String(format: "%.0f%%", 100 * gbs / peak)) } else { row.append("-") }
                 }
-                table.add(row + [r.succeeded ? "ok" : "\(r.status.rawValue): \(r.message ?? "")"])
+                pending.append((head, r.gops, Self.ceilingKey(family.name, config), row + [r.succeeded ? "ok" : "\(r.status.rawValue): \(r.message ?? "")"]))
                 FileHandle.standardError.write(Data("  M=\(m) \(label) [\(config)]: \(r.gops.map { String(format: "%.1f GOP/s", $0) } ?? r.status.rawValue)\n".utf8))
             }
+        }
+        let after = measureCeilings()
+        var ceilings: [String: Double] = [:]
+        print("compute ceilings measured in this run (peak-compute; the higher of a run before the rows and one after them):")
+        for key in ceilingKeys {
+            guard let first = before[key] else { continue }
+            let values = [first.gops, after[key]?.gops].compactMap { $0 }
+            if let best = values.max() { ceilings[key] = best }
+            let fmt = { (g: Double?) in g.map { String(format: "%.1f", $0) } ?? "failed" }
+            if let best = values.max() {
+                print("  \(first.label): \(String(format: "%.1f GOP/s", best)) (before \(fmt(first.gops)), after \(fmt(after[key]?.gops)))")
+            } else {
+                print("  \(first.label): \(first.failure ?? "failed")")
+            }
+        }
+        print("")
+        for p in pending {
+            let percent = p.gops.flatMap { g in ceilings[p.ceiling].map { String(format: "%.0f%%", 100 * g / $0) } } ?? "-"
+            table.add(p.head + [percent] + p.tail)
         }
         print(table.render())
         print("")
