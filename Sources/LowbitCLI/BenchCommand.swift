@@ -262,10 +262,9 @@ struct BenchCommand: ParsableCommand {
         print("compute ceilings measured in this run (peak-compute; the higher of a run before the rows and one after them):")
         for key in ceilingKeys {
             guard let first = before[key] else { continue }
-            let values = [first.gops, after[key]?.gops].compactMap { $0 }
-            if let best = values.max() { ceilings[key] = best }
             let fmt = { (g: Double?) in g.map { String(format: "%.1f", $0) } ?? "failed" }
-            if let best = values.max() {
+            if let best = [first.gops, after[key]?.gops].compactMap({ $0 }).max() {
+                ceilings[key] = best
                 print("  \(first.label): \(String(format: "%.1f GOP/s", best)) (before \(fmt(first.gops)), after \(fmt(after[key]?.gops)))")
             } else {
                 print("  \(first.label): \(first.failure ?? "failed")")
