@@ -36,6 +36,9 @@ struct AttentionDialect: Sendable {
     /// `lookup(w, table)` picks lane i's value by the low 4 bits of w's lane i (higher bits ignored, so the
     /// low nibble needs no mask). Nil: convert the codes and scale them.
     var int4Table: (build: @Sendable (_ zv: String, _ sv: String) -> String, lookup: @Sendable (_ w: String, _ table: String) -> String)? = nil
+    /// Body of `static inline VEC hsum_lanes(const VEC *v)`: lane k of the result is the sum of the lanes
+    /// of v[k], for LANES vectors (a transposing add tree). Nil: one `hsum` per vector.
+    var hsumLanes: [String]? = nil
     /// The pieces of a vector e^x (see `ExpParts`); nil: scalar `expf`.
     var exp: ExpParts? = nil
 
@@ -79,6 +82,16 @@ struct AttentionDialect: Sendable {
         highNibble: { "_mm256_srli_epi32(\($0), 4)" },
         lowNibble: { "_mm256_and_si256(\($0), _mm256_set1_epi32(15))" },
         toFloat: { "_mm256_cvtepi32_ps(\($0))" },
+        hsumLanes: [
+            "/* pairwise sums within each 128-bit half, then the halves of v[0..3] and v[4..7] added */",
+            "const __m256 s01 = _mm256_hadd_ps(v[0], v[1]);",
+            "const __m256 s23 = _mm256_hadd_ps(v[2], v[3]);",
+            "const __m256 s45 = _mm256_hadd_ps(v[4], v[5]);",
+            "const __m256 s67 = _mm256_hadd_ps(v[6], v[7]);",
+            "const __m256 s0123 = _mm256_hadd_ps(s01, s23);",
+            "const __m256 s4567 = _mm256_hadd_ps(s45, s67);",
+            "return _mm256_add_ps(_mm256_permute2f128_ps(s0123, s4567, 0x20), _mm256_permute2f128_ps(s0123, s4567, 0x31));",
+        ],
         exp: ExpParts(
             clamp: { "_mm256_max_ps(_mm256_set1_ps(-87.0f), \($0))" },
             round: { "_mm256_round_ps(\($0), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)" },

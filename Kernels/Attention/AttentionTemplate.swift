@@ -110,6 +110,10 @@ struct AttentionTemplate {
             c.comment("Sum of the lanes.")
             c.function("static inline float hsum(\(d.vector) v)") { c in c.lines(d.hsum) }
         }
+        if let lanes = d.hsumLanes {
+            c.comment("Lane k: the sum of the lanes of v[k], for LANES vectors.")
+            c.function("static inline \(d.vector) hsum_lanes(const \(d.vector) *v)") { c in c.lines(lanes) }
+        }
         if format.isQuantized && simd {
             c.comment("Bytes p[0 .. LANES - 1] zero-extended to 32-bit lanes.")
             c.function("static inline \(d.codes) widen_codes(const unsigned char *p)") { c in c.lines(d.widen) }
@@ -136,7 +140,7 @@ struct AttentionTemplate {
 
     /// Declarations for a stored row at `row` with its parameters at `params` (quantized formats): `s`,
     /// `z`, and for vectors the splats `sv`, `zv` or the INT4 table; all names take `suffix`.
-    private func rowParameters(_ c: inout CSource, params: String, suffix u: String, vectors: Bool) {
+    private func rowParameters(_ c: inout CSource, params: String, suffix u: String, vectors: Bool, scaled: Bool = true) {
         guard format.isQuantized else { return }
         c.declare("const float", "s\(u)", "(\(params))[0]")
         c.declare("const float", "z\(u)", "(\(params))[1]")
@@ -144,40 +148,47 @@ struct AttentionTemplate {
         if let table {
             c.declare("const \(d.vector)", "table\(u)", table.build(d.splat("z\(u)"), d.splat("s\(u)")))
         } else {
-            c.declare("const \(d.vector)", "sv\(u)", d.splat("s\(u)"))
+            if scaled { c.declare("const \(d.vector)", "sv\(u)", d.splat("s\(u)")) }
             c.declare("const \(d.vector)", "zv\(u)", d.splat("z\(u)"))
         }
     }
 
-    /// Declares `lo<u>` and `hi<u>`: the dequantized elements i.. and i + half.. of row `row<u>` (LANES
-    /// of each for vectors, one for scalars).
-    private func pair(_ c: inout CSource, suffix u: String, vector: Bool) {
+    /// Declares `lo<u><tag>` and `hi<u><tag>`: the dequantized elements at.. and half + at.. of row
+    /// `row<u>` (LANES of each for vectors, one for scalars; `at` is `i` unless a loop takes several
+    /// vectors at a time, and scalars always use `i`).
+    /// `scaled: false` leaves quantized codes as c - z (no table dialect): the caller multiplies by s once,
+    /// as the fused scores do per token (RoPE and the dot product are linear).
+    private func pair(_ c: inout CSource, suffix u: String, vector: Bool, scaled: Bool = true, at: String = "i", tag: String = "") {
         let type = vector ? "const \(d.vector)" : "const float"
+        let (lo, hi, w) = ("lo\(u)\(tag)", "hi\(u)\(tag)", "w\(u)\(tag)")
+        let sv = scaled ? "sv\(u)" : nil
+        let s = scaled ? " * s\(u)" : ""
+        func times(_ x: String) -> String { sv.map { d.mul(x, $0) } ?? x }
         switch (format, vector) {
         case (.fp32, true):
-            c.declare(type, "lo\(u)", d.load("(const float *)row\(u) + i"))
-            c.declare(type, "hi\(u)", d.load("(const float *)row\(u) + half + i"))
+            c.declare(type, lo, d.load("(const float *)row\(u) + \(at)"))
+            c.declare(type, hi, d.load("(const float *)row\(u) + half + \(at)"))
         case (.fp32, false):
-            c.declare(type, "lo\(u)", "((const float *)row\(u))[i]")
-            c.declare(type, "hi\(u)", "((const float *)row\(u))[half + i]")
+            c.declare(type, lo, "((const float *)row\(u))[i]")
+            c.declare(type, hi, "((const float *)row\(u))[half + i]")
         case (.int4, true):
-            c.declare("const \(d.codes)", "w\(u)", "widen_codes(row\(u) + i)")
+            c.declare("const \(d.codes)", w, "widen_codes(row\(u) + \(at))")
             if let table {
-                c.declare(type, "lo\(u)", table.lookup("w\(u)", "table\(u)"))
-                c.declare(type, "hi\(u)", table.lookup(d.highNibble("w\(u)"), "table\(u)"))
+                c.declare(type, lo, table.lookup(w, "table\(u)"))
+                c.declare(type, hi, table.lookup(d.highNibble(w), "table\(u)"))
             } else {
-                c.declare(type, "lo\(u)", d.mul(d.sub(d.toFloat(d.lowNibble("w\(u)")), "zv\(u)"), "sv\(u)"))
-                c.declare(type, "hi\(u)", d.mul(d.sub(d.toFloat(d.highNibble("w\(u)")), "zv\(u)"), "sv\(u)"))
+                c.declare(type, lo, times(d.sub(d.toFloat(d.lowNibble(w)), "zv\(u)")))
+                c.declare(type, hi, times(d.sub(d.toFloat(d.highNibble(w)), "zv\(u)")))
             }
         case (.int4, false):
-            c.declare(type, "lo\(u)", "((float)(row\(u)[i] & 15) - z\(u)) * s\(u)")
-            c.declare(type, "hi\(u)", "((float)(row\(u)[i] >> 4) - z\(u)) * s\(u)")
+            c.declare(type, lo, "((float)(row\(u)[i] & 15) - z\(u))\(s)")
+            c.declare(type, hi, "((float)(row\(u)[i] >> 4) - z\(u))\(s)")
         case (.int8, true):
-            c.declare(type, "lo\(u)", d.mul(d.sub(d.toFloat("widen_codes(row\(u) + i)"), "zv\(u)"), "sv\(u)"))
-            c.declare(type, "hi\(u)", d.mul(d.sub(d.toFloat("widen_codes(row\(u) + half + i)"), "zv\(u)"), "sv\(u)"))
+            c.declare(type, lo, times(d.sub(d.toFloat("widen_codes(row\(u) + \(at))"), "zv\(u)")))
+            c.declare(type, hi, times(d.sub(d.toFloat("widen_codes(row\(u) + half + \(at))"), "zv\(u)")))
         case (.int8, false):
-            c.declare(type, "lo\(u)", "((float)row\(u)[i] - z\(u)) * s\(u)")
-            c.declare(type, "hi\(u)", "((float)row\(u)[half + i] - z\(u)) * s\(u)")
+            c.declare(type, lo, "((float)row\(u)[i] - z\(u))\(s)")
+            c.declare(type, hi, "((float)row\(u)[half + i] - z\(u))\(s)")
         }
     }
 
@@ -190,6 +201,26 @@ struct AttentionTemplate {
         } else {
             c.forLoop("", "i < half", "i++", scalar)
         }
+    }
+
+    /// V rows are accumulated `accumulateWidth` vectors of pairs at a time: each token's multiply-add then
+    /// goes to 2 x width independent accumulators, not 2, so the loop over a block's tokens is not one
+    /// chain of dependent multiply-adds (4 cycles each) per vector.
+    static let accumulateWidth = 4
+    /// Accumulator sets of the fused scores (vectors of a row taken at a time).
+    static let scoreAccumulators = 2
+
+    /// Like `pairLoops(_:vector:scalar:)`, with a first loop taking `wide` vectors of LANES at a time
+    /// (`vector(c, wide)`), then single vectors (`vector(c, 1)`), then scalars.
+    private func pairLoops(_ c: inout CSource, wide: Int, vector: (inout CSource, Int) -> Void, scalar: (inout CSource) -> Void) {
+        c.declare("int", "i", "0")
+        if simd {
+            if wide > 1 {
+                c.forLoop("", "i + \(wide) * LANES <= half", "i += \(wide) * LANES") { c in vector(&c, wide) }
+            }
+            c.forLoop("", "i + LANES <= half", "i += LANES") { c in vector(&c, 1) }
+        }
+        c.forLoop("", "i < half", "i++", scalar)
     }
 
     private func renderSoftmax(_ c: inout CSource) {
@@ -256,45 +287,71 @@ struct AttentionTemplate {
 
     private func fusedScoreTokens(_ c: inout CSource, count: Int) {
         let rows = (0..<count).map(String.init)
+        // Codes enter the rotation as c - z; the row's scale multiplies the token's score once.
+        let unscaled = format.isQuantized && table == nil
         for u in rows {
             if prefetch {
                 c.ifBlock("next[j + \(u)]") { c in c.line("prefetch_token(next[j + \(u)], next_slots[j + \(u)], k_offset, d);") }
             }
             rowPointers(&c, token: "j + \(u)", offset: "k_offset", suffix: u)
-            rowParameters(&c, params: "params\(u)", suffix: u, vectors: true)
+            rowParameters(&c, params: "params\(u)", suffix: u, vectors: true, scaled: !unscaled)
             c.declare("const float *", "cs\(u)", "rope_cos + (size_t)(t + j + \(u)) * half")
             c.declare("const float *", "sn\(u)", "rope_sin + (size_t)(t + j + \(u)) * half")
         }
+        // Two sets of accumulators (even and odd vectors of the row) halve each token's chain of dependent
+        // multiply-adds; the chains of consecutive tokens then overlap.
+        let sets = simd ? Self.scoreAccumulators : 1
         if simd {
             for u in rows {
-                c.declare(d.vector, "a\(u)", d.zero)
-                c.declare(d.vector, "b\(u)", d.zero)
+                for v in 0..<sets {
+                    c.declare(d.vector, "a\(u)_\(v)", d.zero)
+                    c.declare(d.vector, "b\(u)_\(v)", d.zero)
+                }
             }
         }
         for u in rows { c.declare("float", "score\(u)", "0.0f") }
-        pairLoops(&c, vector: { c in
-            c.declare("const \(d.vector)", "ql", d.load("q + i"))
-            c.declare("const \(d.vector)", "qh", d.load("q + half + i"))
-            for u in rows {
-                pair(&c, suffix: u, vector: true)
-                c.declare("const \(d.vector)", "csv\(u)", d.load("cs\(u) + i"))
-                c.declare("const \(d.vector)", "snv\(u)", d.load("sn\(u) + i"))
-                // lo * cos - hi * sin, with the subtraction fused where the dialect has fnmadd
-                let rotatedLo = d.exp.map { $0.fnmadd("hi\(u)", "snv\(u)", d.mul("lo\(u)", "csv\(u)")) }
-                    ?? d.sub(d.mul("lo\(u)", "csv\(u)"), d.mul("hi\(u)", "snv\(u)"))
-                c.line("a\(u) = \(d.madd("ql", rotatedLo, "a\(u)"));")
-                c.line("b\(u) = \(d.madd("qh", d.madd("lo\(u)", "snv\(u)", d.mul("hi\(u)", "csv\(u)")), "b\(u)"));")
+        pairLoops(&c, wide: sets, vector: { c, width in
+            for v in 0..<width {
+                let at = v == 0 ? "i" : "i + \(v) * LANES"
+                let tag = width > 1 ? "_\(v)" : ""
+                c.declare("const \(d.vector)", "ql\(tag)", d.load("q + \(at)"))
+                c.declare("const \(d.vector)", "qh\(tag)", d.load("q + half + \(at)"))
+                for u in rows {
+                    let (lo, hi, cs, sn) = ("lo\(u)\(tag)", "hi\(u)\(tag)", "csv\(u)\(tag)", "snv\(u)\(tag)")
+                    pair(&c, suffix: u, vector: true, scaled: !unscaled, at: at, tag: tag)
+                    c.declare("const \(d.vector)", cs, d.load("cs\(u) + \(at)"))
+                    c.declare("const \(d.vector)", sn, d.load("sn\(u) + \(at)"))
+                    // lo * cos - hi * sin, with the subtraction fused where the dialect has fnmadd
+                    let rotatedLo = d.exp.map { $0.fnmadd(hi, sn, d.mul(lo, cs)) } ?? d.sub(d.mul(lo, cs), d.mul(hi, sn))
+                    c.line("a\(u)_\(v) = \(d.madd("ql\(tag)", rotatedLo, "a\(u)_\(v)"));")
+                    c.line("b\(u)_\(v) = \(d.madd("qh\(tag)", d.madd(lo, sn, d.mul(hi, cs)), "b\(u)_\(v)"));")
+                }
             }
         }, scalar: { c in
             for u in rows {
-                pair(&c, suffix: u, vector: false)
+                pair(&c, suffix: u, vector: false, scaled: !unscaled)
                 c.line("score\(u) += q[i] * (lo\(u) * cs\(u)[i] - hi\(u) * sn\(u)[i]) + q[half + i] * (hi\(u) * cs\(u)[i] + lo\(u) * sn\(u)[i]);")
             }
         })
         for u in rows {
-            if simd { c.line("scores[j + \(u)] = score\(u) + hsum(\(d.add("a\(u)", "b\(u)")));") } else { c.line("scores[j + \(u)] = score\(u);") }
+            let parts = (0..<sets).map { v in d.add("a\(u)_\(v)", "b\(u)_\(v)") }
+            let vector = parts.dropFirst().reduce(parts[0]) { total, part in d.add(total, part) }
+            if batchedSums {
+                // the lanes are summed later, LANES tokens at a time (renderFusedScores)
+                c.line("sums[j + \(u)] = \(vector);")
+                c.line("tails[j + \(u)] = score\(u);")
+                c.line("factors[j + \(u)] = \(unscaled ? "s\(u)" : "1.0f");")
+            } else {
+                let sum = simd ? "score\(u) + hsum(\(vector))" : "score\(u)"
+                c.line("scores[j + \(u)] = \(unscaled ? "s\(u) * (\(sum))" : sum);")
+            }
         }
     }
+
+    /// The fused scores leave each token's vector of partial sums for one transposing add tree per LANES
+    /// tokens (`hsum_lanes`), not a horizontal sum per token: a token's sum then ends in a store, not in a
+    /// chain of dependent shuffles and adds that holds the next token's work back.
+    private var batchedSums: Bool { d.hsumLanes != nil }
 
     private func renderFusedScores(_ c: inout CSource) {
         c.comment(lines: [
@@ -311,10 +368,22 @@ struct AttentionTemplate {
                  int d, const float *rope_cos, const float *rope_sin, float *restrict scores)
             """) { c in
             c.declare("const int", "half", "d / 2")
+            if batchedSums {
+                c.declare(d.vector, "sums[TB]")
+                c.declare("float", "tails[TB]")
+                c.declare("float", "factors[TB]")
+            }
             c.declare("int", "j", "0")
             c.forLoop("", "j + UNROLL <= n", "j += UNROLL") { c in fusedScoreTokens(&c, count: unroll) }
             if unroll > 1 {
                 c.forLoop("", "j < n", "j++") { c in fusedScoreTokens(&c, count: 1) }
+            }
+            if batchedSums {
+                c.comment("scores = factor * (tail + sum of the lanes), LANES tokens at a time")
+                c.forLoop("j = 0", "j + LANES <= n", "j += LANES") { c in
+                    c.line(d.store("scores + j", d.mul(d.load("factors + j"), d.add(d.load("tails + j"), "hsum_lanes(sums + j)"))))
+                }
+                c.forLoop("", "j < n", "j++") { c in c.line("scores[j] = factors[j] * (tails[j] + hsum(sums[j]));") }
             }
         }
         specialized(&c, signature: """
@@ -347,49 +416,64 @@ struct AttentionTemplate {
             """) { c in
             c.declare("const int", "half", "d / 2")
             c.declare("const unsigned char *", "rows[TB]")
-            if format.isQuantized { c.declare("float", "scales[TB]"); c.declare("float", "zeros[TB]") }
+            if format.isQuantized { c.declare("float", "weights[TB]"); c.declare("float", "zeros[TB]") }
             if table != nil { c.declare(d.vector, "tables[TB]") }
             c.forLoop("int j = 0", "j < n", "j++") { c in
                 c.declare("const unsigned char *", "block", "base[j] + v_offset")
                 c.line("rows[j] = block + (size_t)slots[j] * row_bytes(d);")
                 if format.isQuantized {
                     c.declare("const float *", "params", "(const float *)(block + params_offset(d)) + 2 * slots[j]")
-                    c.line("scales[j] = params[0];")
+                    c.comment("p[j] * ((c - z) * s) rounded as (c - z) * (s * p[j]): one rounding apart")
+                    c.line("weights[j] = params[0] * p[j];")
                     c.line("zeros[j] = params[1];")
-                    if let table { c.line("tables[j] = \(table.build(d.splat("zeros[j]"), d.splat("scales[j] * p[j]")));") }
+                    if let table { c.line("tables[j] = \(table.build(d.splat("zeros[j]"), d.splat("weights[j]")));") }
                 }
             }
             if simd { c.declare("const \(d.vector)", "av", d.splat("alpha")) }
-            pairLoops(&c, vector: { c in
-                c.declare(d.vector, "lo", d.mul(d.load("acc + i"), "av"))
-                c.declare(d.vector, "hi", d.mul(d.load("acc + half + i"), "av"))
+            pairLoops(&c, wide: Self.accumulateWidth, vector: { c, width in
+                let parts = (0..<width).map { String($0) }
+                for v in parts {
+                    let at = v == "0" ? "i" : "i + \(v) * LANES"
+                    c.declare(d.vector, "lo\(v)", d.mul(d.load("acc + \(at)"), "av"))
+                    c.declare(d.vector, "hi\(v)", d.mul(d.load("acc + half + \(at)"), "av"))
+                }
                 c.forLoop("int j = 0", "j < n", "j++") { c in
                     c.declare("const unsigned char *", "row", "rows[j]")
                     switch format {
                     case .int4 where table != nil:
-                        c.declare("const \(d.codes)", "w", "widen_codes(row + i)")
-                        c.line("lo = \(d.add("lo", table!.lookup("w", "tables[j]")));")
-                        c.line("hi = \(d.add("hi", table!.lookup(d.highNibble("w"), "tables[j]")));")
+                        for v in parts {
+                            c.declare("const \(d.codes)", "w\(v)", "widen_codes(row + \(v == "0" ? "i" : "i + \(v) * LANES"))")
+                            c.line("lo\(v) = \(d.add("lo\(v)", table!.lookup("w\(v)", "tables[j]")));")
+                            c.line("hi\(v) = \(d.add("hi\(v)", table!.lookup(d.highNibble("w\(v)"), "tables[j]")));")
+                        }
                     case .int4, .int8:
                         c.declare("const \(d.vector)", "zv", d.splat("zeros[j]"))
-                        c.declare("const \(d.vector)", "wv", d.splat("p[j] * scales[j]"))
-                        c.comment("p[j] * ((c - z) * s) rounded as (c - z) * (s * p[j]): one rounding apart")
-                        if format == .int4 {
-                            c.declare("const \(d.codes)", "w", "widen_codes(row + i)")
-                            c.line("lo = \(d.madd(d.sub(d.toFloat(d.lowNibble("w")), "zv"), "wv", "lo"));")
-                            c.line("hi = \(d.madd(d.sub(d.toFloat(d.highNibble("w")), "zv"), "wv", "hi"));")
-                        } else {
-                            c.line("lo = \(d.madd(d.sub(d.toFloat("widen_codes(row + i)"), "zv"), "wv", "lo"));")
-                            c.line("hi = \(d.madd(d.sub(d.toFloat("widen_codes(row + half + i)"), "zv"), "wv", "hi"));")
+                        c.declare("const \(d.vector)", "wv", d.splat("weights[j]"))
+                        for v in parts {
+                            let at = v == "0" ? "i" : "i + \(v) * LANES"
+                            if format == .int4 {
+                                c.declare("const \(d.codes)", "w\(v)", "widen_codes(row + \(at))")
+                                c.line("lo\(v) = \(d.madd(d.sub(d.toFloat(d.lowNibble("w\(v)")), "zv"), "wv", "lo\(v)"));")
+                                c.line("hi\(v) = \(d.madd(d.sub(d.toFloat(d.highNibble("w\(v)")), "zv"), "wv", "hi\(v)"));")
+                            } else {
+                                c.line("lo\(v) = \(d.madd(d.sub(d.toFloat("widen_codes(row + \(at))"), "zv"), "wv", "lo\(v)"));")
+                                c.line("hi\(v) = \(d.madd(d.sub(d.toFloat("widen_codes(row + half + \(at))"), "zv"), "wv", "hi\(v)"));")
+                            }
                         }
                     case .fp32:
                         c.declare("const \(d.vector)", "pv", d.splat("p[j]"))
-                        c.line("lo = \(d.madd("pv", d.load("(const float *)row + i"), "lo"));")
-                        c.line("hi = \(d.madd("pv", d.load("(const float *)row + half + i"), "hi"));")
+                        for v in parts {
+                            let at = v == "0" ? "i" : "i + \(v) * LANES"
+                            c.line("lo\(v) = \(d.madd("pv", d.load("(const float *)row + \(at)"), "lo\(v)"));")
+                            c.line("hi\(v) = \(d.madd("pv", d.load("(const float *)row + half + \(at)"), "hi\(v)"));")
+                        }
                     }
                 }
-                c.line(d.store("acc + i", "lo"))
-                c.line(d.store("acc + half + i", "hi"))
+                for v in parts {
+                    let at = v == "0" ? "i" : "i + \(v) * LANES"
+                    c.line(d.store("acc + \(at)", "lo\(v)"))
+                    c.line(d.store("acc + half + \(at)", "hi\(v)"))
+                }
             }, scalar: { c in
                 c.declare("float", "lo", "acc[i] * alpha")
                 c.declare("float", "hi", "acc[half + i] * alpha")
@@ -397,11 +481,11 @@ struct AttentionTemplate {
                     c.declare("const unsigned char *", "row", "rows[j]")
                     switch format {
                     case .int4:
-                        c.line("lo += ((float)(row[i] & 15) - zeros[j]) * (scales[j] * p[j]);")
-                        c.line("hi += ((float)(row[i] >> 4) - zeros[j]) * (scales[j] * p[j]);")
+                        c.line("lo += ((float)(row[i] & 15) - zeros[j]) * weights[j];")
+                        c.line("hi += ((float)(row[i] >> 4) - zeros[j]) * weights[j];")
                     case .int8:
-                        c.line("lo += ((float)row[i] - zeros[j]) * (scales[j] * p[j]);")
-                        c.line("hi += ((float)row[half + i] - zeros[j]) * (scales[j] * p[j]);")
+                        c.line("lo += ((float)row[i] - zeros[j]) * weights[j];")
+                        c.line("hi += ((float)row[half + i] - zeros[j]) * weights[j];")
                     case .fp32:
                         c.line("lo += p[j] * ((const float *)row)[i];")
                         c.line("hi += p[j] * ((const float *)row)[half + i];")
