@@ -356,8 +356,9 @@ struct AttentionTemplate {
     private func renderFusedScores(_ c: inout CSource) {
         c.comment(lines: [
             "scores[j] = q . rope_{t + j}(k_j) for the n tokens of a block, one query head per KV head: each K",
-            "row is dequantized, rotated and multiplied in registers, UNROLL tokens at a time. base[j] is token",
-            "j's page and slots[j] its slot; the K block of the head starts k_offset bytes into the page."
+            "row is dequantized, rotated and multiplied in registers, UNROLL tokens at a time"
+                + (format.isQuantized && table == nil ? " (as c - z: the row's scale s multiplies the token's score once)." : "."),
+            "base[j] is token j's page and slots[j] its slot; the K block of the head starts k_offset bytes into the page."
                 + (prefetch ? " next[j], next_slots[j]: token j of the next block (NULL past the end), prefetched." : ""),
         ])
         let nextParameter = prefetch ? " const unsigned char *const *next, const int *next_slots," : ""

@@ -12,13 +12,18 @@ struct AttentionRunTests {
 
     /// GQA (hq / hkv = 4) at D = 128; no GQA at D = 64; and D = 36 / D = 10, whose halves are not whole
     /// vectors (and for D = 10 not whole int4 bytes), so the scalar tails run; and hkv = 3 (a partial
-    /// chunk when units hold two KV heads).
+    /// chunk when units hold two KV heads). Without GQA (the fused path) D = 74 and D = 56 leave
+    /// remainders after the loops that take several vectors at a time (half 37: two score vectors twice,
+    /// one V group of four, 5 scalars; half 28: one score pair, one single vector, no V group, 4 scalars),
+    /// with contexts whose last block is not a whole number of 8-token lane-sum batches.
     static let shapes: [[String: Int]] = [
         ["b": 3, "hq": 8, "hkv": 2, "d": 128, "ctx": 150],
         ["b": 2, "hq": 4, "hkv": 4, "d": 64, "ctx": 100],
         ["b": 3, "hq": 4, "hkv": 1, "d": 36, "ctx": 70],
         ["b": 2, "hq": 2, "hkv": 1, "d": 10, "ctx": 67],
         ["b": 2, "hq": 6, "hkv": 3, "d": 64, "ctx": 90],
+        ["b": 2, "hq": 3, "hkv": 3, "d": 74, "ctx": 77],
+        ["b": 2, "hq": 2, "hkv": 2, "d": 56, "ctx": 61],
     ]
 
     @Test(arguments: AttentionDecode().targets)
