@@ -194,13 +194,7 @@ struct AttentionTemplate {
 
     /// Loops over the pairs of a row: vectors of LANES while they fit in the half, then scalars.
     private func pairLoops(_ c: inout CSource, vector: (inout CSource) -> Void, scalar: (inout CSource) -> Void) {
-        c.declare("int", "i", "0")
-        if simd {
-            c.forLoop("", "i + LANES <= half", "i += LANES", vector)
-            c.forLoop("", "i < half", "i++", scalar)
-        } else {
-            c.forLoop("", "i < half", "i++", scalar)
-        }
+        pairLoops(&c, wide: 1, vector: { c, _ in vector(&c) }, scalar: scalar)
     }
 
     /// V rows are accumulated `accumulateWidth` vectors of pairs at a time: each token's multiply-add then
