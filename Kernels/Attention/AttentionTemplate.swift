@@ -204,6 +204,9 @@ struct AttentionTemplate {
     /// Accumulator sets of the fused scores (vectors of a row taken at a time).
     static let scoreAccumulators = 2
 
+    /// The index of vector `v` of those a multi-vector loop takes at i.
+    static func vectorOffset(_ v: Int) -> String { v == 0 ? "i" : "i + \(v) * LANES" }
+
     /// Like `pairLoops(_:vector:scalar:)`, with a first loop taking `wide` vectors of LANES at a time
     /// (`vector(c, wide)`), then single vectors (`vector(c, 1)`), then scalars.
     private func pairLoops(_ c: inout CSource, wide: Int, vector: (inout CSource, Int) -> Void, scalar: (inout CSource) -> Void) {
@@ -306,7 +309,7 @@ struct AttentionTemplate {
         for u in rows { c.declare("float", "score\(u)", "0.0f") }
         pairLoops(&c, wide: sets, vector: { c, width in
             for v in 0..<width {
-                let at = v == 0 ? "i" : "i + \(v) * LANES"
+                let at = Self.vectorOffset(v)
                 let tag = width > 1 ? "_\(v)" : ""
                 c.declare("const \(d.vector)", "ql\(tag)", d.load("q + \(at)"))
                 c.declare("const \(d.vector)", "qh\(tag)", d.load("q + half + \(at)"))
@@ -426,9 +429,9 @@ struct AttentionTemplate {
             }
             if simd { c.declare("const \(d.vector)", "av", d.splat("alpha")) }
             pairLoops(&c, wide: Self.accumulateWidth, vector: { c, width in
-                let parts = (0..<width).map { String($0) }
+                let parts = Array(0..<width)
                 for v in parts {
-                    let at = v == "0" ? "i" : "i + \(v) * LANES"
+                    let at = Self.vectorOffset(v)
                     c.declare(d.vector, "lo\(v)", d.mul(d.load("acc + \(at)"), "av"))
                     c.declare(d.vector, "hi\(v)", d.mul(d.load("acc + half + \(at)"), "av"))
                 }
@@ -437,7 +440,7 @@ struct AttentionTemplate {
                     switch format {
                     case .int4 where table != nil:
                         for v in parts {
-                            c.declare("const \(d.codes)", "w\(v)", "widen_codes(row + \(v == "0" ? "i" : "i + \(v) * LANES"))")
+                            c.declare("const \(d.codes)", "w\(v)", "widen_codes(row + \(Self.vectorOffset(v)))")
                             c.line("lo\(v) = \(d.add("lo\(v)", table!.lookup("w\(v)", "tables[j]")));")
                             c.line("hi\(v) = \(d.add("hi\(v)", table!.lookup(d.highNibble("w\(v)"), "tables[j]")));")
                         }
@@ -445,7 +448,7 @@ struct AttentionTemplate {
                         c.declare("const \(d.vector)", "zv", d.splat("zeros[j]"))
                         c.declare("const \(d.vector)", "wv", d.splat("weights[j]"))
                         for v in parts {
-                            let at = v == "0" ? "i" : "i + \(v) * LANES"
+                            let at = Self.vectorOffset(v)
                             if format == .int4 {
                                 c.declare("const \(d.codes)", "w\(v)", "widen_codes(row + \(at))")
                                 c.line("lo\(v) = \(d.madd(d.sub(d.toFloat(d.lowNibble("w\(v)")), "zv"), "wv", "lo\(v)"));")
@@ -458,14 +461,14 @@ struct AttentionTemplate {
                     case .fp32:
                         c.declare("const \(d.vector)", "pv", d.splat("p[j]"))
                         for v in parts {
-                            let at = v == "0" ? "i" : "i + \(v) * LANES"
+                            let at = Self.vectorOffset(v)
                             c.line("lo\(v) = \(d.madd("pv", d.load("(const float *)row + \(at)"), "lo\(v)"));")
                             c.line("hi\(v) = \(d.madd("pv", d.load("(const float *)row + half + \(at)"), "hi\(v)"));")
                         }
                     }
                 }
                 for v in parts {
-                    let at = v == "0" ? "i" : "i + \(v) * LANES"
+                    let at = Self.vectorOffset(v)
                     c.line(d.store("acc + \(at)", "lo\(v)"))
                     c.line(d.store("acc + half + \(at)", "hi\(v)"))
                 }
