@@ -9,7 +9,7 @@ public struct GemmW4A4: KernelFamily {
 
     public let name = "gemm-w4a4"
     public let summary = "Atom W4A4: INT4 group-128 activations x weights, + O INT8 outlier channels, fp32 accumulation, fp32 (or fp16) output"
-    public let templateVersion = 7
+    public let templateVersion = 8
     public let dimensions = ["m", "n", "k", "outliers"]
     public let shapeRules = [
         "positive: m, n and k are at least 1",

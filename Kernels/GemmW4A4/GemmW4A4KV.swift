@@ -46,7 +46,7 @@ public struct GemmW4A4KV: KernelFamily {
 
     public let name = "gemm-w4a4-kv"
     public let summary = "gemm-w4a4 for the K and V projections, its epilogue quantizing each (token, head) row into the paged KV cache (int4, int8 or fp32)"
-    public let templateVersion = 7
+    public let templateVersion = 8
     public let dimensions = ["m", "hkv", "d", "k", "outliers", "ctx"]
     /// The pool rule bounds the test harness's cache (32-bit offsets there); the kernels use 64-bit ones.
     public var harnessShapeRules: Set<String> { ["size"] }

@@ -38,6 +38,8 @@ struct W4Dialect: Sendable {
     /// An int32 vector shifted right by 4, arithmetic (exact on the multiples of 16 it is given).
     var shiftRight4: @Sendable (String) -> String
     var splatInt: @Sendable (String) -> String
+    /// An int16 vector of one value: the start of the int16 group sums (read only when `int16Groups`).
+    var splatInt16: (@Sendable (String) -> String)? = nil
     var loadInt: @Sendable (String) -> String
     var toFloat: @Sendable (String) -> String
     var mulFloat: @Sendable (String, String) -> String
@@ -102,7 +104,7 @@ struct W4Dialect: Sendable {
 
     static let avx2 = W4Dialect(
         lanes: 8, registers: 16, headers: ["immintrin.h"], intVector: "__m256i", floatVector: "__m256",
-        note: "vpmaddubsw(w + 8, a) accumulated in int16 over a whole group (|sum| <= 32 * 2 * 15 * 8 = 7680), widened by vpmaddwd at the group's end, minus 8 * sum(a)",
+        note: "vpmaddubsw(w + 8, a) accumulated in int16 over a whole group (|sum| <= 32 * 2 * 15 * 8 = 7680) from -4 * sum(a) in each lane, a pair's two lanes added by vpmaddwd at the group's end (-8 * sum(a) in all)",
         offsetWeights: true, int16Groups: true,
         zero: "_mm256_setzero_si256()",
         fixedConstants: ["const __m256i ones16 = _mm256_set1_epi16(1);"],
@@ -114,6 +116,7 @@ struct W4Dialect: Sendable {
         subInt: { "_mm256_sub_epi32(\($0), \($1))" },
         shiftRight4: { "_mm256_srai_epi32(\($0), 4)" },
         splatInt: { "_mm256_set1_epi32(\($0))" },
+        splatInt16: { "_mm256_set1_epi16((int16_t)(\($0)))" },
         loadInt: { "_mm256_loadu_si256((const __m256i *)(\($0)))" },
         toFloat: { "_mm256_cvtepi32_ps(\($0))" },
         mulFloat: { "_mm256_mul_ps(\($0), \($1))" },

@@ -35,7 +35,8 @@ public enum GemmW4A4Reference {
     }
 
     /// Random rows with a few outlier channels (20 to 100 times larger) at the end of K, as the
-    /// reordering puts them, and occasional whole-zero groups.
+    /// reordering puts them, a whole-zero group, and (from 3 rows) two constant groups whose codes are
+    /// all -8 and all 7.
     public static func rows(_ count: Int, k: Int, outliers: Int, rng: inout SeededGenerator) -> [Float] {
         var x = [Float](repeating: 0, count: count * k)
         for r in 0..<count {
@@ -48,6 +49,14 @@ public enum GemmW4A4Reference {
         // One zero group (scale 0, codes 0) when there is room: an edge case worth covering.
         if count > 1, k - outliers >= 2 * AtomQuantization.groupSize {
             for c in AtomQuantization.groupSize..<(2 * AtomQuantization.groupSize) { x[k + c] = 0 }
+        }
+        // Constant groups, whose codes sit at the ends of the range (-8 for -1, 7 for +1 after clipping):
+        // the largest group sums and code sums, in either sign, that the integer paths must hold.
+        if count > 2 {
+            for c in 0..<AtomQuantization.groupSize {
+                x[(count - 1) * k + c] = -1
+                x[(count - 2) * k + c] = 1
+            }
         }
         return x
     }

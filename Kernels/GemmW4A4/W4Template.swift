@@ -35,11 +35,11 @@ struct GemmW4A4Template {
     var int32Sums: Bool { config["gsum"] == .name("int32") }
     /// The target's micro-kernel spelling (nil: portable C).
     var dialect: W4Dialect? { W4Dialect.forTarget(isa, groupSums: config["gsum"]?.description) }
-    /// int32 group sums of w + 8 start at -8 * sum(a) instead of subtracting it per row and column
-    /// vector after the group (int16 group sums, AVX2, are widened first and subtract it then).
+    /// Group sums of w + 8 start at -8 * sum(a) instead of subtracting it per row and column vector
+    /// after the group; AVX2's int16 sums start at -4 * sum(a) in each lane, the two lanes of a pair
+    /// being added when widened.
     private var startsAtOffset: Bool {
-        guard let d = dialect else { return false }
-        return d.offsetWeights && !d.int16Groups
+        dialect?.offsetWeights ?? false
     }
 
     /// How the packed panel stores the normal codes and how the tile unpacks them (a function of the
@@ -352,12 +352,19 @@ struct GemmW4A4Template {
                             "front (every product is 16 times its term: the high nibble is taken in place, the activations",
                             "that meet the low nibble are stored times 16).",
                         ])
+                    } else if d.int16Groups {
+                        c.comment(lines: [
+                            "The sums start at -8 * sum(a) of the row's group, the offset of w + 8, subtracted up front: -4 * sum(a)",
+                            "in each int16 lane, the two lanes of a pair added when widened (|-4 * sum(a)| <= 4096, so a lane",
+                            "stays within 7680 + 4096 of zero).",
+                        ])
                     } else {
                         c.comment("The sums start at -8 * sum(a) of the row's group: the offset of w + 8, subtracted up front.")
                     }
-                    let offset = nibbles == .unsignedScaledHigh ? "-128" : "-8"
+                    let offset = nibbles == .unsignedScaledHigh ? "-128" : d.int16Groups ? "-4" : "-8"
                     for i in rows {
-                        c.declare("const \(d.intVector)", "offset\(i)", d.splatInt("\(offset) * a_sums[(size_t)r\(i) * groups + group]"))
+                        let start = "\(offset) * a_sums[(size_t)r\(i) * groups + group]"
+                        c.declare("const \(d.intVector)", "offset\(i)", d.int16Groups ? d.splatInt16!(start) : d.splatInt(start))
                         for j in cols { c.line("c\(i)_\(j) = offset\(i);") }
                     }
                 } else {
@@ -386,7 +393,6 @@ struct GemmW4A4Template {
                     for j in cols {
                         var sum = d.widen("c\(i)_\(j)")
                         if nibbles == .unsignedScaledHigh { sum = d.shiftRight4(sum) }
-                        if d.offsetWeights && !startsAtOffset { sum = d.subInt(sum, d.splatInt("8 * a_sums[(size_t)r\(i) * groups + group]")) }
                         addScaled(&c, d, i, j, d.mulFloat(d.toFloat(sum), d.mulFloat("as\(i)", "ws\(j)")))
                     }
                 }

@@ -205,6 +205,9 @@ struct AtomQuantizationTests {
         }
         // The planted zero group of row 1 has scale 0 and zero codes.
         #expect(q.scales[1 * 2 + 1] == 0)
+        // The constant groups: row 2's group 0 all -8, row 1's all 7 (the extreme code sums).
+        #expect((0..<128).allSatisfy { q.code(2, $0) == -8 } && q.groupSums[2 * 2] == -1024)
+        #expect((0..<128).allSatisfy { q.code(1, $0) == 7 } && q.groupSums[1 * 2] == 896)
         // Outliers are 20-100x larger and land in the INT8 part with a larger scale.
         #expect(q.outlierScales[0] > q.scales[0] * 7 / AtomQuantization.activationClip / 127 * 10)
     }
