@@ -51,7 +51,8 @@ public struct AtomQuantize: KernelFamily {
         return "\(what), then Atom quantization per row: INT4 group-128 codes, scales and code sums, INT8 outliers (GOP/s = elements per ns)"
     }
 
-    public let templateVersion = 5
+    /// silu-mul-quantize is at 6 (its exp by fused multiply-adds); the other two kept version 5's code.
+    public var templateVersion: Int { op == .siluMulQuantize ? 6 : 5 }
     public let dimensions = ["m", "k", "outliers"]
     public let shapeRules = [
         "positive: m is at least 1",

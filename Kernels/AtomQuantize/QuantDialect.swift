@@ -22,6 +22,8 @@ struct QuantDialect: Sendable {
     var add: @Sendable (String, String) -> String
     var sub: @Sendable (String, String) -> String
     var mul: @Sendable (String, String) -> String
+    /// a * b + c with one rounding (fused multiply-add; the scalar spelling is C99's fmaf).
+    var fma: @Sendable (_ a: String, _ b: String, _ c: String) -> String
     var div: @Sendable (String, String) -> String
     var max: @Sendable (String, String) -> String
     var min: @Sendable (String, String) -> String
@@ -80,6 +82,7 @@ struct QuantDialect: Sendable {
         add: { "\($0) + \(CExpr.factor($1))" },
         sub: { "\($0) - \(CExpr.factor($1))" },
         mul: { "\(CExpr.factor($0)) * \(CExpr.operand($1))" },
+        fma: { "fmaf(\($0), \($1), \($2))" },
         div: { "\(CExpr.factor($0)) / \(CExpr.operand($1))" },
         max: { "maxf(\($0), \($1))" },
         min: { "minf(\($0), \($1))" },
@@ -121,6 +124,7 @@ struct QuantDialect: Sendable {
         add: { "_mm256_add_ps(\($0), \($1))" },
         sub: { "_mm256_sub_ps(\($0), \($1))" },
         mul: { "_mm256_mul_ps(\($0), \($1))" },
+        fma: { "_mm256_fmadd_ps(\($0), \($1), \($2))" },
         div: { "_mm256_div_ps(\($0), \($1))" },
         max: { "_mm256_max_ps(\($0), \($1))" },
         min: { "_mm256_min_ps(\($0), \($1))" },
@@ -193,6 +197,7 @@ struct QuantDialect: Sendable {
         add: { "_mm512_add_ps(\($0), \($1))" },
         sub: { "_mm512_sub_ps(\($0), \($1))" },
         mul: { "_mm512_mul_ps(\($0), \($1))" },
+        fma: { "_mm512_fmadd_ps(\($0), \($1), \($2))" },
         div: { "_mm512_div_ps(\($0), \($1))" },
         max: { "_mm512_max_ps(\($0), \($1))" },
         min: { "_mm512_min_ps(\($0), \($1))" },
@@ -241,6 +246,7 @@ struct QuantDialect: Sendable {
         add: { "vaddq_f32(\($0), \($1))" },
         sub: { "vsubq_f32(\($0), \($1))" },
         mul: { "vmulq_f32(\($0), \($1))" },
+        fma: { "vfmaq_f32(\($2), \($0), \($1))" },
         div: { "vdivq_f32(\($0), \($1))" },
         max: { "vmaxq_f32(\($0), \($1))" },
         min: { "vminq_f32(\($0), \($1))" },

@@ -11,9 +11,11 @@ public enum AtomQuantizeReference {
 
     /// The family's exp (silu needs one; libm's expf cannot be matched by SIMD code, so this one is
     /// defined here and implemented identically in the scalar C, every SIMD dialect and Swift):
-    /// x clamped to [-87, 88], n = rne(x * log2e), r = (x - n * ln2Hi) - n * ln2Lo (Cody-Waite; n * ln2Hi
-    /// is exact), p = Horner(polynomial) in r, exp = (p * r^2 + r + 1) * 2^n with 2^n built from the
-    /// exponent bits (n is in [-126, 127], so 2^n and the result are normal numbers).
+    /// x clamped to [-87, 88], n = rne(x * log2e), r = fma(-n, ln2Lo, fma(-n, ln2Hi, x)) (Cody-Waite; n * ln2Hi
+    /// is exact), p = Horner(polynomial) in r by fused multiply-adds, exp = (fma(p, r^2, r) + 1) * 2^n
+    /// with 2^n built from the exponent bits (n is in [-126, 127], so 2^n and the result are normal
+    /// numbers). Fused multiply-adds halve the dependent steps of the SIMD code (each one rounding instead
+    /// of two) and every target has them: FMA on x86, fmla on Arm, C99's fmaf in the scalar code.
     /// Constants: Cephes' expf. Error against glibc's expf over [-87, 88]: 1.0 ulp at most on a grid of
     /// 2.9 million points (step 2^-14), measured by the tests, which assert `maxUlpError` = 2; below -87
     /// it returns exp(-87), above 88 exp(88).
@@ -53,12 +55,12 @@ public enum AtomQuantizeReference {
         let e = ExpConstants.self
         let x = min(max(value, e.minimum), e.maximum)
         let n = (x * e.log2e).rounded(.toNearestOrEven)
-        var r = x - n * e.ln2Hi
-        r = r - n * e.ln2Lo
+        var r = x.addingProduct(n, -e.ln2Hi)
+        r = r.addingProduct(n, -e.ln2Lo)
         let z = r * r
         var p = e.polynomial[0]
-        for c in e.polynomial.dropFirst() { p = p * r + c }
-        let y = p * z + r + 1
+        for c in e.polynomial.dropFirst() { p = c.addingProduct(p, r) }
+        let y = r.addingProduct(p, z) + 1
         return y * Float(bitPattern: UInt32(Int32(n) + 127) << 23)
     }
 

@@ -98,7 +98,8 @@ struct AtomQuantizeTemplate {
                 [
                     "y[j] = gate[j] / (1 + exp(-gate[j])) * up[j] (in that order), no reorder. exp is the family's own,",
                     "the same in every variant: x clamped to [EXP_MIN, EXP_MAX], n = rne(x * LOG2E),",
-                    "r = x - n * LN2_HI - n * LN2_LO, p = Horner(EXP_P0..EXP_P5) in r, exp = (p * r^2 + r + 1) * 2^n.",
+                    "r = fma(-n, LN2_LO, fma(-n, LN2_HI, x)), p = Horner(EXP_P0..EXP_P5) in r by fused multiply-adds,",
+                    "exp = (fma(p, r^2, r) + 1) * 2^n.",
                     "Its error against glibc's expf is at most \(AtomQuantizeReference.ExpConstants.maxUlpError) ulp (measured by the tests).",
                 ]
             }
@@ -189,19 +190,19 @@ struct AtomQuantizeTemplate {
     private func expFunction(_ c: inout CSource, _ d: QuantDialect) {
         let s = suffix(d)
         if d.lanes == 1 {
-            c.comment("exp on [EXP_MIN, EXP_MAX] (clamped): Cody-Waite reduction, degree-5 polynomial in Horner order, 2^n by exponent bits.")
+            c.comment("exp on [EXP_MIN, EXP_MAX] (clamped): Cody-Waite reduction, degree-5 polynomial in Horner order (fused multiply-adds), 2^n by exponent bits.")
         }
         c.function("static inline \(d.vec) exp_\(s)(\(d.vec) x)") { c in
             c.line("x = \(d.min(d.max("x", d.splat("EXP_MIN")), d.splat("EXP_MAX")));")
             c.declare("const \(d.vec)", "n", d.round(d.mul("x", d.splat("LOG2E"))))
-            c.declare(d.vec, "r", d.sub("x", d.mul("n", d.splat("LN2_HI"))))
-            c.line("r = \(d.sub("r", d.mul("n", d.splat("LN2_LO"))));")
+            c.declare(d.vec, "r", d.fma("n", d.splat("-LN2_HI"), "x"))
+            c.line("r = \(d.fma("n", d.splat("-LN2_LO"), "r"));")
             c.declare("const \(d.vec)", "z", d.mul("r", "r"))
             c.declare(d.vec, "p", d.splat("EXP_P0"))
             for i in 1..<AtomQuantizeReference.ExpConstants.polynomial.count {
-                c.line("p = \(d.add(d.mul("p", "r"), d.splat("EXP_P\(i)")));")
+                c.line("p = \(d.fma("p", "r", d.splat("EXP_P\(i)")));")
             }
-            c.declare("const \(d.vec)", "y", d.add(d.add(d.mul("p", "z"), "r"), d.splat("1.0f")))
+            c.declare("const \(d.vec)", "y", d.add(d.fma("p", "z", "r"), d.splat("1.0f")))
             c.line("return \(d.mul("y", d.pow2(d.toInt("n"))));")
         }
         if d.lanes == 1 { c.comment("silu(g) * u = g / (1 + exp(-g)) * u") }

@@ -50,7 +50,7 @@ struct AtomQuantizeTemplateTests {
         let silu = try AtomQuantize(.siluMulQuantize).render(AtomQuantize(.siluMulQuantize).defaultConfiguration(isa: .portable, machine: nil))
         #expect(silu.name == "atom_silu_mul_quantize__portable")
         #expect(silu.code.contains("return g / (1.0f + e) * u;"))
-        #expect(silu.code.contains("p = p * r + EXP_P1;"))
+        #expect(silu.code.contains("p = fmaf(p, r, EXP_P1);"), "Horner by fused multiply-adds")
     }
 }
 
