@@ -35,13 +35,6 @@ struct GemmW4A4Template {
     var int32Sums: Bool { config["gsum"] == .name("int32") }
     /// The target's micro-kernel spelling (nil: portable C).
     var dialect: W4Dialect? { W4Dialect.forTarget(isa, groupSums: config["gsum"]?.description) }
-    /// Group sums of w + 8 start at -8 * sum(a) instead of subtracting it per row and column vector
-    /// after the group; AVX2's int16 sums start at -4 * sum(a) in each lane, the two lanes of a pair
-    /// being added when widened.
-    private var startsAtOffset: Bool {
-        dialect?.offsetWeights ?? false
-    }
-
     /// How the packed panel stores the normal codes and how the tile unpacks them (a function of the
     /// target and `unpack`; see `NibbleForm`).
     var nibbles: NibbleForm { NibbleForm(isa: isa, unpack: unpack) }
@@ -345,7 +338,9 @@ struct GemmW4A4Template {
                 c.declare("const uint8_t *", "bg", "panel + group_codes(group)")
                 for i in rows { c.declare("const int", "r\(i)", rowIndex(i)) }
                 c.line("\(d.intVector) \(rows.flatMap { i in cols.map { "c\(i)_\($0)" } }.joined(separator: ", "));")
-                if startsAtOffset {
+                // Group sums of w + 8 start at -8 * sum(a) instead of subtracting it per row and column vector
+                // after the group (AVX2's int16 sums at -4 * sum(a) in each lane of a pair).
+                if d.offsetWeights {
                     if nibbles == .unsignedScaledHigh {
                         c.comment(lines: [
                             "The sums start at -128 * sum(a) of the row's group: 16 times the offset of w + 8, subtracted up",
