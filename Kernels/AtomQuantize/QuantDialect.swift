@@ -20,7 +20,6 @@ struct QuantDialect: Sendable {
     var store: @Sendable (_ base: String, _ index: String, _ value: String) -> String
     var splat: @Sendable (String) -> String
     var add: @Sendable (String, String) -> String
-    var sub: @Sendable (String, String) -> String
     var mul: @Sendable (String, String) -> String
     /// a * b + c with one rounding (fused multiply-add; the scalar spelling is C99's fmaf).
     var fma: @Sendable (_ a: String, _ b: String, _ c: String) -> String
@@ -80,7 +79,6 @@ struct QuantDialect: Sendable {
         store: { "\($0)[\($1)] = \($2);" },
         splat: { $0 },
         add: { "\($0) + \(CExpr.factor($1))" },
-        sub: { "\($0) - \(CExpr.factor($1))" },
         mul: { "\(CExpr.factor($0)) * \(CExpr.operand($1))" },
         fma: { "fmaf(\($0), \($1), \($2))" },
         div: { "\(CExpr.factor($0)) / \(CExpr.operand($1))" },
@@ -122,7 +120,6 @@ struct QuantDialect: Sendable {
         store: { "_mm256_storeu_ps(\($0) + \($1), \($2));" },
         splat: { "_mm256_set1_ps(\($0))" },
         add: { "_mm256_add_ps(\($0), \($1))" },
-        sub: { "_mm256_sub_ps(\($0), \($1))" },
         mul: { "_mm256_mul_ps(\($0), \($1))" },
         fma: { "_mm256_fmadd_ps(\($0), \($1), \($2))" },
         div: { "_mm256_div_ps(\($0), \($1))" },
@@ -195,7 +192,6 @@ struct QuantDialect: Sendable {
         store: { "_mm512_storeu_ps(\($0) + \($1), \($2));" },
         splat: { "_mm512_set1_ps(\($0))" },
         add: { "_mm512_add_ps(\($0), \($1))" },
-        sub: { "_mm512_sub_ps(\($0), \($1))" },
         mul: { "_mm512_mul_ps(\($0), \($1))" },
         fma: { "_mm512_fmadd_ps(\($0), \($1), \($2))" },
         div: { "_mm512_div_ps(\($0), \($1))" },
@@ -244,7 +240,6 @@ struct QuantDialect: Sendable {
         store: { "vst1q_f32(\($0) + \($1), \($2));" },
         splat: { "vdupq_n_f32(\($0))" },
         add: { "vaddq_f32(\($0), \($1))" },
-        sub: { "vsubq_f32(\($0), \($1))" },
         mul: { "vmulq_f32(\($0), \($1))" },
         fma: { "vfmaq_f32(\($2), \($0), \($1))" },
         div: { "vdivq_f32(\($0), \($1))" },
