@@ -273,6 +273,27 @@ struct ServeBenchCommand: ParsableCommand {
         }
     }
 
+    /// Mean ms per step of each projection's kernel calls, one row per (batch, mode), then the W4A4/W8A8
+    /// speed-up per projection where both modes ran; nil when no result has the breakdown.
+    static func projectionTable(_ r: ServeBench.Report) -> String? {
+        let order = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head"]
+        let present = Set(r.results.flatMap { $0.projectionSeconds?.keys.map { $0 } ?? [] })
+        guard !present.isEmpty else { return nil }
+        let names = order.filter(present.contains) + present.subtracting(order).sorted()
+        var t = Table(["batch", "mode"] + names, alignments: [.right, .left] + Array(repeating: .right, count: names.count))
+        for x in r.results {
+            guard let p = x.projectionSeconds else { continue }
+            t.add(["\(x.batch)", x.mode.rawValue] + names.map { p[$0].map { String(format: "%.1f", $0 * 1e3) } ?? "-" })
+            guard x.mode == .w4a4,
+                  let base = r.results.first(where: { $0.batch == x.batch && $0.mode == .w8a8 })?.projectionSeconds else { continue }
+            t.add(["\(x.batch)", "W4A4/W8A8"] + names.map { n in
+                guard let a = base[n], let b = p[n], b > 0 else { return "-" }
+                return String(format: "%.2fx", a / b)
+            })
+        }
+        return t.render()
+    }
+
     static func render(_ r: ServeBench.Report) -> String {
         var lines = [
             "serve-bench: \(r.model), \(r.layers) layers, context \(r.context), \(r.steps) timed steps, \(r.threads) threads, machine \(r.machine)",
@@ -307,6 +328,10 @@ struct ServeBenchCommand: ParsableCommand {
         }
         lines.append("speed-up (median step time; rounds: lowest and highest ratio of one round's steps; layers: time inside the decoder layers):")
         lines.append(ratios.render())
+        if let table = projectionTable(r) {
+            lines.append("kernel time per projection (ms per step, all layers; W4A4/W8A8 rows: the W8A8 time over W4A4's):")
+            lines.append(table)
+        }
         lines += r.notes.map { "note: \($0)" }
         return lines.joined(separator: "\n")
     }

@@ -52,6 +52,11 @@ struct EngineCLITests {
         let quick = try lowbit.run(
             ["serve-bench", "--model", models.fp, "--batch", "1", "--context", "8", "--steps", "1", "--no-db"], environment: ["LOWBIT_DB": db])
         #expect(quick.status == 0 && quick.stdout.contains("not stored: --no-db"), "\(quick.stderr)")
+        // The per-projection table: a row per mode and the W4A4/W8A8 speed-up per projection.
+        let projections = quick.stdout.split(separator: "\n").drop { !$0.hasPrefix("kernel time per projection") }
+        #expect(projections.dropFirst().first?.contains("q_proj") == true && projections.dropFirst().first?.contains("lm_head") == true,
+                "\(quick.stdout)")
+        #expect(projections.contains { $0.contains("W4A4/W8A8") })
         #expect(!FileManager.default.fileExists(atPath: db))
         let notQuantized = try lowbit.run(["serve-bench", "--model", models.fp, "--quantized", models.fp, "--no-db"])
         #expect(notQuantized.status != 0 && notQuantized.stderr.contains("is not a model written by `lowbit quantize`"))

@@ -81,5 +81,17 @@ struct EngineBatchingTests {
             #expect(rounds == [min(w8[0] / w4[0], w8[1] / w4[1]), max(w8[0] / w4[0], w8[1] / w4[1])])
             #expect(ratio.w4a4OverFP32Rounds?.count == 2)
         }
+        // The projection breakdown: every projection of every mode, and the layers' seven add up to the
+        // gemm part (the same timings, cut finer); lm_head sits inside embed+lm_head.
+        let layerProjections = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+        for result in report.results {
+            let p = try #require(result.projectionSeconds)
+            #expect(Set(p.keys) == Set(layerProjections + ["lm_head"]), "\(result.mode) at batch \(result.batch): \(p.keys.sorted())")
+            #expect(p.values.allSatisfy { $0 > 0 })
+            let gemm = try #require(result.partSeconds[StepProfile.Part.gemm.rawValue])
+            let sum = layerProjections.reduce(0) { $0 + p[$1]! }
+            #expect(abs(sum - gemm) <= 1e-9 + 1e-9 * gemm, "\(result.mode): projections \(sum) s, gemm \(gemm) s")
+            #expect(p["lm_head"]! <= result.partSeconds[StepProfile.Part.head.rawValue]!)
+        }
     }
 }

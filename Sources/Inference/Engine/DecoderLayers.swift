@@ -120,27 +120,23 @@ final class FP32Layer: DecoderLayer {
                     v vo: UnsafeMutablePointer<Float>, _ ctx: LayerContext) throws {
         let n = ctx.scratch.buffer(.normed, m * q.k, of: Float.self)
         ctx.timed(.prepare) { RowMath.rmsNorm(x, rows: m, k: q.k, weight: w.inputNorm, eps: eps, into: n, threads: ctx.threads) }
-        ctx.timed(.gemm) {
-            q.apply(n, rows: m, into: qo, ctx.threads)
-            k.apply(n, rows: m, into: ko, ctx.threads)
-            v.apply(n, rows: m, into: vo, ctx.threads)
-        }
+        ctx.projection("q_proj") { q.apply(n, rows: m, into: qo, ctx.threads) }
+        ctx.projection("k_proj") { k.apply(n, rows: m, into: ko, ctx.threads) }
+        ctx.projection("v_proj") { v.apply(n, rows: m, into: vo, ctx.threads) }
     }
 
     func projectO(_ attention: UnsafePointer<Float>, m: Int, into out: UnsafeMutablePointer<Float>, _ ctx: LayerContext) throws {
-        ctx.timed(.gemm) { o.apply(attention, rows: m, into: out, ctx.threads) }
+        ctx.projection("o_proj") { o.apply(attention, rows: m, into: out, ctx.threads) }
     }
 
     func mlp(_ x: UnsafePointer<Float>, m: Int, into out: UnsafeMutablePointer<Float>, _ ctx: LayerContext) throws {
         let n = ctx.scratch.buffer(.normed, m * gate.k, of: Float.self)
         let g = ctx.scratch.buffer(.gate, m * gate.n, of: Float.self), u = ctx.scratch.buffer(.up, m * up.n, of: Float.self)
         ctx.timed(.prepare) { RowMath.rmsNorm(x, rows: m, k: gate.k, weight: w.postAttentionNorm, eps: eps, into: n, threads: ctx.threads) }
-        ctx.timed(.gemm) {
-            gate.apply(n, rows: m, into: g, ctx.threads)
-            up.apply(n, rows: m, into: u, ctx.threads)
-        }
+        ctx.projection("gate_proj") { gate.apply(n, rows: m, into: g, ctx.threads) }
+        ctx.projection("up_proj") { up.apply(n, rows: m, into: u, ctx.threads) }
         ctx.timed(.prepare) { RowMath.siluMul(g, u, count: m * gate.n, threads: ctx.threads) }
-        ctx.timed(.gemm) { down.apply(g, rows: m, into: out, ctx.threads) }
+        ctx.projection("down_proj") { down.apply(g, rows: m, into: out, ctx.threads) }
     }
 }
 

@@ -16,7 +16,7 @@ enum LMHead {
     /// logits [m][vocab] = x [m][hidden] W^T.
     func apply(_ x: UnsafePointer<Float>, rows m: Int, into y: UnsafeMutablePointer<Float>, _ ctx: LayerContext) throws {
         switch self {
-        case .fp32(let l): l.apply(x, rows: m, into: y, ctx.threads)
+        case .fp32(let l): ctx.projection("lm_head", part: nil) { l.apply(x, rows: m, into: y, ctx.threads) }
         case .fp16(let l): try l.apply(x, rows: m, into: y, ctx)
         }
     }
@@ -51,10 +51,12 @@ final class FP16Linear {
         }
         let blocks = g.blocks(m: m, n: n)
         let n32 = Int32(n), k32 = Int32(k)
-        ctx.threads.run(shares: blocks.count) { s in
-            let b = blocks[s]
-            guard !b.rows.isEmpty, !b.cols.isEmpty else { return }
-            g.kernel(x, panels, y, n32, k32, Int32(b.rows.lowerBound), Int32(b.rows.upperBound), Int32(b.cols.lowerBound), Int32(b.cols.upperBound))
+        ctx.projection("lm_head", part: nil) {
+            ctx.threads.run(shares: blocks.count) { s in
+                let b = blocks[s]
+                guard !b.rows.isEmpty, !b.cols.isEmpty else { return }
+                g.kernel(x, panels, y, n32, k32, Int32(b.rows.lowerBound), Int32(b.rows.upperBound), Int32(b.cols.lowerBound), Int32(b.cols.upperBound))
+            }
         }
     }
 }

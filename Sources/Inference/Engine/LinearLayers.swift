@@ -24,6 +24,19 @@ final class LayerContext {
         defer { profile.add(part, StepProfile.now() - start) }
         return try body()
     }
+
+    /// Runs the kernel call of projection `name` (q_proj, ..., lm_head), adding its wall time to the
+    /// projection's total and, unless `part` is nil (a call inside a part already timed), to `part`.
+    @inline(__always)
+    func projection<T>(_ name: String, part: StepProfile.Part? = .gemm, _ body: () throws -> T) rethrows -> T {
+        let start = StepProfile.now()
+        defer {
+            let s = StepProfile.now() - start
+            profile.add(projection: name, s)
+            if let part { profile.add(part, s) }
+        }
+        return try body()
+    }
 }
 
 /// An FP32 linear layer `y = x W^T` through OpenBLAS, with W row-major [out][in] (the checkpoint's
@@ -111,7 +124,7 @@ final class W8A8Linear {
         let blocks = g.blocks(m: m, n: n)
         let ws = ctx.scratch.workspaces(.workspace, shares: blocks.count, bytes: g.workspaceBytes)
         let n32 = Int32(n), k32 = Int32(k)
-        ctx.timed(.gemm) {
+        ctx.projection(role) {
             ctx.threads.run(shares: blocks.count) { s in
                 let b = blocks[s]
                 guard !b.rows.isEmpty, !b.cols.isEmpty else { return }

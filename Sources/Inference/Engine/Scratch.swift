@@ -50,11 +50,15 @@ public struct StepProfile: Sendable, Equatable, Codable {
     }
 
     public private(set) var seconds: [String: Double] = [:]
+    /// Seconds per projection (q_proj ... down_proj over all layers, lm_head): the kernel calls alone, a
+    /// finer cut of `gemm` (and, for lm_head, of `head`).
+    public private(set) var projections: [String: Double] = [:]
     public private(set) var steps = 0
 
     public init() {}
 
     mutating func add(_ part: Part, _ s: Double) { seconds[part.rawValue, default: 0] += s }
+    mutating func add(projection: String, _ s: Double) { projections[projection, default: 0] += s }
     mutating func finishStep() { steps += 1 }
 
     /// Seconds in `part` over all steps.

@@ -44,6 +44,9 @@ public enum ServeBench {
         /// Each timed step's seconds, in round order (round s ran every mode once); nil in reports
         /// written before they were kept.
         public var stepSeconds: [Double]?
+        /// Mean seconds per step in each projection's kernel calls, summed over the layers (q_proj ...
+        /// down_proj, lm_head; `StepProfile.projections`); nil in reports written before they were kept.
+        public var projectionSeconds: [String: Double]?
     }
 
     /// Speed-ups at one batch size, from median step times.
@@ -129,7 +132,7 @@ public enum ServeBench {
                 results.append(Result(
                     batch: batch, mode: engine.mode, step: summary, tokensPerSecond: Double(batch) / summary.median,
                     timePerOutputTokenMs: summary.median * 1e3, partSeconds: parts, layerSeconds: p.layerSeconds / steps,
-                    cacheBytes: engine.cacheBytes, stepSeconds: samples[e]))
+                    cacheBytes: engine.cacheBytes, stepSeconds: samples[e], projectionSeconds: p.projections.mapValues { $0 / steps }))
                 for id in sequences[e] { engine.release(id) }
                 progress("batch \(batch): \(engine.mode.rawValue) \(String(format: "%.1f", Double(batch) / summary.median)) tokens/s")
             }

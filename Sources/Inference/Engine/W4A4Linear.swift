@@ -131,7 +131,7 @@ final class W4A4Linear {
         let blocks = g.blocks(m: m, n: n)
         let ws = ctx.scratch.workspaces(.workspace, shares: blocks.count, bytes: g.workspaceBytes)
         let n32 = Int32(n), k32 = Int32(k), o32 = Int32(outliers)
-        ctx.timed(.gemm) {
+        ctx.projection(role) {
             ctx.threads.run(shares: blocks.count) { s in
                 let b = blocks[s]
                 guard !b.rows.isEmpty, !b.cols.isEmpty else { return }
