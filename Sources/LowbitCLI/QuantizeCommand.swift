@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Inference
 import Kernels
+import Machine
 import Model
 
 /// `lowbit quantize`: Atom (W4A4) or W8A8 quantization of a whole model, written once; and
@@ -64,9 +65,14 @@ struct QuantizeCommand: ParsableCommand {
         @Option(help: "Output directory.") var out: String
         @Option(help: "w4a4 (Atom) or w8a8.") var method: QuantizationMethod = .w4a4
         @Option(help: "Seed of the calibration tokens.") var seed: UInt64 = 0
+        @Flag(help: "Quantize even when the model's estimated peak memory (about 8 bytes per parameter) exceeds what the machine has available.")
+        var skipMemoryCheck = false
 
         func run() throws {
             _ = global.logger("lowbit.quantize")
+            if !skipMemoryCheck, let config = try? LlamaConfig.load(from: URL(fileURLWithPath: common.model)) {
+                try QuantizationMemory.check(config, layers: common.layers, availableBytes: HostMemory.availableBytes(), model: common.model)
+            }
             let weights = try common.load()
             let settings = QuantizationSettings(method: method, outliers: common.outliers, calibration: common.calibration(seed: seed))
             var start = Date()
