@@ -33,12 +33,18 @@ struct QuantizeCommand: ParsableCommand {
             guard outliers >= 0 else { throw ValidationError("--outliers must be 0 or more") }
         }
 
-        func load() throws -> LlamaWeights {
-            let start = Date()
+        /// The FP model directory, refused when it is a quantized one.
+        func open() throws -> ModelDirectory {
             let directory = try ModelDirectory(url: URL(fileURLWithPath: model))
             if directory.files.values.contains(where: { $0.metadata["format"] == QuantizedModelFile.format }) {
                 throw ValidationError("\(model) is already a quantized model; --model takes the FP model it came from")
             }
+            return directory
+        }
+
+        func load() throws -> LlamaWeights {
+            let start = Date()
+            let directory = try open()
             let weights = try LlamaWeights.load(directory, layers: layers)
             let c = weights.config
             print(String(format: "loaded %@: %d layers, hidden %d, intermediate %d, vocab %d (%.1f s)", model, c.numHiddenLayers,
@@ -65,18 +71,20 @@ struct QuantizeCommand: ParsableCommand {
         @Option(help: "Output directory.") var out: String
         @Option(help: "w4a4 (Atom) or w8a8.") var method: QuantizationMethod = .w4a4
         @Option(help: "Seed of the calibration tokens.") var seed: UInt64 = 0
-        @Flag(help: "Quantize even when the model's estimated peak memory (about 8 bytes per parameter) exceeds what the machine has available.")
+        @Flag(help: "Quantize even when the estimated peak memory exceeds what the machine has available.")
         var skipMemoryCheck = false
 
         func run() throws {
             _ = global.logger("lowbit.quantize")
             if !skipMemoryCheck, let config = try? LlamaConfig.load(from: URL(fileURLWithPath: common.model)) {
-                try QuantizationMemory.check(config, layers: common.layers, availableBytes: HostMemory.availableBytes(), model: common.model)
+                try QuantizationMemory.check(config, layers: common.layers, method: method, availableBytes: HostMemory.availableBytes(), model: common.model)
             }
-            let weights = try common.load()
+            let directory = try common.open()
             let settings = QuantizationSettings(method: method, outliers: common.outliers, calibration: common.calibration(seed: seed))
             var start = Date()
-            let model = try AtomModelQuantizer.quantize(weights, settings: settings)
+            let model = try AtomModelQuantizer.quantize(directory, layers: common.layers, settings: settings) { done, total in
+                print(String(format: "  layer %d of %d quantized (%.1f s)", done, total, Date().timeIntervalSince(start)))
+            }
             let quantizeSeconds = Date().timeIntervalSince(start)
             start = Date()
             let url = URL(fileURLWithPath: out)

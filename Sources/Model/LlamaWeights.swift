@@ -104,6 +104,14 @@ public struct LlamaWeights: Sendable, Equatable {
 
     /// Loads from an opened model directory.
     public static func load(_ directory: ModelDirectory, layers: Int? = nil) throws -> LlamaWeights {
+        var weights = try outer(directory, layers: layers)
+        weights.layers = try (0..<weights.config.numHiddenLayers).map { try layer($0, from: directory, config: weights.config) }
+        return weights
+    }
+
+    /// Everything but the decoder layers (embedding, final norm, lm_head) with the config cut to `layers`
+    /// and `layers` left empty: with `layer(_:from:config:)`, a model read one layer at a time.
+    public static func outer(_ directory: ModelDirectory, layers: Int? = nil) throws -> LlamaWeights {
         var config = directory.config
         if let layers {
             guard (1...config.numHiddenLayers).contains(layers) else {
@@ -112,21 +120,23 @@ public struct LlamaWeights: Sendable, Equatable {
             config.numHiddenLayers = layers
         }
         let h = config.hiddenSize, vocab = config.vocabSize
-        func matrix(_ name: String, _ shape: [Int]) throws -> Matrix {
-            Matrix(rows: shape[0], cols: shape[1], values: try directory.floats(name, shape: shape))
-        }
-        let embedding = try matrix(LlamaTensorName.embedding, [vocab, h])
-        var layerWeights: [LlamaLayerWeights] = []
-        for i in 0..<config.numHiddenLayers {
-            func m(_ t: LlamaTensorName.Layer) throws -> Matrix { try matrix(LlamaTensorName.layer(i, t), t.shape(config)) }
-            func v(_ t: LlamaTensorName.Layer) throws -> [Float] { try directory.floats(LlamaTensorName.layer(i, t), shape: t.shape(config)) }
-            layerWeights.append(LlamaLayerWeights(
-                inputNorm: try v(.inputNorm), q: try m(.q), k: try m(.k), v: try m(.v), o: try m(.o),
-                postAttentionNorm: try v(.postAttentionNorm), gate: try m(.gate), up: try m(.up), down: try m(.down)))
-        }
+        let embedding = try matrix(directory, LlamaTensorName.embedding, [vocab, h])
         let finalNorm = try directory.floats(LlamaTensorName.finalNorm, shape: [h])
-        let lmHead = config.tieWordEmbeddings ? embedding : try matrix(LlamaTensorName.lmHead, [vocab, h])
-        return LlamaWeights(config: config, embedding: embedding, layers: layerWeights, finalNorm: finalNorm, lmHead: lmHead)
+        let lmHead = config.tieWordEmbeddings ? embedding : try matrix(directory, LlamaTensorName.lmHead, [vocab, h])
+        return LlamaWeights(config: config, embedding: embedding, layers: [], finalNorm: finalNorm, lmHead: lmHead)
+    }
+
+    /// Decoder layer `i` of the model in `directory`, shaped by `config`.
+    public static func layer(_ i: Int, from directory: ModelDirectory, config: LlamaConfig) throws -> LlamaLayerWeights {
+        func m(_ t: LlamaTensorName.Layer) throws -> Matrix { try matrix(directory, LlamaTensorName.layer(i, t), t.shape(config)) }
+        func v(_ t: LlamaTensorName.Layer) throws -> [Float] { try directory.floats(LlamaTensorName.layer(i, t), shape: t.shape(config)) }
+        return LlamaLayerWeights(
+            inputNorm: try v(.inputNorm), q: try m(.q), k: try m(.k), v: try m(.v), o: try m(.o),
+            postAttentionNorm: try v(.postAttentionNorm), gate: try m(.gate), up: try m(.up), down: try m(.down))
+    }
+
+    private static func matrix(_ directory: ModelDirectory, _ name: String, _ shape: [Int]) throws -> Matrix {
+        Matrix(rows: shape[0], cols: shape[1], values: try directory.floats(name, shape: shape))
     }
 
     /// Checks that every array has the size `config` gives it (for weights built in code).

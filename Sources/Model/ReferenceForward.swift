@@ -47,6 +47,28 @@ public struct LlamaReference: Sendable {
     /// An empty KV cache for one sequence of this model.
     public func makeCache() -> KVCache { KVCache(config: config) }
 
+    /// The hidden states leaving the last decoder layer for one new sequence whose states enter the first
+    /// layer as `hidden` (a row per token, positions from 0), recording activations into `capture`: the
+    /// layers of `forward` without the embedding and lm_head, for a model run one layer at a time (a
+    /// one-layer `LlamaReference` per layer, the states passed along).
+    public func layers(hidden: [[Float]], capture: inout ActivationCapture) throws -> [[Float]] {
+        guard capture.config.numHiddenLayers == config.numHiddenLayers, capture.config.hiddenSize == config.hiddenSize else {
+            throw ModelError.invalidInput("the activation capture was made for another model")
+        }
+        guard !hidden.isEmpty, hidden.allSatisfy({ $0.count == config.hiddenSize }) else {
+            throw ModelError.invalidInput("hidden states need at least one row of \(config.hiddenSize) values")
+        }
+        var cache = makeCache()
+        var states = hidden
+        var recording: ActivationCapture? = capture
+        for (l, w) in weights.layers.enumerated() {
+            try attentionBlock(l, w, start: 0, &states, &cache, &recording)
+            mlpBlock(l, w, &states, &recording)
+        }
+        capture = recording!
+        return states
+    }
+
     /// Runs `tokens` at positions `cache.length...`, appending their keys and values to `cache`;
     /// returns their logits [tokens, vocab].
     public func prefill(tokens: [Int], cache: inout KVCache) throws -> Matrix {

@@ -28,16 +28,55 @@ public enum AtomModelQuantizer {
         }
         // Check every input width's outlier count before quantizing anything.
         for width in Set([c.hiddenSize, c.queryWidth, c.intermediateSize]) { _ = try settings.outliers(width: width) }
-        var layers: [QuantizedLayer] = []
-        for layer in reordered.layers {
-            func q(_ w: Matrix) throws -> QuantizedWeight { try quantize(w, settings: settings) }
-            layers.append(QuantizedLayer(
-                permutations: layer.permutations, inputNorm: layer.inputNorm, postAttentionNorm: layer.postAttentionNorm,
-                q: try q(layer.q), k: try q(layer.k), v: try q(layer.v), o: try q(layer.o),
-                gate: try q(layer.gate), up: try q(layer.up), down: try q(layer.down)))
-        }
+        let layers = try reordered.layers.map { try quantize($0, settings: settings) }
         return QuantizedModel(config: c, settings: settings, embedding: reordered.embedding, layers: layers,
                               finalNorm: reordered.finalNorm, lmHead: reordered.lmHead)
+    }
+
+    /// Quantizes the model in `directory` (cut to its first `layers` decoder layers) one layer at a time:
+    /// only one layer's FP32 weights (and their reordered copy) are held at once, beside the embedding,
+    /// lm_head and the layers quantized so far, so a model several times the host's memory in FP32 fits.
+    /// W4A4 calibrates layer by layer: the calibration tokens' hidden states enter layer l's FP32
+    /// reference (a fresh KV cache per sequence, as in `AtomCalibrator.calibrate`), its activations give
+    /// layer l's permutations, and its outputs go on to layer l + 1. The result is bit for bit
+    /// `quantize(LlamaWeights.load(directory, layers: layers), settings:)`.
+    public static func quantize(_ directory: ModelDirectory, layers: Int? = nil, settings: QuantizationSettings,
+                                progress: (Int, Int) -> Void = { _, _ in }) throws -> QuantizedModel {
+        try settings.validate()
+        let outer = try LlamaWeights.outer(directory, layers: layers)
+        let c = outer.config
+        for width in Set([c.hiddenSize, c.queryWidth, c.intermediateSize]) { _ = try settings.outliers(width: width) }
+        var single = c
+        single.numHiddenLayers = 1
+        // W4A4: the calibration sequences' hidden states, one [tokens][hidden] per sequence, layer by layer.
+        var states = settings.method == .w4a4
+            ? try AtomCalibrator.sequences(settings.calibration, vocabSize: c.vocabSize).map { $0.map { outer.embedding.row($0) } }
+            : []
+        var quantized: [QuantizedLayer] = []
+        for l in 0..<c.numHiddenLayers {
+            let weights = try LlamaWeights.layer(l, from: directory, config: c)
+            var permutations = LayerPermutations.identity(c)
+            if settings.method == .w4a4 {
+                let reference = try LlamaReference(weights: LlamaWeights(
+                    config: single, embedding: outer.embedding, layers: [weights], finalNorm: outer.finalNorm, lmHead: outer.lmHead))
+                var capture = ActivationCapture(config: single)
+                for s in states.indices { states[s] = try reference.layers(hidden: states[s], capture: &capture) }
+                permutations = AtomCalibrator.permutations(capture)[0]
+            }
+            quantized.append(try quantize(ReorderedLayer(weights, permutations), settings: settings))
+            progress(l + 1, c.numHiddenLayers)
+        }
+        return QuantizedModel(config: c, settings: settings, embedding: outer.embedding, layers: quantized,
+                              finalNorm: outer.finalNorm, lmHead: outer.lmHead)
+    }
+
+    /// One reordered layer's linear weights in the method's format, its permutations and norm gains kept.
+    public static func quantize(_ layer: ReorderedLayer, settings: QuantizationSettings) throws -> QuantizedLayer {
+        func q(_ w: Matrix) throws -> QuantizedWeight { try quantize(w, settings: settings) }
+        return QuantizedLayer(
+            permutations: layer.permutations, inputNorm: layer.inputNorm, postAttentionNorm: layer.postAttentionNorm,
+            q: try q(layer.q), k: try q(layer.k), v: try q(layer.v), o: try q(layer.o),
+            gate: try q(layer.gate), up: try q(layer.up), down: try q(layer.down))
     }
 
     /// One linear weight [out, in] (input columns already reordered) in the method's format.
