@@ -183,7 +183,8 @@ struct ServeBenchCommand: ParsableCommand {
             beside each, the lowest and highest ratio within one round show how much the machine drifted. \
             Benchmark model: `lowbit model synth --preset llama-7b --layers 2`. \
             w8a8 and w4a4 quantize --model at load, unless --quantized gives a model `lowbit quantize` wrote \
-            for that method (or --model is itself one: then only its mode runs).
+            for that method (or --model is itself one: then its mode runs, with those of the --quantized models, \
+            e.g. `--model Q8 --quantized Q4` for W8A8 against W4A4 without the FP model's memory).
             """
     )
 
@@ -192,7 +193,7 @@ struct ServeBenchCommand: ParsableCommand {
     @Option(help: "Batch sizes, comma-separated.") var batch: String = "1,8,32,64,128"
     @Option(help: "Tokens already in each sequence's cache.") var context: Int = 1024
     @Option(help: "Timed decode steps per mode and batch size.") var steps: Int = 5
-    @Option(help: "Modes, comma-separated (default: fp32,w8a8,w4a4; with a quantized --model, its method).") var modes: String?
+    @Option(help: "Modes, comma-separated (default: fp32,w8a8,w4a4; with a quantized --model, its method and those of the --quantized models).") var modes: String?
     @Option(help: ArgumentHelp(
         "A model written by `lowbit quantize` to run its method's mode from, instead of quantizing --model at load (repeatable).",
         valueName: "dir"))
@@ -221,7 +222,8 @@ struct ServeBenchCommand: ParsableCommand {
             stored[q.defaultMode] = (q, directory)
         }
         let defaultModes: [EngineMode]
-        if case .quantized = source { defaultModes = [source.defaultMode] } else { defaultModes = [.fp32, .w8a8, .w4a4] }
+        // A quantized --model runs its own mode and those of the --quantized models; an FP one runs all three.
+        if case .quantized = source { defaultModes = EngineMode.allCases.filter { stored[$0] != nil } } else { defaultModes = [.fp32, .w8a8, .w4a4] }
         let modeList = try modes.map { try $0.split(separator: ",").map { try EngineMode.parse(String($0)) } } ?? defaultModes
         let database = try engine.databasePath()
         let runtime = try EngineRuntime(databasePath: database, threads: engine.threads, logger: logger)

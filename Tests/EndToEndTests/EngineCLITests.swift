@@ -39,6 +39,21 @@ struct EngineCLITests {
         #expect(Self.generated(fromFile.stdout) != nil && Self.generated(fromFile.stdout) == Self.generated(atLoad.stdout))
     }
 
+    /// W8A8 against W4A4 from two written models, no FP model: both modes run by default.
+    @Test func serveBenchFromTwoQuantizedModels() throws {
+        let lowbit = try LowbitBinary()
+        let models = try Models(lowbit)
+        defer { models.remove() }
+        let w8 = models.root.appendingPathComponent("w8").path
+        let q = try lowbit.run(["quantize", "--model", models.fp, "--method", "w8a8", "--out", w8])
+        #expect(q.status == 0 && q.stdout.contains("layer 2 of 2 quantized"), "\(q.stdout)\(q.stderr)")
+        let bench = try lowbit.run(["serve-bench", "--model", w8, "--quantized", models.w4, "--batch", "2", "--context", "8", "--steps", "1", "--no-db"])
+        #expect(bench.status == 0, "\(bench.stderr)")
+        let rows = bench.stdout.split(separator: "\n").filter { $0.hasPrefix("      2  w") }
+        #expect(rows.contains { $0.contains("w8a8") } && rows.contains { $0.contains("w4a4") }, "\(bench.stdout)")
+        #expect(!bench.stdout.contains("      2  fp32"), "\(bench.stdout)")
+    }
+
     @Test func quantizedModelMisuseIsExplained() throws {
         let lowbit = try LowbitBinary()
         let models = try Models(lowbit)
