@@ -34,4 +34,16 @@ struct QuantizationLayerwiseTests {
         }
         #expect(throws: ModelError.self) { try AtomModelQuantizer.quantize(directory, layers: 4, settings: settings) }
     }
+
+    /// In memory, the permutations folded in one layer at a time give what a whole `ReorderedWeights` gives.
+    @Test func foldingLayerByLayerEqualsReorderedWeights() throws {
+        let fixture = QuantizationFixture.self
+        let folded = try AtomModelQuantizer.quantize(fixture.weights, permutations: fixture.permutations, settings: fixture.atomSettings)
+        #expect(folded == fixture.atomModel)
+        let short = Array(fixture.permutations.dropLast())
+        #expect(throws: ModelError.self) { try AtomModelQuantizer.quantize(fixture.weights, permutations: short, settings: fixture.atomSettings) }
+        #expect(throws: ModelError.self) {
+            try AtomModelQuantizer.quantize(fixture.weights, permutations: fixture.permutations, settings: QuantizationSettings(method: .w8a8))
+        }
+    }
 }

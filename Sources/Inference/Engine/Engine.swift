@@ -93,7 +93,7 @@ public final class Engine {
             let quantized: QuantizedModel
             do {
                 if mode == .w4a4, let permutations = options.permutations {
-                    quantized = try AtomModelQuantizer.quantize(ReorderedWeights(model, permutations: permutations), settings: settings)
+                    quantized = try AtomModelQuantizer.quantize(model, permutations: permutations, settings: settings)
                 } else {
                     quantized = try AtomModelQuantizer.quantize(model, settings: settings)
                 }

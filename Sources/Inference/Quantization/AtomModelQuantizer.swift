@@ -16,18 +16,25 @@ public enum AtomModelQuantizer {
         let permutations = settings.method == .w4a4
             ? try AtomCalibrator.calibrate(weights, settings.calibration)
             : Array(repeating: LayerPermutations.identity(weights.config), count: weights.config.numHiddenLayers)
-        return try quantize(ReorderedWeights(weights, permutations: permutations), settings: settings)
+        return try quantize(weights, permutations: permutations, settings: settings)
+    }
+
+    /// Folds `permutations` into `weights` and quantizes them, one layer's reordered copy at a time (not
+    /// a whole `ReorderedWeights` beside the FP32 model): the same result as
+    /// `quantize(ReorderedWeights(weights, permutations:), settings:)`.
+    public static func quantize(_ weights: LlamaWeights, permutations: [LayerPermutations], settings: QuantizationSettings) throws -> QuantizedModel {
+        try ReorderedWeights.check(weights, permutations: permutations)
+        let c = weights.config
+        try checkMethod(settings, c, identity: permutations.allSatisfy(\.isIdentity))
+        let layers = try zip(weights.layers, permutations).map { try quantize(ReorderedLayer($0, $1), settings: settings) }
+        return QuantizedModel(config: c, settings: settings, embedding: weights.embedding, layers: layers,
+                              finalNorm: weights.finalNorm, lmHead: weights.lmHead)
     }
 
     /// Quantizes already-reordered weights (the permutations of a calibration done elsewhere).
     public static func quantize(_ reordered: ReorderedWeights, settings: QuantizationSettings) throws -> QuantizedModel {
         let c = reordered.config
-        try settings.validate()
-        if settings.method == .w8a8, !reordered.layers.allSatisfy(\.permutations.isIdentity) {
-            throw ModelError.invalidInput("W8A8 does not reorder channels; quantize the weights with identity permutations")
-        }
-        // Check every input width's outlier count before quantizing anything.
-        for width in Set([c.hiddenSize, c.queryWidth, c.intermediateSize]) { _ = try settings.outliers(width: width) }
+        try checkMethod(settings, c, identity: reordered.layers.allSatisfy(\.permutations.isIdentity))
         let layers = try reordered.layers.map { try quantize($0, settings: settings) }
         return QuantizedModel(config: c, settings: settings, embedding: reordered.embedding, layers: layers,
                               finalNorm: reordered.finalNorm, lmHead: reordered.lmHead)
@@ -42,10 +49,9 @@ public enum AtomModelQuantizer {
     /// `quantize(LlamaWeights.load(directory, layers: layers), settings:)`.
     public static func quantize(_ directory: ModelDirectory, layers: Int? = nil, settings: QuantizationSettings,
                                 progress: (Int, Int) -> Void = { _, _ in }) throws -> QuantizedModel {
-        try settings.validate()
         let outer = try LlamaWeights.outer(directory, layers: layers)
         let c = outer.config
-        for width in Set([c.hiddenSize, c.queryWidth, c.intermediateSize]) { _ = try settings.outliers(width: width) }
+        try checkMethod(settings, c, identity: true)
         var single = c
         single.numHiddenLayers = 1
         // W4A4: the calibration sequences' hidden states, one [tokens][hidden] per sequence, layer by layer.
@@ -68,6 +74,16 @@ public enum AtomModelQuantizer {
         }
         return QuantizedModel(config: c, settings: settings, embedding: outer.embedding, layers: quantized,
                               finalNorm: outer.finalNorm, lmHead: outer.lmHead)
+    }
+
+    /// Throws before anything is quantized: invalid settings, W8A8 with reordered channels, an input width
+    /// whose outlier count the settings cannot give.
+    private static func checkMethod(_ settings: QuantizationSettings, _ c: LlamaConfig, identity: Bool) throws {
+        try settings.validate()
+        if settings.method == .w8a8, !identity {
+            throw ModelError.invalidInput("W8A8 does not reorder channels; quantize the weights with identity permutations")
+        }
+        for width in Set([c.hiddenSize, c.queryWidth, c.intermediateSize]) { _ = try settings.outliers(width: width) }
     }
 
     /// One reordered layer's linear weights in the method's format, its permutations and norm gains kept.

@@ -55,6 +55,17 @@ public struct ReorderedWeights: Sendable, Equatable {
 
     /// Folds one `LayerPermutations` per layer into `weights`.
     public init(_ weights: LlamaWeights, permutations: [LayerPermutations]) throws {
+        try Self.check(weights, permutations: permutations)
+        let c = weights.config
+        config = c
+        embedding = weights.embedding
+        layers = zip(weights.layers, permutations).map { ReorderedLayer($0, $1) }
+        finalNorm = weights.finalNorm
+        lmHead = weights.lmHead
+    }
+
+    /// Throws unless `weights` are valid and `permutations` has one valid `LayerPermutations` per layer.
+    public static func check(_ weights: LlamaWeights, permutations: [LayerPermutations]) throws {
         try weights.validate()
         let c = weights.config
         guard permutations.count == c.numHiddenLayers else {
@@ -65,10 +76,5 @@ public struct ReorderedWeights: Sendable, Equatable {
                 throw ModelError.invalidInput("layer \(l): the \(name) permutation is not a permutation of 0..<\(width)")
             }
         }
-        config = c
-        embedding = weights.embedding
-        layers = zip(weights.layers, permutations).map { ReorderedLayer($0, $1) }
-        finalNorm = weights.finalNorm
-        lmHead = weights.lmHead
     }
 }
