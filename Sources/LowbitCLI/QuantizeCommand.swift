@@ -76,10 +76,11 @@ struct QuantizeCommand: ParsableCommand {
 
         func run() throws {
             _ = global.logger("lowbit.quantize")
-            if !skipMemoryCheck, let config = try? LlamaConfig.load(from: URL(fileURLWithPath: common.model)) {
-                try QuantizationMemory.check(config, layers: common.layers, method: method, availableBytes: HostMemory.availableBytes(), model: common.model)
-            }
             let directory = try common.open()
+            if !skipMemoryCheck {
+                try QuantizationMemory.check(
+                    directory.config, layers: common.layers, method: method, availableBytes: HostMemory.availableBytes(), model: common.model)
+            }
             let settings = QuantizationSettings(method: method, outliers: common.outliers, calibration: common.calibration(seed: seed))
             var start = Date()
             let model = try AtomModelQuantizer.quantize(directory, layers: common.layers, settings: settings) { done, total in

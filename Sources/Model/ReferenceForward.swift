@@ -52,19 +52,14 @@ public struct LlamaReference: Sendable {
     /// layers of `forward` without the embedding and lm_head, for a model run one layer at a time (a
     /// one-layer `LlamaReference` per layer, the states passed along).
     public func layers(hidden: [[Float]], capture: inout ActivationCapture) throws -> [[Float]] {
-        guard capture.config.numHiddenLayers == config.numHiddenLayers, capture.config.hiddenSize == config.hiddenSize else {
-            throw ModelError.invalidInput("the activation capture was made for another model")
-        }
+        try check(capture)
         guard !hidden.isEmpty, hidden.allSatisfy({ $0.count == config.hiddenSize }) else {
             throw ModelError.invalidInput("hidden states need at least one row of \(config.hiddenSize) values")
         }
         var cache = makeCache()
         var states = hidden
         var recording: ActivationCapture? = capture
-        for (l, w) in weights.layers.enumerated() {
-            try attentionBlock(l, w, start: 0, &states, &cache, &recording)
-            mlpBlock(l, w, &states, &recording)
-        }
+        try decoderLayers(&states, start: 0, &cache, &recording)
         capture = recording!
         return states
     }
@@ -126,15 +121,9 @@ public struct LlamaReference: Sendable {
         guard cache.layers == c.numHiddenLayers, cache.rowWidth == c.keyValueWidth else {
             throw ModelError.invalidInput("the KV cache was made for another model (\(cache.layers) layers, rows of \(cache.rowWidth))")
         }
-        if let capture, capture.config.numHiddenLayers != c.numHiddenLayers || capture.config.hiddenSize != c.hiddenSize {
-            throw ModelError.invalidInput("the activation capture was made for another model")
-        }
-        let start = cache.length
+        if let capture { try check(capture) }
         var hidden = tokens.map { weights.embedding.row($0) }
-        for (l, w) in weights.layers.enumerated() {
-            try attentionBlock(l, w, start: start, &hidden, &cache, &capture)
-            mlpBlock(l, w, &hidden, &capture)
-        }
+        try decoderLayers(&hidden, start: cache.length, &cache, &capture)
         for _ in tokens { cache.advance() }
         var logits = Matrix(rows: tokens.count, cols: c.vocabSize)
         for (t, h) in hidden.enumerated() {
@@ -142,6 +131,20 @@ public struct LlamaReference: Sendable {
             logits.values.replaceSubrange((t * c.vocabSize)..<((t + 1) * c.vocabSize), with: row)
         }
         return logits
+    }
+
+    /// Every decoder layer over `hidden` (tokens at positions `start...`), appending to `cache`.
+    private func decoderLayers(_ hidden: inout [[Float]], start: Int, _ cache: inout KVCache, _ capture: inout ActivationCapture?) throws {
+        for (l, w) in weights.layers.enumerated() {
+            try attentionBlock(l, w, start: start, &hidden, &cache, &capture)
+            mlpBlock(l, w, &hidden, &capture)
+        }
+    }
+
+    private func check(_ capture: ActivationCapture) throws {
+        guard capture.config.numHiddenLayers == config.numHiddenLayers, capture.config.hiddenSize == config.hiddenSize else {
+            throw ModelError.invalidInput("the activation capture was made for another model")
+        }
     }
 
     /// `h += o_proj(attention(...))` for every token; appends the tokens' K and V to the cache.

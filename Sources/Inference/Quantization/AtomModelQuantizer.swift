@@ -49,9 +49,9 @@ public enum AtomModelQuantizer {
     /// `quantize(LlamaWeights.load(directory, layers: layers), settings:)`.
     public static func quantize(_ directory: ModelDirectory, layers: Int? = nil, settings: QuantizationSettings,
                                 progress: (Int, Int) -> Void = { _, _ in }) throws -> QuantizedModel {
+        try checkMethod(settings, directory.config, identity: true)
         let outer = try LlamaWeights.outer(directory, layers: layers)
         let c = outer.config
-        try checkMethod(settings, c, identity: true)
         var single = c
         single.numHiddenLayers = 1
         // W4A4: the calibration sequences' hidden states, one [tokens][hidden] per sequence, layer by layer.
