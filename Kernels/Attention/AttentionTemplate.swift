@@ -298,7 +298,7 @@ struct AttentionTemplate {
         // Two sets of accumulators (even and odd vectors of the row) halve each token's chain of dependent
         // multiply-adds; the chains of consecutive tokens then overlap. The low and high halves' products go
         // to the same accumulator: with UNROLL tokens of separate low and high sums, AVX2's 16 registers
-        // spilled accumulators to the stack and back on every step of the loop (template 7 merged them).
+        // spilled accumulators to the stack and back on every step of the loop (template 8 merged them).
         let sets = simd ? Self.scoreAccumulators : 1
         if simd {
             for u in rows {
@@ -398,17 +398,9 @@ struct AttentionTemplate {
     }
 
     private func renderFusedAccumulate(_ c: inout CSource) {
-        /// Vector code takes the zero points out of the loop: sum_j w_j (c_j - z_j) = sum_j w_j c_j - sum_j w_j z_j,
-        /// the second a scalar per block that starts every lane (one subtraction per element fewer).
-        let zeroSum = simd && format.isQuantized && table == nil
         let lines: [String] =
             if table != nil {
                 ["Each V row's table holds (c - z) * (s * p[j]): one lookup and one add per vector."]
-            } else if zeroSum {
-                [
-                    "Rows are dequantized as (c - z) * s and added with weight p[j], with w_j = s_j p[j]:",
-                    "sum_j w_j (c_j - z_j) = sum_j w_j c_j - sum_j w_j z_j, the second term once per block.",
-                ]
             } else if format.isQuantized {
                 ["Rows are dequantized ((c - z) * s, as stored) and added with weight p[j]."]
             } else {
@@ -435,22 +427,12 @@ struct AttentionTemplate {
                 }
             }
             if simd { c.declare("const \(d.vector)", "av", d.splat("alpha")) }
-            if zeroSum {
-                c.declare("float", "zero_sum", "0.0f")
-                c.forLoop("int j = 0", "j < n", "j++") { c in c.line("zero_sum += weights[j] * zeros[j];") }
-                c.declare("const \(d.vector)", "zsv", d.splat("-zero_sum"))
-            }
             pairLoops(&c, wide: Self.accumulateWidth, vector: { c, width in
                 let parts = Array(0..<width)
                 for v in parts {
                     let at = Self.vectorOffset(v)
-                    if zeroSum {
-                        c.declare(d.vector, "lo\(v)", d.madd(d.load("acc + \(at)"), "av", "zsv"))
-                        c.declare(d.vector, "hi\(v)", d.madd(d.load("acc + half + \(at)"), "av", "zsv"))
-                    } else {
-                        c.declare(d.vector, "lo\(v)", d.mul(d.load("acc + \(at)"), "av"))
-                        c.declare(d.vector, "hi\(v)", d.mul(d.load("acc + half + \(at)"), "av"))
-                    }
+                    c.declare(d.vector, "lo\(v)", d.mul(d.load("acc + \(at)"), "av"))
+                    c.declare(d.vector, "hi\(v)", d.mul(d.load("acc + half + \(at)"), "av"))
                 }
                 c.forLoop("int j = 0", "j < n", "j++") { c in
                     c.declare("const unsigned char *", "row", "rows[j]")
@@ -462,16 +444,17 @@ struct AttentionTemplate {
                             c.line("hi\(v) = \(d.add("hi\(v)", table!.lookup(d.highNibble("w\(v)"), "tables[j]")));")
                         }
                     case .int4, .int8:
+                        c.declare("const \(d.vector)", "zv", d.splat("zeros[j]"))
                         c.declare("const \(d.vector)", "wv", d.splat("weights[j]"))
                         for v in parts {
                             let at = Self.vectorOffset(v)
                             if format == .int4 {
                                 c.declare("const \(d.codes)", "w\(v)", "widen_codes(row + \(at))")
-                                c.line("lo\(v) = \(d.madd(d.toFloat(d.lowNibble("w\(v)")), "wv", "lo\(v)"));")
-                                c.line("hi\(v) = \(d.madd(d.toFloat(d.highNibble("w\(v)")), "wv", "hi\(v)"));")
+                                c.line("lo\(v) = \(d.madd(d.sub(d.toFloat(d.lowNibble("w\(v)")), "zv"), "wv", "lo\(v)"));")
+                                c.line("hi\(v) = \(d.madd(d.sub(d.toFloat(d.highNibble("w\(v)")), "zv"), "wv", "hi\(v)"));")
                             } else {
-                                c.line("lo\(v) = \(d.madd(d.toFloat("widen_codes(row + \(at))"), "wv", "lo\(v)"));")
-                                c.line("hi\(v) = \(d.madd(d.toFloat("widen_codes(row + half + \(at))"), "wv", "hi\(v)"));")
+                                c.line("lo\(v) = \(d.madd(d.sub(d.toFloat("widen_codes(row + \(at))"), "zv"), "wv", "lo\(v)"));")
+                                c.line("hi\(v) = \(d.madd(d.sub(d.toFloat("widen_codes(row + half + \(at))"), "zv"), "wv", "hi\(v)"));")
                             }
                         }
                     case .fp32:
