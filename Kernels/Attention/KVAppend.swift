@@ -54,7 +54,7 @@ public struct KVAppend: KernelFamily {
         guard workload["new"] <= workload["ctx"] else {
             throw ConstraintViolation("fits", "new = \(workload["new"]) exceeds ctx = \(workload["ctx"])")
         }
-        let pool = workload["b"] * (workload["ctx"] + 64) * workload["hkv"] * 2 * (4 * workload["d"] + 8)
+        let pool = workload["b"] * (workload["ctx"] + 64) * workload["hkv"] * 2 * AttentionShapes.rowBytesBound(workload)
         guard pool < Int(Int32.max) else { throw ConstraintViolation("size", "\(workload) needs a pool of about \(pool) bytes") }
     }
 
@@ -164,6 +164,13 @@ enum AttentionShapes {
 
     static let kvbitsRule =
         "kvbits (optional): 4, 8 or 32 fixes the cache format (int4, int8, fp32) for tuning; absent or 0 leaves it to the configuration"
+
+    /// The most bytes one (token, KV head) row of K or V takes in the workload's cache, with 8 for its
+    /// parameters: in the format `kvbits` fixes (the runner refuses a configuration of another format),
+    /// else fp32's, the largest. The harness's pool-size rule counts with it.
+    static func rowBytesBound(_ workload: Workload) -> Int {
+        (KVCacheFormat(bits: workload["kvbits"]) ?? .fp32).rowBytes(headDim: workload["d"]) + 8
+    }
 
     static func checkKVBits(_ workload: Workload) throws {
         let bits = workload["kvbits"]

@@ -105,10 +105,10 @@ public struct GemmW4A4KV: KernelFamily {
         guard (workload["m"] + 1) / 2 <= workload["ctx"] else {
             throw ConstraintViolation("fits", "the append plan's prefill chunk of \((workload["m"] + 1) / 2) tokens exceeds ctx = \(workload["ctx"])")
         }
-        // Pages round each sequence up and the cache keeps two spare pages; fp32 rows (4 bytes an element)
-        // and 64 bytes of padding per row are the most a token can take.
+        // Pages round each sequence up and the cache keeps two spare pages; a row of the format kvbits
+        // fixes (else fp32's) and 56 more bytes of padding per row are the most a token can take.
         let tokens = Self.plan(workload).allocated.reduce(0) { $0 + $1 + 63 } + 128
-        let pool = tokens * 2 * workload["hkv"] * (4 * workload["d"] + 64)
+        let pool = tokens * 2 * workload["hkv"] * (AttentionShapes.rowBytesBound(workload) + 56)
         guard pool < Int(Int32.max) else { throw ConstraintViolation("size", "\(workload) needs a pool of up to \(pool) bytes") }
     }
 

@@ -178,8 +178,8 @@ struct BenchEndToEndTests {
         let answer = try JSONSerialization.jsonObject(with: Data(lookupJSON.stdout.utf8)) as? [String: Any]
         #expect(answer?["fitted"] as? String == "mr=4->2" && answer?["waived"] == nil, "stdout: \(lookupJSON.stdout)")
         #expect((answer?["workload"] as? String)?.hasPrefix("gemm-w4a4 ") == true && answer?["source"] is [String: Any])
-        // The engine's attention at b = 64, ctx 1030 breaks only the harness's pool-size rule: answered, with the waiver.
-        let engineShape = ["--shape", "b=64", "--shape", "ctx=1030", "--shape", "hq=32", "--shape", "hkv=32", "--shape", "d=128", "--shape", "kvbits=4"]
+        // Attention at b = 64, ctx 8192 (INT4) breaks only the harness's pool-size rule: answered, with the waiver.
+        let engineShape = ["--shape", "b=64", "--shape", "ctx=8192", "--shape", "hq=32", "--shape", "hkv=32", "--shape", "d=128", "--shape", "kvbits=4"]
         let waivedText = try cli.run(["lookup", "attention-decode", "--db", db] + engineShape)
         #expect(waivedText.status == 0 && waivedText.stdout.contains("waived         shape rule 'size'"), "stderr: \(waivedText.stderr)")
         let waivedJSON = try cli.run(["lookup", "attention-decode", "--json", "--db", db] + engineShape)

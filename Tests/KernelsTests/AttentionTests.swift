@@ -260,6 +260,15 @@ struct AttentionRuleTests {
         #expect(shapeRule(family, ok.merging(["d": 127]) { $1 }) == "even-dim")
         #expect(shapeRule(family, ok.merging(["b": 0]) { $1 }) == "positive")
         #expect(shapeRule(family, ok.merging(["b": 4000, "ctx": 100_000]) { $1 }) == "size")
+        // The pool is counted in the format kvbits fixes: b = 64, ctx 1024 of Llama-7B's heads fits as
+        // INT4 or INT8 (0.3 / 0.6 GB) but not as fp32 or with the format left open (2.2 GB).
+        let engine = ["b": 64, "hq": 32, "hkv": 32, "d": 128, "ctx": 1024]
+        #expect(shapeRule(family, engine.merging(["kvbits": 4]) { $1 }) == nil)
+        #expect(shapeRule(family, engine.merging(["kvbits": 8]) { $1 }) == nil)
+        #expect(shapeRule(family, engine.merging(["kvbits": 32]) { $1 }) == "size")
+        #expect(shapeRule(family, engine) == "size")
+        #expect(shapeRule(KVAppend(), ["b": 64, "hkv": 32, "d": 128, "ctx": 1024, "new": 1, "kvbits": 4]) == nil)
+        #expect(shapeRule(KVAppend(), ["b": 64, "hkv": 32, "d": 128, "ctx": 1024, "new": 1]) == "size")
         let append = KVAppend()
         let a = ["b": 4, "hkv": 8, "d": 128, "ctx": 300, "new": 4]
         #expect(shapeRule(append, a) == nil)
@@ -284,9 +293,9 @@ struct AttentionRuleTests {
     }
 
     /// A runtime waives the pool-size rule (it bounds the harness's 32-bit pool, not the kernel) and
-    /// nothing else: the engine's b = 64, ctx = 1030 cache is 2.3 GB.
+    /// nothing else: an INT4 cache for b = 64, ctx = 8192 takes 2.4 GB.
     @Test func runtimesWaiveOnlyHarnessRules() throws {
-        let big = ["b": 64, "hq": 32, "hkv": 32, "d": 128, "ctx": 1030, "kvbits": 4]
+        let big = ["b": 64, "hq": 32, "hkv": 32, "d": 128, "ctx": 8192, "kvbits": 4]
         #expect(shapeRule(family, big) == "size")
         let waived = try family.checkShapeForRuntime(Workload(family: family.name, shape: big))
         #expect(waived?.rule == "size")
