@@ -74,8 +74,7 @@ public struct AttentionDecode: KernelFamily {
         }
         try AttentionShapes.checkEven(workload["d"])
         try AttentionShapes.checkKVBits(workload)
-        let pool = workload["b"] * (workload["ctx"] + 64) * workload["hkv"] * 2 * AttentionShapes.rowBytesBound(workload)
-        guard pool < Int(Int32.max) else { throw ConstraintViolation("size", "\(workload) needs a pool of about \(pool) bytes") }
+        try AttentionShapes.checkPoolSize(workload)
     }
 
     public func check(_ config: Configuration, machine: MachineContext?) throws {

@@ -54,8 +54,7 @@ public struct KVAppend: KernelFamily {
         guard workload["new"] <= workload["ctx"] else {
             throw ConstraintViolation("fits", "new = \(workload["new"]) exceeds ctx = \(workload["ctx"])")
         }
-        let pool = workload["b"] * (workload["ctx"] + 64) * workload["hkv"] * 2 * AttentionShapes.rowBytesBound(workload)
-        guard pool < Int(Int32.max) else { throw ConstraintViolation("size", "\(workload) needs a pool of about \(pool) bytes") }
+        try AttentionShapes.checkPoolSize(workload)
     }
 
     public func check(_ config: Configuration, machine: MachineContext?) throws {
@@ -170,6 +169,13 @@ enum AttentionShapes {
     /// else fp32's, the largest. The harness's pool-size rule counts with it.
     static func rowBytesBound(_ workload: Workload) -> Int {
         (KVCacheFormat(bits: workload["kvbits"]) ?? .fp32).rowBytes(headDim: workload["d"]) + 8
+    }
+
+    /// The pool-size rule of kv-append and attention-decode: b sequences of ctx tokens (64 more for page
+    /// rounding), K and V rows of every KV head, under 2^31 bytes (the harness's 32-bit offsets).
+    static func checkPoolSize(_ workload: Workload) throws {
+        let pool = workload["b"] * (workload["ctx"] + 64) * workload["hkv"] * 2 * rowBytesBound(workload)
+        guard pool < Int(Int32.max) else { throw ConstraintViolation("size", "\(workload) needs a pool of about \(pool) bytes") }
     }
 
     static func checkKVBits(_ workload: Workload) throws {
