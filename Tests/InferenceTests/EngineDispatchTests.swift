@@ -105,6 +105,61 @@ struct EngineDispatchTests {
         #expect(try logits(path) == logits(nil))
     }
 
+    /// The cache kernels are held to the cache's page, so `resizeCache` chooses the page again for the
+    /// new workload (b = sequences, ctx = capacity): with attention-decode records at b = 1 (page 16) and
+    /// b = 4 (page 32), the cache and every attention call take 16 and then 32, with the same logits; a page
+    /// the options fix stays through a resize.
+    @Test func resizedCacheTakesThePageOfItsWorkload() throws {
+        let probe = try testRuntime()
+        let machine = probe.machine.description
+        let family = AttentionDecode()
+        let context = MachineContext(machine)
+        let config = try tinyWeights(layers: 1).config
+        let dir = EngineTempDir()
+        let path = dir.file("pages.sqlite")
+        let store = try TuningStore(path: path)
+        for (b, page) in [(1, 16), (4, 32)] {
+            let w = Workload(family: "attention-decode", shape: [
+                "b": b, "hq": config.numAttentionHeads, "hkv": config.numKeyValueHeads, "d": config.headDim, "ctx": 16, "kvbits": 4,
+            ])
+            var c = family.analyticalConfiguration(for: w, machine: context)
+            c["page"] = .int(page)
+            c["threads"] = .int(1)
+            try family.check(c, machine: context)
+            try store.insert(
+                TrialRecord(
+                    machine: machine.fingerprint.id, workload: w, configuration: c, templateVersion: family.templateVersion,
+                    compiler: "test", status: "ok", stage: "time", gops: 10))
+        }
+        try store.close()
+
+        var options = EngineOptions()
+        options.maxSequences = 1
+        options.maxContext = 16
+        let engine = try Engine(model: tinyWeights(layers: 1), mode: .w4a4, options: options, runtime: testRuntime(database: path))
+        func run() throws -> [Float] {
+            let s = try engine.makeSequence()
+            defer { engine.release(s) }
+            _ = try engine.step([(s, [3, 4, 5])])
+            return try engine.step([(s, [6])])[0].values
+        }
+        func attentionPages() -> Set<Int> {
+            Set(engine.dispatchRecords.filter { $0.role == "attention" }.map { $0.choice.configuration.int("page") })
+        }
+        #expect(engine.pageTokens == 16)
+        let before = try run()
+        #expect(attentionPages() == [16])
+        try engine.resizeCache(maxSequences: 4, maxContext: 16)
+        #expect(engine.pageTokens == 32)
+        #expect(try run() == before)
+        #expect(attentionPages() == [32])
+
+        options.pageTokens = 64
+        let fixed = try Engine(model: tinyWeights(layers: 1), mode: .w4a4, options: options, runtime: testRuntime(database: path))
+        try fixed.resizeCache(maxSequences: 4, maxContext: 16)
+        #expect(fixed.pageTokens == 64)
+    }
+
     /// Without a database every kernel runs its analytical configuration, and `--explain` says so for
     /// every layer and kernel.
     @Test func analyticalWithoutDatabase() throws {

@@ -54,6 +54,9 @@ public final class Engine {
     public let runtime: EngineRuntime
     let layers: [any DecoderLayer]
     private(set) var kv: PagedKVStore
+    /// The page size `EngineOptions.pageTokens` fixed, if it did; otherwise every cache (the first and
+    /// each `resizeCache`) takes the page of attention-decode's configuration for its own workload.
+    private let fixedPageTokens: Int?
     private(set) var kernels: EngineKernels
     private(set) var context: LayerContext
     let embedding: [Float]
@@ -137,6 +140,7 @@ public final class Engine {
             throw EngineError.invalidInput("maxContext and maxSequences must be at least 1")
         }
         let format = options.kvCache ?? mode.kvCache
+        fixedPageTokens = options.pageTokens
         let page = try options.pageTokens ?? Self.pageTokens(runtime, c, format, sequences: options.maxSequences, capacity: capacity)
         let layout = KVPageLayout(format: format, pageTokens: page, kvHeads: c.numKeyValueHeads, headDim: c.headDim)
         kv = try PagedKVStore(layout: layout, layers: c.numHiddenLayers, slots: options.maxSequences, capacity: capacity)
@@ -217,14 +221,18 @@ public final class Engine {
     /// Clears `profile`.
     public func resetProfile() { context.profile = StepProfile() }
 
-    /// Replaces the KV cache with an empty one for `maxSequences` sequences of `maxContext` tokens (same
-    /// format and page size), keeping the prepared weights and the loaded kernels. Every sequence must
-    /// have been released. The dispatch log and the profile start over.
+    /// Replaces the KV cache with an empty one for `maxSequences` sequences of `maxContext` tokens, keeping
+    /// the prepared weights. The format stays; the page size is chosen again, as at init, for the new
+    /// workload (the cache kernels are held to the cache's page, so a page chosen for another batch size
+    /// would override the tuned configuration) unless the options fixed one. Every sequence must have
+    /// been released. The dispatch log and the profile start over.
     public func resizeCache(maxSequences: Int, maxContext: Int) throws {
         guard !live.contains(true) else { throw EngineError.invalidInput("release every sequence before resizing the cache") }
         guard maxSequences >= 1, maxContext >= 1 else { throw EngineError.invalidInput("maxContext and maxSequences must be at least 1") }
-        let layout = kv.layout
-        kv = try PagedKVStore(layout: layout, layers: 0, slots: 1, capacity: 1)  // frees the old pools first
+        let format = kv.layout.format
+        let page = try fixedPageTokens ?? Self.pageTokens(runtime, config, format, sequences: maxSequences, capacity: maxContext)
+        let layout = KVPageLayout(format: format, pageTokens: page, kvHeads: config.numKeyValueHeads, headDim: config.headDim)
+        kv = try PagedKVStore(layout: kv.layout, layers: 0, slots: 1, capacity: 1)  // frees the old pools first
         kv = try PagedKVStore(layout: layout, layers: config.numHiddenLayers, slots: maxSequences, capacity: maxContext)
         kernels = EngineKernels(provider: runtime.provider, layout: layout, capacity: maxContext)
         context = LayerContext(kernels: kernels, threads: runtime.threads, scratch: Scratch())

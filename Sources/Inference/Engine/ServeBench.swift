@@ -101,8 +101,8 @@ public enum ServeBench {
             var sequences: [[SequenceID]] = []
             var tokens: [[Int]] = []
             for (e, engine) in engines.enumerated() {
-                progress("batch \(batch): \(engine.mode.rawValue) cache for \(batch) x \(capacity) tokens, filling \(options.context)")
                 try engine.resizeCache(maxSequences: batch, maxContext: capacity)
+                progress("batch \(batch): \(engine.mode.rawValue) cache for \(batch) x \(capacity) tokens in pages of \(engine.pageTokens), filling \(options.context)")
                 sequences.append(try (0..<batch).map { b in
                     try engine.makeFilledSequence(length: options.context, seed: options.seed &+ UInt64(b))
                 })
