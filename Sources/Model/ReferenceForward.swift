@@ -126,8 +126,8 @@ public struct LlamaReference: Sendable {
         try decoderLayers(&hidden, start: cache.length, &cache, &capture)
         for _ in tokens { cache.advance() }
         var logits = Matrix(rows: tokens.count, cols: c.vocabSize)
-        for (t, h) in hidden.enumerated() {
-            let row = LlamaMath.linear(LlamaMath.rmsNorm(h, weight: weights.finalNorm, eps: c.rmsNormEps), weights.lmHead)
+        let rows = LlamaMath.linear(rows: hidden.map { LlamaMath.rmsNorm($0, weight: weights.finalNorm, eps: c.rmsNormEps) }, weights.lmHead)
+        for (t, row) in rows.enumerated() {
             logits.values.replaceSubrange((t * c.vocabSize)..<((t + 1) * c.vocabSize), with: row)
         }
         return logits
@@ -151,17 +151,23 @@ public struct LlamaReference: Sendable {
     private func attentionBlock(_ l: Int, _ w: LlamaLayerWeights, start: Int, _ hidden: inout [[Float]],
                                 _ cache: inout KVCache, _ capture: inout ActivationCapture?) throws {
         let c = config, d = c.headDim
-        var queries: [[Float]] = []
-        for (t, h) in hidden.enumerated() {
+        var normed: [[Float]] = []
+        for h in hidden {
             capture?.record(layer: l, .residual, h)
             let n = LlamaMath.rmsNorm(h, weight: w.inputNorm, eps: c.rmsNormEps)
             capture?.record(layer: l, .qkv, n)
-            var q = LlamaMath.linear(n, w.q)[...], k = LlamaMath.linear(n, w.k)[...]
+            normed.append(n)
+        }
+        let qs = LlamaMath.linear(rows: normed, w.q), ks = LlamaMath.linear(rows: normed, w.k), vs = LlamaMath.linear(rows: normed, w.v)
+        var queries: [[Float]] = []
+        for t in hidden.indices {
+            var q = qs[t][...], k = ks[t][...]
             for head in 0..<c.numAttentionHeads { rotate(&q, head: head, position: start + t) }
             for head in 0..<c.numKeyValueHeads { rotate(&k, head: head, position: start + t) }
-            cache.append(layer: l, key: Array(k), value: LlamaMath.linear(n, w.v))
+            cache.append(layer: l, key: Array(k), value: vs[t])
             queries.append(Array(q))
         }
+        var attentions: [[Float]] = []
         for t in hidden.indices {
             var attention = [Float]()
             attention.reserveCapacity(c.queryWidth)
@@ -172,19 +178,20 @@ public struct LlamaReference: Sendable {
                                               rowWidth: c.keyValueWidth, offset: kvHead * d)
             }
             capture?.record(layer: l, .o, attention)
-            Self.addInPlace(&hidden[t], LlamaMath.linear(attention, w.o))
+            attentions.append(attention)
         }
+        for (t, o) in LlamaMath.linear(rows: attentions, w.o).enumerated() { Self.addInPlace(&hidden[t], o) }
     }
 
     /// `h += down_proj(silu(gate_proj(m)) * up_proj(m))` for every token.
     private func mlpBlock(_ l: Int, _ w: LlamaLayerWeights, _ hidden: inout [[Float]], _ capture: inout ActivationCapture?) {
-        for t in hidden.indices {
-            let m = LlamaMath.rmsNorm(hidden[t], weight: w.postAttentionNorm, eps: config.rmsNormEps)
-            capture?.record(layer: l, .gateUp, m)
-            let a = LlamaMath.swiglu(gate: LlamaMath.linear(m, w.gate), up: LlamaMath.linear(m, w.up))
-            capture?.record(layer: l, .down, a)
-            Self.addInPlace(&hidden[t], LlamaMath.linear(a, w.down))
-        }
+        // Each capture point still sees the tokens in order (its statistics are its own).
+        let ms = hidden.map { LlamaMath.rmsNorm($0, weight: w.postAttentionNorm, eps: config.rmsNormEps) }
+        for m in ms { capture?.record(layer: l, .gateUp, m) }
+        let gates = LlamaMath.linear(rows: ms, w.gate), ups = LlamaMath.linear(rows: ms, w.up)
+        let activations = zip(gates, ups).map { LlamaMath.swiglu(gate: $0, up: $1) }
+        for a in activations { capture?.record(layer: l, .down, a) }
+        for (t, y) in LlamaMath.linear(rows: activations, w.down).enumerated() { Self.addInPlace(&hidden[t], y) }
     }
 
     private func rotate(_ x: inout ArraySlice<Float>, head: Int, position: Int) {

@@ -29,6 +29,22 @@ public enum LlamaMath {
         return y
     }
 
+    /// `linear` of every row of `xs`, each output exactly as `linear(xs[t], w)` computes it; each weight
+    /// row is read once for all the rows (a prompt's tokens), not once per row.
+    public static func linear(rows xs: [[Float]], _ w: Matrix) -> [[Float]] {
+        for x in xs { precondition(x.count == w.cols, "linear: input of \(x.count) for a [\(w.rows), \(w.cols)] weight") }
+        var ys = [[Float]](repeating: [Float](repeating: 0, count: w.rows), count: xs.count)
+        w.values.withUnsafeBufferPointer { wp in
+            for o in 0..<w.rows {
+                let row = UnsafeBufferPointer(rebasing: wp[(o * w.cols)..<((o + 1) * w.cols)])
+                for t in xs.indices {
+                    ys[t][o] = xs[t].withUnsafeBufferPointer { Float(dot($0, row)) }
+                }
+            }
+        }
+        return ys
+    }
+
     /// Sum of a[i] * b[i] in Double, with independent partial sums so that it vectorizes.
     @inline(__always)
     static func dot(_ a: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>) -> Double {

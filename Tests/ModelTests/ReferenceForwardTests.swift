@@ -27,6 +27,23 @@ struct ReferenceForwardTests {
         #expect(maxDifference(stepped, full.values) <= 1e-5)
     }
 
+    /// A prompt's rows go through each weight row together (`linear(rows:)`), yet every output is the
+    /// per-row `linear`'s, bit for bit: the full forward and the token-by-token decode agree exactly.
+    @Test func batchedLinearIsThePerRowLinear() throws {
+        var rng = SynthRandom(seed: 9)
+        let w = Matrix(rows: 37, cols: 29, values: (0..<(37 * 29)).map { _ in Float.random(in: -1...1, using: &rng) })
+        let xs = (0..<5).map { _ in (0..<29).map { _ in Float.random(in: -3...3, using: &rng) } }
+        #expect(LlamaMath.linear(rows: xs, w) == xs.map { LlamaMath.linear($0, w) })
+        #expect(LlamaMath.linear(rows: [], w).isEmpty)
+
+        let model = try Self.microModel()
+        let full = try model.forward(tokens: Self.tokens)
+        var cache = model.makeCache()
+        var stepped: [Float] = []
+        for t in Self.tokens { stepped += try model.decode(token: t, cache: &cache) }
+        #expect(stepped == full.values)
+    }
+
     @Test func positionsMatter() throws {
         let model = try Self.microModel()
         let a = try model.forward(tokens: [5, 17, 3]).row(2)

@@ -47,9 +47,11 @@ public struct SimulatedDecoder: Sendable {
             mlp(layer, &hidden, count: tokens.count)
         }
         var logits = Matrix(rows: tokens.count, cols: c.vocabSize)
-        for t in 0..<tokens.count {
-            let n = LlamaMath.rmsNorm(Array(hidden[(t * h)..<((t + 1) * h)]), weight: model.finalNorm, eps: c.rmsNormEps)
-            logits.values.replaceSubrange((t * c.vocabSize)..<((t + 1) * c.vocabSize), with: LlamaMath.linear(n, model.lmHead))
+        let normed = (0..<tokens.count).map { t in
+            LlamaMath.rmsNorm(Array(hidden[(t * h)..<((t + 1) * h)]), weight: model.finalNorm, eps: c.rmsNormEps)
+        }
+        for (t, row) in LlamaMath.linear(rows: normed, model.lmHead).enumerated() {
+            logits.values.replaceSubrange((t * c.vocabSize)..<((t + 1) * c.vocabSize), with: row)
         }
         return logits
     }
@@ -119,7 +121,7 @@ public struct SimulatedDecoder: Sendable {
         switch w {
         case .float(let m):
             let k = m.cols
-            return (0..<count).flatMap { t in LlamaMath.linear(Array(x[(t * k)..<((t + 1) * k)]), m) }
+            return LlamaMath.linear(rows: (0..<count).map { t in Array(x[(t * k)..<((t + 1) * k)]) }, m).flatMap { $0 }
         case .integer(let rows):
             var format = model.activations ?? IntegerFormat(bits: 8, groupSize: nil, outliers: 0, clip: 1)
             // Activations share the weight's groups and outlier channels (the kernels need both to match).
