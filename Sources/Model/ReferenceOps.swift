@@ -30,19 +30,30 @@ public enum LlamaMath {
     }
 
     /// `linear` of every row of `xs`, each output exactly as `linear(xs[t], w)` computes it; each weight
-    /// row is read once for all the rows (a prompt's tokens), not once per row.
+    /// row is read once for all the rows (a prompt's tokens), not once per row, and large products split
+    /// their weight rows across the cores (every output is still computed alone, so the result does not
+    /// depend on the split).
     public static func linear(rows xs: [[Float]], _ w: Matrix) -> [[Float]] {
         for x in xs { precondition(x.count == w.cols, "linear: input of \(x.count) for a [\(w.rows), \(w.cols)] weight") }
-        var ys = [[Float]](repeating: [Float](repeating: 0, count: w.rows), count: xs.count)
-        w.values.withUnsafeBufferPointer { wp in
-            for o in 0..<w.rows {
-                let row = UnsafeBufferPointer(rebasing: wp[(o * w.cols)..<((o + 1) * w.cols)])
-                for t in xs.indices {
-                    ys[t][o] = xs[t].withUnsafeBufferPointer { Float(dot($0, row)) }
+        let n = w.rows, k = w.cols
+        guard !xs.isEmpty, n > 0, k > 0 else { return xs.map { _ in [Float](repeating: 0, count: n) } }
+        var flat = [Float](repeating: 0, count: xs.count * n)
+        let work = xs.count * n * k
+        let chunks = work >= 1 << 22 ? min(n, 4 * ProcessInfo.processInfo.activeProcessorCount) : 1
+        flat.withUnsafeMutableBufferPointer { out in
+            w.values.withUnsafeBufferPointer { wp in
+                let y = SharedRows(out.baseAddress!), weights = SharedRows(UnsafeMutablePointer(mutating: wp.baseAddress!))
+                DispatchQueue.concurrentPerform(iterations: chunks) { c in
+                    for o in (n * c / chunks)..<(n * (c + 1) / chunks) {
+                        let row = UnsafeBufferPointer(start: weights.base + o * k, count: k)
+                        for t in xs.indices {
+                            y.base[t * n + o] = xs[t].withUnsafeBufferPointer { Float(dot($0, row)) }
+                        }
+                    }
                 }
             }
         }
-        return ys
+        return xs.indices.map { Array(flat[($0 * n)..<(($0 + 1) * n)]) }
     }
 
     /// Sum of a[i] * b[i] in Double, with independent partial sums so that it vectorizes.
@@ -136,4 +147,11 @@ public enum LlamaMath {
         }
         return out.map { Float($0) }
     }
+}
+
+/// A Float buffer the workers of one `DispatchQueue.concurrentPerform` share, each writing only its own
+/// elements (and only while the buffer's owner keeps it alive).
+struct SharedRows: @unchecked Sendable {
+    let base: UnsafeMutablePointer<Float>
+    init(_ base: UnsafeMutablePointer<Float>) { self.base = base }
 }

@@ -31,10 +31,13 @@ struct ReferenceForwardTests {
     /// per-row `linear`'s, bit for bit: the full forward and the token-by-token decode agree exactly.
     @Test func batchedLinearIsThePerRowLinear() throws {
         var rng = SynthRandom(seed: 9)
-        let w = Matrix(rows: 37, cols: 29, values: (0..<(37 * 29)).map { _ in Float.random(in: -1...1, using: &rng) })
-        let xs = (0..<5).map { _ in (0..<29).map { _ in Float.random(in: -3...3, using: &rng) } }
-        #expect(LlamaMath.linear(rows: xs, w) == xs.map { LlamaMath.linear($0, w) })
-        #expect(LlamaMath.linear(rows: [], w).isEmpty)
+        // 37 x 29 runs on one thread; 1031 x 1024 with 5 rows is large enough to split across the cores.
+        for (n, k) in [(37, 29), (1031, 1024)] {
+            let w = Matrix(rows: n, cols: k, values: (0..<(n * k)).map { _ in Float.random(in: -1...1, using: &rng) })
+            let xs = (0..<5).map { _ in (0..<k).map { _ in Float.random(in: -3...3, using: &rng) } }
+            #expect(LlamaMath.linear(rows: xs, w) == xs.map { LlamaMath.linear($0, w) })
+            #expect(LlamaMath.linear(rows: [], w).isEmpty)
+        }
 
         let model = try Self.microModel()
         let full = try model.forward(tokens: Self.tokens)
