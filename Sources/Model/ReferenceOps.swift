@@ -38,16 +38,15 @@ public enum LlamaMath {
         let n = w.rows, k = w.cols
         guard !xs.isEmpty, n > 0, k > 0 else { return xs.map { _ in [Float](repeating: 0, count: n) } }
         var flat = [Float](repeating: 0, count: xs.count * n)
-        let work = xs.count * n * k
-        let chunks = work >= 1 << 22 ? min(n, 4 * ProcessInfo.processInfo.activeProcessorCount) : 1
+        let chunks = min(n, Parallel.parts(work: xs.count * n * k))
         flat.withUnsafeMutableBufferPointer { out in
             w.values.withUnsafeBufferPointer { wp in
-                let y = SharedRows(out.baseAddress!), weights = SharedRows(UnsafeMutablePointer(mutating: wp.baseAddress!))
-                DispatchQueue.concurrentPerform(iterations: chunks) { c in
+                let y = SharedPointer(out.baseAddress!), weights = SharedPointer(wp.baseAddress!)
+                Parallel.forEach(chunks) { c in
                     for o in (n * c / chunks)..<(n * (c + 1) / chunks) {
-                        let row = UnsafeBufferPointer(start: weights.base + o * k, count: k)
+                        let row = UnsafeBufferPointer(start: weights.pointer + o * k, count: k)
                         for t in xs.indices {
-                            y.base[t * n + o] = xs[t].withUnsafeBufferPointer { Float(dot($0, row)) }
+                            y.pointer[t * n + o] = xs[t].withUnsafeBufferPointer { Float(dot($0, row)) }
                         }
                     }
                 }
@@ -149,9 +148,3 @@ public enum LlamaMath {
     }
 }
 
-/// A Float buffer the workers of one `DispatchQueue.concurrentPerform` share, each writing only its own
-/// elements (and only while the buffer's owner keeps it alive).
-struct SharedRows: @unchecked Sendable {
-    let base: UnsafeMutablePointer<Float>
-    init(_ base: UnsafeMutablePointer<Float>) { self.base = base }
-}

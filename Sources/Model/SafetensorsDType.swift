@@ -50,6 +50,18 @@ enum ElementCodec {
     /// Decodes `out.count` elements of a floating-point `dtype` from `raw` (unaligned, little-endian).
     static func decode(_ raw: UnsafeRawBufferPointer, _ dtype: SafetensorsDType, into out: UnsafeMutableBufferPointer<Float>) {
         precondition(dtype.isFloatingPoint && raw.count >= out.count * dtype.byteSize)
+        let parts = min(out.count, Parallel.parts(work: out.count, threshold: 1 << 20))
+        guard parts > 1 else { return decodeRange(raw, dtype, into: out) }
+        let source = SharedPointer(raw), target = SharedPointer(out)
+        Parallel.forEach(parts) { p in
+            let lo = target.pointer.count * p / parts, hi = target.pointer.count * (p + 1) / parts
+            decodeRange(
+                UnsafeRawBufferPointer(rebasing: source.pointer[(lo * dtype.byteSize)..<(hi * dtype.byteSize)]), dtype,
+                into: UnsafeMutableBufferPointer(rebasing: target.pointer[lo..<hi]))
+        }
+    }
+
+    private static func decodeRange(_ raw: UnsafeRawBufferPointer, _ dtype: SafetensorsDType, into out: UnsafeMutableBufferPointer<Float>) {
         let n = out.count
         switch dtype {
         case .f32:

@@ -87,12 +87,13 @@ public enum AtomModelQuantizer {
     }
 
     /// One reordered layer's linear weights in the method's format, its permutations and norm gains kept.
+    /// The seven weights are quantized concurrently (each alone, so the result does not depend on it).
     public static func quantize(_ layer: ReorderedLayer, settings: QuantizationSettings) throws -> QuantizedLayer {
-        func q(_ w: Matrix) throws -> QuantizedWeight { try quantize(w, settings: settings) }
+        let weights = [layer.q, layer.k, layer.v, layer.o, layer.gate, layer.up, layer.down]
+        let q = try Parallel.map(weights.count) { try quantize(weights[$0], settings: settings) }
         return QuantizedLayer(
             permutations: layer.permutations, inputNorm: layer.inputNorm, postAttentionNorm: layer.postAttentionNorm,
-            q: try q(layer.q), k: try q(layer.k), v: try q(layer.v), o: try q(layer.o),
-            gate: try q(layer.gate), up: try q(layer.up), down: try q(layer.down))
+            q: q[0], k: q[1], v: q[2], o: q[3], gate: q[4], up: q[5], down: q[6])
     }
 
     /// One linear weight [out, in] (input columns already reordered) in the method's format.
