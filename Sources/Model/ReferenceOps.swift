@@ -17,22 +17,12 @@ public enum LlamaMath {
 
     /// `y = W x` for a linear weight W [out, in] (PyTorch layout).
     public static func linear(_ x: [Float], _ w: Matrix) -> [Float] {
-        precondition(x.count == w.cols, "linear: input of \(x.count) for a [\(w.rows), \(w.cols)] weight")
-        var y = [Float](repeating: 0, count: w.rows)
-        x.withUnsafeBufferPointer { xp in
-            w.values.withUnsafeBufferPointer { wp in
-                for o in 0..<w.rows {
-                    y[o] = Float(dot(xp, UnsafeBufferPointer(rebasing: wp[(o * w.cols)..<((o + 1) * w.cols)])))
-                }
-            }
-        }
-        return y
+        linear(rows: [x], w)[0]
     }
 
-    /// `linear` of every row of `xs`, each output exactly as `linear(xs[t], w)` computes it; each weight
-    /// row is read once for all the rows (a prompt's tokens), not once per row, and large products split
-    /// their weight rows across the cores (every output is still computed alone, so the result does not
-    /// depend on the split).
+    /// `linear` of every row of `xs` (a prompt's tokens): each weight row is read once for all the rows,
+    /// and large products split their weight rows across the cores. Every output is its own Double dot
+    /// product, so neither the number of rows nor the split changes a bit of it.
     public static func linear(rows xs: [[Float]], _ w: Matrix) -> [[Float]] {
         for x in xs { precondition(x.count == w.cols, "linear: input of \(x.count) for a [\(w.rows), \(w.cols)] weight") }
         let n = w.rows, k = w.cols
@@ -147,4 +137,3 @@ public enum LlamaMath {
         return out.map { Float($0) }
     }
 }
-

@@ -27,15 +27,24 @@ struct ReferenceForwardTests {
         #expect(maxDifference(stepped, full.values) <= 1e-5)
     }
 
-    /// A prompt's rows go through each weight row together (`linear(rows:)`), yet every output is the
-    /// per-row `linear`'s, bit for bit: the full forward and the token-by-token decode agree exactly.
+    /// A prompt's rows go through each weight row together (`linear(rows:)`, split across the cores when
+    /// large), yet every output is its row's own dot product, bit for bit: the full forward and the
+    /// token-by-token decode agree exactly.
     @Test func batchedLinearIsThePerRowLinear() throws {
         var rng = SynthRandom(seed: 9)
         // 37 x 29 runs on one thread; 1031 x 1024 with 5 rows is large enough to split across the cores.
         for (n, k) in [(37, 29), (1031, 1024)] {
             let w = Matrix(rows: n, cols: k, values: (0..<(n * k)).map { _ in Float.random(in: -1...1, using: &rng) })
             let xs = (0..<5).map { _ in (0..<k).map { _ in Float.random(in: -3...3, using: &rng) } }
-            #expect(LlamaMath.linear(rows: xs, w) == xs.map { LlamaMath.linear($0, w) })
+            let expected = xs.map { x in
+                (0..<n).map { o in
+                    x.withUnsafeBufferPointer { xp in
+                        w.values.withUnsafeBufferPointer { Float(LlamaMath.dot(xp, UnsafeBufferPointer(rebasing: $0[(o * k)..<((o + 1) * k)]))) }
+                    }
+                }
+            }
+            #expect(LlamaMath.linear(rows: xs, w) == expected)
+            #expect(xs.map { LlamaMath.linear($0, w) } == expected)
             #expect(LlamaMath.linear(rows: [], w).isEmpty)
         }
 
