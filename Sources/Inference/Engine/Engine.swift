@@ -141,8 +141,7 @@ public final class Engine {
         }
         let format = options.kvCache ?? mode.kvCache
         fixedPageTokens = options.pageTokens
-        let page = try options.pageTokens ?? Self.pageTokens(runtime, c, format, sequences: options.maxSequences, capacity: capacity)
-        let layout = KVPageLayout(format: format, pageTokens: page, kvHeads: c.numKeyValueHeads, headDim: c.headDim)
+        let layout = try Self.cacheLayout(runtime, c, format, fixedPage: options.pageTokens, sequences: options.maxSequences, capacity: capacity)
         kv = try PagedKVStore(layout: layout, layers: c.numHiddenLayers, slots: options.maxSequences, capacity: capacity)
         kernels = EngineKernels(provider: runtime.provider, layout: layout, capacity: capacity)
         context = LayerContext(kernels: kernels, threads: runtime.threads, scratch: Scratch())
@@ -160,13 +159,18 @@ public final class Engine {
         live = Array(repeating: false, count: options.maxSequences)
     }
 
-    /// The page size attention-decode's configuration asks for at this engine's largest workload.
-    private static func pageTokens(_ runtime: EngineRuntime, _ c: LlamaConfig, _ format: KVCacheFormat, sequences: Int, capacity: Int) throws -> Int {
-        let w = Workload(family: "attention-decode", shape: [
-            "b": EngineKernels.roundNearestPowerOfTwo(sequences), "hq": c.numAttentionHeads, "hkv": c.numKeyValueHeads,
-            "d": c.headDim, "ctx": EngineKernels.roundNearestPowerOfTwo(capacity), "kvbits": format.bits,
-        ])
-        return try runtime.provider.kernel(AttentionDecode(), for: w).int("page")
+    /// The layout of a cache for `sequences` of `capacity` tokens: the fixed page if the options gave one,
+    /// else the page attention-decode's configuration asks for at that (largest) workload.
+    private static func cacheLayout(_ runtime: EngineRuntime, _ c: LlamaConfig, _ format: KVCacheFormat, fixedPage: Int?,
+                                    sequences: Int, capacity: Int) throws -> KVPageLayout {
+        let page = try fixedPage ?? {
+            let w = Workload(family: "attention-decode", shape: [
+                "b": EngineKernels.roundNearestPowerOfTwo(sequences), "hq": c.numAttentionHeads, "hkv": c.numKeyValueHeads,
+                "d": c.headDim, "ctx": EngineKernels.roundNearestPowerOfTwo(capacity), "kvbits": format.bits,
+            ])
+            return try runtime.provider.kernel(AttentionDecode(), for: w).int("page")
+        }()
+        return KVPageLayout(format: format, pageTokens: page, kvHeads: c.numKeyValueHeads, headDim: c.headDim)
     }
 
     // MARK: sequences
@@ -229,9 +233,7 @@ public final class Engine {
     public func resizeCache(maxSequences: Int, maxContext: Int) throws {
         guard !live.contains(true) else { throw EngineError.invalidInput("release every sequence before resizing the cache") }
         guard maxSequences >= 1, maxContext >= 1 else { throw EngineError.invalidInput("maxContext and maxSequences must be at least 1") }
-        let format = kv.layout.format
-        let page = try fixedPageTokens ?? Self.pageTokens(runtime, config, format, sequences: maxSequences, capacity: maxContext)
-        let layout = KVPageLayout(format: format, pageTokens: page, kvHeads: config.numKeyValueHeads, headDim: config.headDim)
+        let layout = try Self.cacheLayout(runtime, config, kv.layout.format, fixedPage: fixedPageTokens, sequences: maxSequences, capacity: maxContext)
         kv = try PagedKVStore(layout: kv.layout, layers: 0, slots: 1, capacity: 1)  // frees the old pools first
         kv = try PagedKVStore(layout: layout, layers: config.numHiddenLayers, slots: maxSequences, capacity: maxContext)
         kernels = EngineKernels(provider: runtime.provider, layout: layout, capacity: maxContext)
