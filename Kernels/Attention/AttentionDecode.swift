@@ -115,6 +115,18 @@ public struct AttentionDecode: KernelFamily {
         }
     }
 
+    /// The sequence lengths in a line: a timing of this workload covers their sum, not b * ctx tokens (an
+    /// engine whose sequences all hold ctx tokens reads about a third more at ctx / 2 ... ctx).
+    public func workloadNote(_ workload: Workload) -> String? {
+        let lengths = Self.sequenceLengths(workload)
+        guard let lo = lengths.min(), let hi = lengths.max() else { return nil }
+        let total = lengths.reduce(0, +)
+        let mean = Double(total) / Double(lengths.count)
+        return String(
+            format: "%d sequences of %d to %d tokens (mean %.0f, %.2f x ctx; %d tokens in all): the workload's own lengths, not b x ctx",
+            lengths.count, lo, hi, mean, mean / Double(max(1, workload["ctx"])), total)
+    }
+
     /// 4 * hq * D per token of each sequence (two dot products of length D: q . k and p * v), i.e.
     /// 4 * b * hq * mean_len * D. RoPE, dequantization and the softmax are not counted.
     public func usefulOps(_ workload: Workload, _ config: Configuration) -> Double {

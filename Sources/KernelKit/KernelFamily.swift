@@ -132,6 +132,9 @@ public protocol KernelFamily: Sendable {
     /// kernel, e.g. the cache families' 2^31-byte pool: tuning, running and benchmarking keep them, a
     /// runtime (the engine, `lowbit lookup`) waives them and says so.
     var harnessShapeRules: Set<String> { get }
+    /// What the workload's shape does not show but its timing depends on, in one line for `lowbit run`
+    /// and `bench` (e.g. attention-decode's sequence lengths), or nil.
+    func workloadNote(_ workload: Workload) -> String?
 }
 
 extension KernelFamily {
@@ -142,6 +145,8 @@ extension KernelFamily {
     public func workloadParameters(_ workload: Workload) -> [String: ParamValue] { [:] }
 
     public var harnessShapeRules: Set<String> { [] }
+
+    public func workloadNote(_ workload: Workload) -> String? { nil }
 
     /// `checkShape` as a runtime applies it: a broken harness rule is returned (to be reported as waived)
     /// instead of thrown; any other broken rule is thrown.

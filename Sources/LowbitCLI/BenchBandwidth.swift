@@ -193,6 +193,10 @@ struct BandwidthBenchmark {
         print("attention-decode (Llama-7B heads: hq = hkv = 32, d = 128, b = \(batch)) on \(machine.cpu.name): bytes = the KV cache read once; peak = peak-bandwidth read at that size, same threads, measured in this run; \(dataNote)")
         print(t.render())
         for ctx in ctxs {
+            let w = Workload(family: f.name, shape: ["b": batch, "hq": 32, "hkv": 32, "d": 128, "ctx": ctx])
+            if let note = f.workloadNote(w) { print("ctx \(ctx): \(note)") }
+        }
+        for ctx in ctxs {
             if let a = int4[ctx], let b = int8[ctx] {
                 let tunedRatio = tunedInt4[ctx].flatMap { a in tunedInt8[ctx].map { String(format: "; tuned rows: %.2fx", $0 / a) } } ?? ""
                 print(String(format: "ctx %d: INT4 KV is %.2fx faster than INT8 KV (best target's default rows)", ctx, b / a) + tunedRatio)

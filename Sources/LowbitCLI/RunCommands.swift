@@ -100,7 +100,7 @@ struct RunCommand: ParsableCommand {
         if json {
             print(try JSONOutput.encode(result))
         } else {
-            print(TrialReport.text(result))
+            print(TrialReport.text(result, note: f.workloadNote(workload)))
         }
         if !result.succeeded { throw ExitCode(1) }
     }
@@ -115,9 +115,10 @@ struct WorkerCommand: ParsableCommand {
 }
 
 enum TrialReport {
-    static func text(_ r: TrialResult) -> String {
+    static func text(_ r: TrialResult, note: String? = nil) -> String {
         var out: [String] = []
         out.append("\(r.workload)  [\(r.configuration)]")
+        if let note { out.append("workload   \(note)") }
         if let variant = r.variant {
             let how = r.fromCache == true ? "from cache" : r.compileSeconds.map { String(format: "compiled in %.2f s", $0) } ?? ""
             out.append("variant    \(variant) (\(how))")

@@ -187,6 +187,11 @@ struct BenchEndToEndTests {
         #expect((waivedAnswer?["waived"] as? [String: Any])?["rule"] as? String == "size", "stdout: \(waivedJSON.stdout)")
         let tooBig = try cli.run(["run", "attention-decode"] + engineShape)
         #expect(tooBig.status != 0 && tooBig.stderr.contains("[rule: size]"), "run keeps the harness rule")
+        // A run says which sequence lengths it timed (the workload's own, not b x ctx).
+        let small = try cli.run(
+            ["run", "attention-decode", "--shape", "b=3", "--shape", "hq=4", "--shape", "hkv=2", "--shape", "d=64", "--shape", "ctx=40",
+             "--param", "isa=portable", "--param", "threads=1", "--budget", "0.05", "--cache-dir", cache])
+        #expect(small.status == 0 && small.stdout.contains("workload   3 sequences of 21 to 40 tokens"), "stdout: \(small.stdout) stderr: \(small.stderr)")
         // Without a database the table has no tuned rows and says why.
         let none = try cli.run(
             ["bench", "gemm-w4a4", "--m-list", "2", "--param", "threads=1", "--budget", "0.05", "--db", dir.appendingPathComponent("none.sqlite").path, "--cache-dir", cache]

@@ -342,6 +342,18 @@ struct AttentionRuleTests {
         }
     }
 
+    @Test func workloadNoteStatesTheLengthsTimed() throws {
+        let w = Workload(family: family.name, shape: ["b": 32, "hq": 32, "hkv": 32, "d": 128, "ctx": 1024])
+        let lengths = AttentionDecode.sequenceLengths(w)
+        let note = try #require(family.workloadNote(w))
+        #expect(note.contains("32 sequences of \(lengths.min()!) to 1024 tokens"))
+        #expect(note.contains("\(lengths.reduce(0, +)) tokens in all"))
+        let mean = Double(lengths.reduce(0, +)) / 32
+        #expect(mean < 0.8 * 1024, "the drawn lengths average well below ctx: the note is what keeps a comparison honest")
+        #expect(note.contains(String(format: "mean %.0f", mean)))
+        #expect(GemmW8A8().workloadNote(Workload(family: "gemm-w8a8", shape: ["m": 1, "n": 64, "k": 64])) == nil)
+    }
+
     @Test func opsAndBytesFollowTheIntensityModel() throws {
         let w = Workload(family: family.name, shape: ["b": 3, "hq": 8, "hkv": 2, "d": 128, "ctx": 100])
         let tokens = Double(AttentionDecode.sequenceLengths(w).reduce(0, +))
