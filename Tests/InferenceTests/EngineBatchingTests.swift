@@ -94,4 +94,45 @@ struct EngineBatchingTests {
             #expect(p["lm_head"]! <= result.partSeconds[StepProfile.Part.head.rawValue]!)
         }
     }
+
+    /// A batch whose caches do not fit leaves modes out (the largest cache first) with a note, rather than
+    /// allocating past the machine's memory; a run where nothing fits is an error that says so.
+    @Test func serveBenchLeavesOutCachesThatDoNotFit() throws {
+        let weights = try tinyWeights(layers: 1)
+        let runtime = try testRuntime(threads: 1)
+        var options = EngineOptions()
+        options.maxContext = 1
+        options.maxSequences = 1
+        let engines = try EngineMode.allCases.map { try Engine(model: weights, mode: $0, options: options, runtime: runtime) }
+        var bench = ServeBench.Options(batches: [1, 3], context: 40, steps: 1)
+        bench.warmup = 0
+        let capacity = bench.context + bench.warmup + bench.steps + 1
+        func need(_ mode: EngineMode, _ batch: Int) throws -> Int {
+            try engines.first { $0.mode == mode }!.cacheBytes(sequences: batch, capacity: capacity)
+        }
+        // The estimate is what resizeCache allocates.
+        try engines[0].resizeCache(maxSequences: 3, maxContext: capacity)
+        #expect(engines[0].cacheBytes == (try need(engines[0].mode, 3)))
+        try engines[0].resizeCache(maxSequences: 1, maxContext: 1)
+        #expect(try need(.fp32, 3) > need(.w8a8, 3) && need(.w8a8, 3) > need(.w4a4, 3))
+        // Room for all three at batch 1, for W8A8 and W4A4 only at batch 3.
+        bench.memoryLimit = try need(.w8a8, 3) + need(.w4a4, 3) + need(.fp32, 3) / 2
+        #expect(try need(.fp32, 1) + need(.w8a8, 1) + need(.w4a4, 1) <= bench.memoryLimit!)
+        var lines: [String] = []
+        let report = try ServeBench.run(engines: engines, options: bench, model: "tiny") { lines.append($0) }
+        #expect(Set(report.results.filter { $0.batch == 1 }.map(\.mode)) == Set(EngineMode.allCases))
+        #expect(Set(report.results.filter { $0.batch == 3 }.map(\.mode)) == [.w8a8, .w4a4])
+        let ratio3 = try #require(report.ratios.first { $0.batch == 3 })
+        #expect(ratio3.w4a4OverFP32 == nil && ratio3.w4a4OverW8A8 != nil)
+        let note = try #require(report.notes.first { $0.hasPrefix("batch 3: left out fp32") })
+        #expect(note.contains("do not fit beside w8a8 (") && note.contains("in the limit of") && lines.contains(note), "\(note)")
+        // Nothing fits: an error naming the batches, and no engine left with a large cache.
+        bench.memoryLimit = try need(.w4a4, 1) - 1
+        #expect {
+            try ServeBench.run(engines: engines, options: bench, model: "tiny") { _ in }
+        } throws: { error in
+            "\(error)".contains("no batch size fits in memory") && "\(error)".contains("nothing runs at this batch size")
+        }
+        #expect(engines.allSatisfy { $0.maxSequences == 1 })
+    }
 }

@@ -216,6 +216,13 @@ public final class Engine {
     /// Bytes of the KV pools (all layers).
     public var cacheBytes: Int { kv.byteCount }
 
+    /// Bytes of the KV pools `resizeCache(maxSequences: sequences, maxContext: capacity)` would allocate
+    /// (with the page it would choose), without allocating them.
+    public func cacheBytes(sequences: Int, capacity: Int) throws -> Int {
+        let layout = try Self.cacheLayout(runtime, config, kv.layout.format, fixedPage: fixedPageTokens, sequences: sequences, capacity: capacity)
+        return PagedKVStore.byteCount(layout: layout, layers: config.numHiddenLayers, slots: sequences, capacity: capacity)
+    }
+
     /// Every kernel use so far: layer, role, workload, configuration and where it came from.
     public var dispatchRecords: [DispatchRecord] { kernels.records }
 

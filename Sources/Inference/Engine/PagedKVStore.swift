@@ -33,7 +33,7 @@ final class PagedKVStore {
         self.layers = layers
         self.slots = slots
         self.capacity = capacity
-        maxPages = (capacity + layout.pageTokens - 1) / layout.pageTokens
+        maxPages = Self.pagesPerSlot(layout: layout, capacity: capacity)
         let physical = pages ?? slots * maxPages
         physicalPages = physical
         guard physical <= Int(Int32.max) else { throw EngineError.invalidInput("\(physical) pages do not fit int32 page numbers") }
@@ -48,6 +48,17 @@ final class PagedKVStore {
 
     /// Bytes of all pools.
     var byteCount: Int { pools.reduce(0) { $0 + $1.byteCount } }
+
+    /// Logical pages a slot of `capacity` tokens needs.
+    static func pagesPerSlot(layout: KVPageLayout, capacity: Int) -> Int {
+        (capacity + layout.pageTokens - 1) / layout.pageTokens
+    }
+
+    /// Bytes of the pools of a store with room for `slots` sequences of `capacity` tokens in every one of
+    /// `layers` layers (what `init` allocates when `pages` is nil), computed without allocating.
+    static func byteCount(layout: KVPageLayout, layers: Int, slots: Int, capacity: Int) -> Int {
+        layers * slots * pagesPerSlot(layout: layout, capacity: capacity) * layout.pageBytes
+    }
 
     /// The pool of `layer`.
     func pool(_ layer: Int) -> UnsafeMutableRawPointer { pools[layer].pointer }

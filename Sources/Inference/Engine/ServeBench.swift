@@ -1,5 +1,6 @@
 import Foundation
 import KernelKit
+import Machine
 import Measure
 import Model
 
@@ -18,6 +19,12 @@ public enum ServeBench {
         public var steps: Int
         public var warmup = 1
         public var seed: UInt64 = 7
+        /// Bytes the KV caches of one batch may take, all modes together; nil: the memory Linux reports
+        /// available (`MemAvailable`) when the batch starts, less a reserve for the weights a new
+        /// configuration packs and the activations (`memoryReserve`). A mode whose cache does not fit
+        /// is left out of that batch (the largest cache first), with a note, instead of the kernel's
+        /// out-of-memory killer ending the run.
+        public var memoryLimit: Int?
 
         public init(batches: [Int], context: Int, steps: Int) {
             self.batches = batches
@@ -97,7 +104,14 @@ public enum ServeBench {
         let loadAverage = Self.loadAverage()
         let speedAtStart = CoreSpeed.measure(pus: speedPUs, topology: machine.hwloc)
         var results: [Result] = []
+        var memoryNotes: [String] = []
         for batch in options.batches {
+            let (engines, left) = try Self.fitting(engines, batch: batch, capacity: capacity, limit: options.memoryLimit)
+            if let left {
+                progress(left)
+                memoryNotes.append(left)
+            }
+            if engines.isEmpty { continue }
             var sequences: [[SequenceID]] = []
             var tokens: [[Int]] = []
             for (e, engine) in engines.enumerated() {
@@ -138,12 +152,50 @@ public enum ServeBench {
             }
             for engine in engines { try engine.resizeCache(maxSequences: 1, maxContext: 1) }
         }
+        guard !results.isEmpty else {
+            throw EngineError.invalidInput("no batch size fits in memory: \(memoryNotes.joined(separator: "; "))")
+        }
         return Report(
             machine: first.runtime.machine.description.fingerprint.id, model: model, layers: first.config.numHiddenLayers,
             context: options.context, steps: options.steps, threads: first.runtime.threads.threadCount,
             database: first.runtime.databasePath, loadAverageAtStart: loadAverage, coreSpeedAtStart: speedAtStart,
             coreSpeedAtEnd: CoreSpeed.measure(pus: speedPUs, topology: machine.hwloc), results: results,
-            ratios: ratios(results, batches: options.batches, layers: first.config.numHiddenLayers), notes: notes)
+            ratios: ratios(results, batches: options.batches, layers: first.config.numHiddenLayers), notes: notes + memoryNotes)
+    }
+
+    /// The memory a batch's caches may take when no limit is given: `MemAvailable` less the reserve.
+    static func memoryBudget() -> Int? {
+        HostMemory.availableBytes().map { $0 - memoryReserve(available: $0) }
+    }
+
+    /// Kept free beyond the caches: an eighth of the available memory, at least 2 GiB (weights packed for
+    /// a new panel width during the warm-up, activations, the page tables).
+    static func memoryReserve(available: Int) -> Int { max(2 << 30, available / 8) }
+
+    /// The engines whose caches for `batch` sequences of `capacity` tokens fit in `limit` bytes together
+    /// (or in `memoryBudget()`), in their order: the engine with the largest cache is left out first.
+    /// Returns them and, when any was left out, a line that says which, what they need and what is free.
+    static func fitting(_ engines: [Engine], batch: Int, capacity: Int, limit: Int?) throws -> ([Engine], String?) {
+        guard let budget = limit ?? memoryBudget() else { return (engines, nil) }
+        let needs = try engines.map { try $0.cacheBytes(sequences: batch, capacity: capacity) }
+        var kept = Array(engines.indices)
+        var total = needs.reduce(0, +)
+        while total > budget, let largest = kept.max(by: { needs[$0] < needs[$1] }) {
+            kept.removeAll { $0 == largest }
+            total -= needs[largest]
+        }
+        guard kept.count < engines.count else { return (engines, nil) }
+        func gib(_ bytes: Int) -> String { String(format: "%.1f GiB", Double(bytes) / Double(1 << 30)) }
+        func list(_ indices: [Int]) -> String {
+            indices.map { "\(engines[$0].mode.rawValue) (\(gib(needs[$0])))" }.joined(separator: ", ")
+        }
+        let left = engines.indices.filter { !kept.contains($0) }
+        let room = limit.map { "the limit of \(gib($0))" } ?? "the \(gib(budget)) free (MemAvailable less a reserve)"
+        let beside = kept.isEmpty ? "" : " beside \(list(kept))"
+        let outcome = kept.isEmpty ? "; nothing runs at this batch size" : ""
+        return (kept.map { engines[$0] },
+                "batch \(batch): left out \(list(left)): the KV caches for \(batch) x \(capacity) tokens do not fit\(beside) in \(room)\(outcome). "
+                    + "A smaller --context, fewer --layers or --batch, or fewer --modes fits them")
     }
 
     static let notes = [
