@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Inference
 import Logging
+import Machine
 import Measure
 import Model
 import TuningStore
@@ -17,6 +18,7 @@ struct EngineModelOptions: ParsableArguments {
     @Option(help: "Tuning database to dispatch from (default: $LOWBIT_DB or ./TuningDB/lowbit.sqlite when it exists).") var db: String?
     @Flag(help: "Ignore any tuning database: analytical configurations only (serve-bench then stores nothing either).") var noDb = false
     @Option(help: "W4A4 quantized at load: random tokens the Atom permutations are calibrated on (seed 0).") var calibrationTokens: Int = 16
+    @Flag(help: "FP models: load even when their FP32 weights exceed the memory Linux reports available.") var skipMemoryCheck = false
 
     /// The database to use: --db (which must exist), else the default path if a database is there.
     func databasePath() throws -> String? {
@@ -31,9 +33,11 @@ struct EngineModelOptions: ParsableArguments {
         return FileManager.default.fileExists(atPath: path) ? path : nil
     }
 
-    /// --model's contents: FP32 weights, or a quantized model.
-    func loadModel() throws -> EngineModelSource {
-        try EngineModelSource.load(model, layers: layers, option: "--model")
+    /// --model's contents: FP32 weights, or a quantized model. An FP model is first checked against the
+    /// memory available for its weights in `modes` (`EngineMemory`), unless --skip-memory-check.
+    func loadModel(modes: [EngineMode]) throws -> EngineModelSource {
+        try EngineModelSource.load(
+            model, layers: layers, option: "--model", modes: modes, availableBytes: skipMemoryCheck ? nil : HostMemory.availableBytes())
     }
 
     func engineOptions() -> EngineOptions {
@@ -62,13 +66,19 @@ enum EngineModelSource {
         return file.metadata["format"] == QuantizedModelFile.format
     }
 
-    static func load(_ directory: String, layers: Int?, option: String) throws -> EngineModelSource {
+    /// - Parameter availableBytes: an FP model whose weights in `modes` exceed it is refused (`EngineMemory`); nil: not checked.
+    static func load(_ directory: String, layers: Int?, option: String, modes: [EngineMode] = [],
+                     availableBytes: Int? = nil) throws -> EngineModelSource {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw ValidationError("\(option) \(directory): no such directory (make one with `lowbit model synth --preset tiny --out DIR`, quantize it with `lowbit quantize --model DIR --out QDIR`)")
         }
         let url = URL(fileURLWithPath: directory)
-        guard isQuantized(directory) else { return .fp(try LlamaWeights.load(from: url, layers: layers)) }
+        guard isQuantized(directory) else {
+            let opened = try ModelDirectory(url: url)
+            try EngineMemory.check(opened.config, layers: layers, modes: modes, availableBytes: availableBytes, model: directory)
+            return .fp(try LlamaWeights.load(opened, layers: layers))
+        }
         if layers != nil {
             throw ValidationError("--layers cannot cut a quantized model (\(directory)); quantize with `lowbit quantize --layers N` instead")
         }
@@ -144,8 +154,9 @@ struct GenerateCommand: ParsableCommand {
         let tokens = try parseIntegerList(prompt, option: "--prompt")
         guard steps >= 1 else { throw ValidationError("--steps must be at least 1") }
         var start = Date()
-        let source = try engine.loadModel()
-        let mode = try self.mode.map(EngineMode.parse) ?? source.defaultMode
+        let asked = try self.mode.map(EngineMode.parse)
+        let source = try engine.loadModel(modes: [asked ?? .w4a4])
+        let mode = asked ?? source.defaultMode
         let loadSeconds = Date().timeIntervalSince(start)
         let database = try engine.databasePath()
         let runtime = try EngineRuntime(databasePath: database, threads: engine.threads, logger: logger)
@@ -206,7 +217,10 @@ struct ServeBenchCommand: ParsableCommand {
         guard context >= 1, steps >= 1, batches.allSatisfy({ $0 >= 1 }) else {
             throw ValidationError("--context, --steps and every --batch must be at least 1")
         }
-        let source = try engine.loadModel()
+        // An FP --model's memory check counts the modes asked for, else all three (those a --quantized model
+        // supplies are counted too: the check errs on the side of refusing; --skip-memory-check overrides it).
+        let askedModes = try modes.map { try $0.split(separator: ",").map { try EngineMode.parse(String($0)) } }
+        let source = try engine.loadModel(modes: askedModes ?? EngineMode.allCases)
         // Quantized models by mode: --quantized, and --model itself when it is one.
         var stored: [EngineMode: (EngineModelSource, String)] = [:]
         if case .quantized = source { stored[source.defaultMode] = (source, engine.model) }
@@ -224,7 +238,7 @@ struct ServeBenchCommand: ParsableCommand {
         let defaultModes: [EngineMode]
         // A quantized --model runs its own mode and those of the --quantized models; an FP one runs all three.
         if case .quantized = source { defaultModes = EngineMode.allCases.filter { stored[$0] != nil } } else { defaultModes = [.fp32, .w8a8, .w4a4] }
-        let modeList = try modes.map { try $0.split(separator: ",").map { try EngineMode.parse(String($0)) } } ?? defaultModes
+        let modeList = askedModes ?? defaultModes
         let database = try engine.databasePath()
         let runtime = try EngineRuntime(databasePath: database, threads: engine.threads, logger: logger)
         var engines: [Engine] = []

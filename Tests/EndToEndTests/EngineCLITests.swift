@@ -83,5 +83,20 @@ struct EngineCLITests {
         }
         let bad = try lowbit.run(["generate", "--model", truncated.path, "--prompt", "1", "--no-db"])
         #expect(bad.status != 0 && bad.stderr.contains("truncated"))
+        // An FP model past the machine's memory (the tiny model's file under a config of a million layers)
+        // is refused before it is read, with the --layers that fit; the first layer alone loads and runs.
+        let huge = models.root.appendingPathComponent("huge")
+        try FileManager.default.createDirectory(at: huge, withIntermediateDirectories: true)
+        let fpURL = URL(fileURLWithPath: models.fp)
+        var config = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: fpURL.appendingPathComponent("config.json"))) as? [String: Any])
+        config["num_hidden_layers"] = 1_000_000
+        try JSONSerialization.data(withJSONObject: config).write(to: huge.appendingPathComponent("config.json"))
+        try FileManager.default.createSymbolicLink(
+            at: huge.appendingPathComponent("model.safetensors"), withDestinationURL: fpURL.appendingPathComponent("model.safetensors"))
+        let refused = try lowbit.run(["generate", "--model", huge.path, "--prompt", "1", "--no-db"])
+        #expect(refused.status != 0 && refused.stderr.contains("(1000000 layers) needs at least") && refused.stderr.contains("or fewer")
+                    && refused.stderr.contains("--skip-memory-check"), "\(refused.stderr)")
+        let cut = try lowbit.run(["generate", "--model", huge.path, "--layers", "1", "--prompt", "1", "--steps", "1", "--no-db"])
+        #expect(cut.status == 0 && Self.generated(cut.stdout) != nil, "\(cut.stderr)")
     }
 }
