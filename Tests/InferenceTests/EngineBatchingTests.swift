@@ -58,14 +58,19 @@ struct EngineBatchingTests {
         #expect(throws: EngineError.self) { try batcher.submit(.init(prompt: [], maxNewTokens: 1)) }
     }
 
-    /// The benchmark runs end to end on the tiny model (numbers are not checked here).
-    @Test func serveBenchRuns() throws {
+    /// An engine per mode on a one-layer tiny model, each with the one-token cache serve-bench starts from.
+    static func benchEngines(threads: Int) throws -> [Engine] {
         let weights = try tinyWeights(layers: 1)
-        let runtime = try testRuntime(threads: 2)
+        let runtime = try testRuntime(threads: threads)
         var options = EngineOptions()
         options.maxContext = 1
         options.maxSequences = 1
-        let engines = try EngineMode.allCases.map { try Engine(model: weights, mode: $0, options: options, runtime: runtime) }
+        return try EngineMode.allCases.map { try Engine(model: weights, mode: $0, options: options, runtime: runtime) }
+    }
+
+    /// The benchmark runs end to end on the tiny model (numbers are not checked here).
+    @Test func serveBenchRuns() throws {
+        let engines = try Self.benchEngines(threads: 2)
         var bench = ServeBench.Options(batches: [1, 3], context: 40, steps: 2)
         bench.warmup = 1
         let report = try ServeBench.run(engines: engines, options: bench, model: "tiny") { _ in }
@@ -98,12 +103,7 @@ struct EngineBatchingTests {
     /// A batch whose caches do not fit leaves modes out (the largest cache first) with a note, rather than
     /// allocating past the machine's memory; a run where nothing fits is an error that says so.
     @Test func serveBenchLeavesOutCachesThatDoNotFit() throws {
-        let weights = try tinyWeights(layers: 1)
-        let runtime = try testRuntime(threads: 1)
-        var options = EngineOptions()
-        options.maxContext = 1
-        options.maxSequences = 1
-        let engines = try EngineMode.allCases.map { try Engine(model: weights, mode: $0, options: options, runtime: runtime) }
+        let engines = try Self.benchEngines(threads: 1)
         var bench = ServeBench.Options(batches: [1, 3], context: 40, steps: 1)
         bench.warmup = 0
         let capacity = bench.context + bench.warmup + bench.steps + 1

@@ -25,9 +25,7 @@ public enum EngineMemory {
 
     /// The most decoder layers that fit in `availableBytes` with `modes` (0 when not even one does).
     public static func layersThatFit(_ config: LlamaConfig, modes: [EngineMode], availableBytes: Int) -> Int {
-        var fit = 0
-        while fit < config.numHiddenLayers, loadBytes(config, layers: fit + 1, modes: modes) <= availableBytes { fit += 1 }
-        return fit
+        QuantizationMemory.mostLayers(of: config, fitting: availableBytes) { loadBytes(config, layers: $0, modes: modes) }
     }
 
     /// Throws, saying what would fit, when `loadBytes` of `model` exceeds `availableBytes` (nil: unknown,
@@ -38,7 +36,7 @@ public enum EngineMemory {
         guard needed > availableBytes else { return }
         let kept = min(layers ?? config.numHiddenLayers, config.numHiddenLayers)
         let fit = layersThatFit(config, modes: modes, availableBytes: availableBytes)
-        func gb(_ b: Int) -> String { String(format: "%.1f GB", Double(b) / 1e9) }
+        let gb = QuantizationMemory.gigabytes
         let cut = fit > 0 ? "pass --layers \(fit) or fewer (the first layers of the model), or " : ""
         let names = modes.map(\.rawValue).joined(separator: ", ")
         throw ModelError.invalidInput(

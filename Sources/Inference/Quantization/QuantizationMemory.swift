@@ -29,11 +29,19 @@ public enum QuantizationMemory {
 
     /// The most decoder layers whose quantization fits in `availableBytes` (0 when not even one does).
     public static func layersThatFit(_ config: LlamaConfig, availableBytes: Int, method: QuantizationMethod) -> Int {
-        guard peakBytes(config, layers: 1, method: method) <= availableBytes else { return 0 }
-        var fit = 1
-        while fit < config.numHiddenLayers, peakBytes(config, layers: fit + 1, method: method) <= availableBytes { fit += 1 }
+        mostLayers(of: config, fitting: availableBytes) { peakBytes(config, layers: $0, method: method) }
+    }
+
+    /// The most of `config`'s decoder layers, kept from the first, whose estimate `bytes(layers)` (growing
+    /// with the layers) fits in `availableBytes`; 0 when not even one does. Shared with `EngineMemory`.
+    static func mostLayers(of config: LlamaConfig, fitting availableBytes: Int, _ bytes: (Int) -> Int) -> Int {
+        var fit = 0
+        while fit < config.numHiddenLayers, bytes(fit + 1) <= availableBytes { fit += 1 }
         return fit
     }
+
+    /// Bytes as decimal gigabytes with one decimal, as the memory checks print them.
+    static func gigabytes(_ bytes: Int) -> String { String(format: "%.1f GB", Double(bytes) / 1e9) }
 
     /// Throws, saying what would fit, when the estimate for `model` exceeds `availableBytes` (nil: unknown,
     /// nothing is checked).
@@ -43,7 +51,7 @@ public enum QuantizationMemory {
         guard needed > availableBytes else { return }
         let kept = min(layers ?? config.numHiddenLayers, config.numHiddenLayers)
         let fit = layersThatFit(config, availableBytes: availableBytes, method: method)
-        func gb(_ b: Int) -> String { String(format: "%.1f GB", Double(b) / 1e9) }
+        let gb = gigabytes
         let advice = fit > 0
             ? "pass --layers \(fit) or fewer (the first layers of the model), or run on a machine with more memory"
             : "not even one layer fits: run on a machine with more memory"
