@@ -18,7 +18,7 @@ struct EngineModelOptions: ParsableArguments {
     @Option(help: "Tuning database to dispatch from (default: $LOWBIT_DB or ./TuningDB/lowbit.sqlite when it exists).") var db: String?
     @Flag(help: "Ignore any tuning database: analytical configurations only (serve-bench then stores nothing either).") var noDb = false
     @Option(help: "W4A4 quantized at load: random tokens the Atom permutations are calibrated on (seed 0).") var calibrationTokens: Int = 16
-    @Flag(help: "FP models: load even when their FP32 weights exceed the memory Linux reports available.") var skipMemoryCheck = false
+    @Flag(help: "FP models: load even when their weights (FP32, and the modes quantized at load) exceed the memory Linux reports available.") var skipMemoryCheck = false
 
     /// The database to use: --db (which must exist), else the default path if a database is there.
     func databasePath() throws -> String? {
