@@ -7,9 +7,8 @@ import Model
 /// its FP16 lm_head. Packed copies, activations and KV caches come on top (serve-bench checks its caches
 /// per batch), so this is a floor: for 8 layers of the llama-7b preset in all three modes it gives 10.6 GB
 /// where the process held 10.5 GB once the three engines were prepared (13.5 GB once their first steps had
-/// packed the weights for the kernels). A model past the machine's
-/// memory is refused with what would fit, rather than read until the kernel's out-of-memory killer ends
-/// the process.
+/// packed the weights for the kernels). A model past the machine's memory is refused with what would fit,
+/// rather than read until the kernel's out-of-memory killer ends the process.
 public enum EngineMemory {
     /// Bytes held after loading `config` cut to its first `layers` decoder layers (all when nil) and
     /// preparing an engine for each of `modes`.

@@ -106,15 +106,15 @@ public enum ServeBench {
         var results: [Result] = []
         var memoryNotes: [String] = []
         for batch in options.batches {
-            let (engines, left) = try Self.fitting(engines, batch: batch, capacity: capacity, limit: options.memoryLimit)
+            let (active, left) = try Self.fitting(engines, batch: batch, capacity: capacity, limit: options.memoryLimit)
             if let left {
                 progress(left)
                 memoryNotes.append(left)
             }
-            if engines.isEmpty { continue }
+            if active.isEmpty { continue }
             var sequences: [[SequenceID]] = []
             var tokens: [[Int]] = []
-            for (e, engine) in engines.enumerated() {
+            for (e, engine) in active.enumerated() {
                 try engine.resizeCache(maxSequences: batch, maxContext: capacity)
                 progress("batch \(batch): \(engine.mode.rawValue) cache for \(batch) x \(capacity) tokens in pages of \(engine.pageTokens), filling \(options.context)")
                 sequences.append(try (0..<batch).map { b in
@@ -124,21 +124,21 @@ public enum ServeBench {
                 tokens.append((0..<batch).map { _ in Int.random(in: 0..<engine.config.vocabSize, using: &rng) })
             }
             func decode(_ e: Int) throws {
-                let logits = try engines[e].step(zip(sequences[e], tokens[e]).map { ($0, [$1]) })
+                let logits = try active[e].step(zip(sequences[e], tokens[e]).map { ($0, [$1]) })
                 tokens[e] = logits.map { LlamaReference.argmax($0.values) }
             }
-            for _ in 0..<options.warmup { for e in engines.indices { try decode(e) } }
-            for engine in engines { engine.resetProfile() }
-            var samples = Array(repeating: [Double](), count: engines.count)
+            for _ in 0..<options.warmup { for e in active.indices { try decode(e) } }
+            for engine in active { engine.resetProfile() }
+            var samples = Array(repeating: [Double](), count: active.count)
             for s in 0..<options.steps {
-                for i in engines.indices {
-                    let e = (i + s) % engines.count
+                for i in active.indices {
+                    let e = (i + s) % active.count
                     let start = StepProfile.now()
                     try decode(e)
                     samples[e].append(StepProfile.now() - start)
                 }
             }
-            for (e, engine) in engines.enumerated() {
+            for (e, engine) in active.enumerated() {
                 let summary = TimingSummary(samples: samples[e])
                 let p = engine.profile
                 let steps = Double(max(p.steps, 1))
@@ -150,7 +150,7 @@ public enum ServeBench {
                 for id in sequences[e] { engine.release(id) }
                 progress("batch \(batch): \(engine.mode.rawValue) \(String(format: "%.1f", Double(batch) / summary.median)) tokens/s")
             }
-            for engine in engines { try engine.resizeCache(maxSequences: 1, maxContext: 1) }
+            for engine in active { try engine.resizeCache(maxSequences: 1, maxContext: 1) }
         }
         guard !results.isEmpty else {
             throw EngineError.invalidInput("no batch size fits in memory: \(memoryNotes.joined(separator: "; "))")
