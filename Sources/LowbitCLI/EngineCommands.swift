@@ -19,6 +19,8 @@ struct EngineModelOptions: ParsableArguments {
     @Flag(help: "Ignore any tuning database: analytical configurations only (serve-bench then stores nothing either).") var noDb = false
     @Option(help: "W4A4 quantized at load: random tokens the Atom permutations are calibrated on (seed 0).") var calibrationTokens: Int = 16
     @Flag(help: "FP models: load even when their weights (FP32, and the modes quantized at load) exceed the memory Linux reports available.") var skipMemoryCheck = false
+    @Option(help: "Packed copies of its weights each quantized layer keeps, one per packed layout its kernels use (least recently used dropped, packed again if needed).")
+    var packedLayouts: Int = 2
 
     /// The database to use: --db (which must exist), else the default path if a database is there.
     func databasePath() throws -> String? {
@@ -40,8 +42,13 @@ struct EngineModelOptions: ParsableArguments {
             model, layers: layers, option: "--model", modes: modes, availableBytes: skipMemoryCheck ? nil : HostMemory.availableBytes())
     }
 
+    func validate() throws {
+        guard packedLayouts >= 1 else { throw ValidationError("--packed-layouts must be at least 1 (a layer keeps the packing it runs)") }
+    }
+
     func engineOptions() -> EngineOptions {
         var o = EngineOptions()
+        o.packedLayouts = packedLayouts
         o.quantization.calibration = CalibrationSettings(tokens: calibrationTokens, sequenceLength: calibrationTokens, seed: 0)
         return o
     }
@@ -317,14 +324,14 @@ struct ServeBenchCommand: ParsableCommand {
         ]
         if let start = r.coreSpeedAtStart, let end = r.coreSpeedAtEnd { lines.append(CoreSpeed.report(start: start, end: end)) }
         var t = Table(
-            ["batch", "mode", "step ms (median)", "min", "p80", "tokens/s", "layers ms", "gemm ms", "attention ms", "head ms", "KV MiB"],
-            alignments: [.right, .left] + Array(repeating: .right, count: 9))
+            ["batch", "mode", "step ms (median)", "min", "p80", "tokens/s", "layers ms", "gemm ms", "attention ms", "head ms", "KV MiB", "packed MiB"],
+            alignments: [.right, .left] + Array(repeating: .right, count: 10))
         for x in r.results {
             func ms(_ s: Double) -> String { String(format: "%.1f", s * 1e3) }
             t.add([
                 "\(x.batch)", x.mode.rawValue, ms(x.step.median), ms(x.step.min), ms(x.step.p80), String(format: "%.1f", x.tokensPerSecond),
                 ms(x.layerSeconds), ms(x.partSeconds["gemm"] ?? 0), ms(x.partSeconds["attention"] ?? 0), ms(x.partSeconds["embed+lm_head"] ?? 0),
-                "\(x.cacheBytes >> 20)",
+                "\(x.cacheBytes >> 20)", x.packedBytes.map { "\($0 >> 20)" } ?? "-",
             ])
         }
         lines.append(t.render())

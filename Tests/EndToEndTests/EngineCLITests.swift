@@ -47,11 +47,19 @@ struct EngineCLITests {
         let w8 = models.root.appendingPathComponent("w8").path
         let q = try lowbit.run(["quantize", "--model", models.fp, "--method", "w8a8", "--out", w8])
         #expect(q.status == 0 && q.stdout.contains("layer 2 of 2 quantized"), "\(q.stdout)\(q.stderr)")
-        let bench = try lowbit.run(["serve-bench", "--model", w8, "--quantized", models.w4, "--batch", "2", "--context", "8", "--steps", "1", "--no-db"])
+        let bench = try lowbit.run([
+            "serve-bench", "--model", w8, "--quantized", models.w4, "--batch", "2", "--context", "8", "--steps", "1", "--no-db", "--packed-layouts", "1",
+        ])
         #expect(bench.status == 0, "\(bench.stderr)")
         let rows = bench.stdout.split(separator: "\n").filter { $0.hasPrefix("      2  w") }
         #expect(rows.contains { $0.contains("w8a8") } && rows.contains { $0.contains("w4a4") }, "\(bench.stdout)")
         #expect(!bench.stdout.contains("      2  fp32"), "\(bench.stdout)")
+        // The packed weights each mode holds after the batch: a last column in MiB (the tiny model's are < 1).
+        let results = bench.stdout.split(separator: "\n").prefix { !$0.hasPrefix("speed-up") }.filter { $0.hasPrefix("      2  w") }
+        #expect(bench.stdout.contains("KV MiB  packed MiB") && results.count == 2
+                    && results.allSatisfy { $0.split(separator: " ").last.flatMap { Int($0) } != nil }, "\(bench.stdout)")
+        let none = try lowbit.run(["serve-bench", "--model", w8, "--packed-layouts", "0", "--no-db"])
+        #expect(none.status != 0 && none.stderr.contains("--packed-layouts must be at least 1"), "\(none.stderr)")
     }
 
     @Test func quantizedModelMisuseIsExplained() throws {

@@ -95,14 +95,27 @@ struct EngineDispatchTests {
         try store.close()
         #expect(forms.count == 2)
 
-        var options = EngineOptions()
-        options.maxContext = 16
-        func logits(_ database: String?) throws -> [[Float]] {
+        func run(_ database: String?, packedLayouts: Int = 2) throws -> (logits: [[Float]], packed: PackedWeightsStats) {
+            var options = EngineOptions()
+            options.maxContext = 16
+            options.packedLayouts = packedLayouts
             let engine = try Engine(model: tinyWeights(layers: 1), mode: .w4a4, options: options, runtime: testRuntime(database: database))
             let s = try engine.makeSequence()
-            return try [engine.step([(s, [5, 6])]), engine.step([(s, [7])]), engine.step([(s, [8])])].map { $0[0].values }
+            // m = 2, 1, 1, 2: the tuned layouts in turn, the first one again at the end
+            let logits = try [engine.step([(s, [5, 6])]), engine.step([(s, [7])]), engine.step([(s, [8])]), engine.step([(s, [9, 10])])]
+            return (logits.map { $0[0].values }, engine.packedWeights)
         }
-        #expect(try logits(path) == logits(nil))
+        let both = try run(path), one = try run(path, packedLayouts: 1), analytical = try run(nil)
+        #expect(both.logits == analytical.logits)
+        // One packing kept per layer: the m = 2 layout is dropped for m = 1's and packed again at the end,
+        // with the same logits and less memory held.
+        #expect(one.logits == both.logits)
+        #expect(both.packed.dropped == 0 && one.packed.dropped > 0)
+        #expect(one.packed.packings > both.packed.packings)
+        #expect(one.packed.bytes < both.packed.bytes)
+        var none = EngineOptions()
+        none.packedLayouts = 0
+        #expect(throws: EngineError.self) { try Engine(model: tinyWeights(layers: 1), mode: .w4a4, options: none) }
     }
 
     /// The cache kernels are held to the cache's page, so `resizeCache` chooses the page again for the

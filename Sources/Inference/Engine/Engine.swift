@@ -20,6 +20,11 @@ public struct EngineOptions: Sendable {
     public var permutations: [LayerPermutations]?
     /// The KV cache format; nil: the mode's (fp32, int8, int4).
     public var kvCache: KVCacheFormat?
+    /// Packed copies of its weights each quantized linear layer keeps, one per packed layout (panel width
+    /// and what else a GEMM variant's packing depends on). Configurations tuned for different batch sizes
+    /// may pack differently; two cover a prefill and a decode size in turn, and a layout dropped is packed
+    /// again when it runs (`Engine.packedWeights` counts both).
+    public var packedLayouts = 2
 
     public static let defaultCalibration = CalibrationSettings(tokens: 16, sequenceLength: 16, seed: 0)
 
@@ -29,6 +34,17 @@ public struct EngineOptions: Sendable {
     func settings(for mode: EngineMode) -> QuantizationSettings {
         mode == .w4a4 ? quantization : QuantizationSettings(method: .w8a8, calibration: quantization.calibration)
     }
+}
+
+/// `Engine.packedWeights`.
+public struct PackedWeightsStats: Sendable, Equatable {
+    /// `EngineOptions.packedLayouts`.
+    public var layoutsPerLayer: Int
+    /// Bytes the packings kept now hold, over every layer and the lm_head.
+    public var bytes: Int
+    /// Packings made so far, and how many of them were dropped for a newer layout.
+    public var packings: Int
+    public var dropped: Int
 }
 
 /// A sequence in the engine: a slot of the KV cache, stamped so a released one cannot be used again.
@@ -59,6 +75,8 @@ public final class Engine {
     private let fixedPageTokens: Int?
     private(set) var kernels: EngineKernels
     private(set) var context: LayerContext
+    /// Bounds the layers' packed weights and counts the packing (`EngineOptions.packedLayouts`).
+    let packing: PackingPolicy
     let embedding: [Float]
     let finalNorm: [Float]
     /// FP32 in the fp32 engine, FP16 in the quantized ones (as Atom).
@@ -139,12 +157,16 @@ public final class Engine {
         guard capacity >= 1, options.maxSequences >= 1 else {
             throw EngineError.invalidInput("maxContext and maxSequences must be at least 1")
         }
+        guard options.packedLayouts >= 1 else {
+            throw EngineError.invalidInput("packedLayouts must be at least 1 (a layer keeps the packing it runs), not \(options.packedLayouts)")
+        }
+        packing = PackingPolicy(layoutsPerLayer: options.packedLayouts)
         let format = options.kvCache ?? mode.kvCache
         fixedPageTokens = options.pageTokens
         let layout = try Self.cacheLayout(runtime, c, format, fixedPage: options.pageTokens, sequences: options.maxSequences, capacity: capacity)
         kv = try PagedKVStore(layout: layout, layers: c.numHiddenLayers, slots: options.maxSequences, capacity: capacity)
         kernels = EngineKernels(provider: runtime.provider, layout: layout, capacity: capacity)
-        context = LayerContext(kernels: kernels, threads: runtime.threads, scratch: Scratch())
+        context = LayerContext(kernels: kernels, threads: runtime.threads, scratch: Scratch(), packing: packing)
         self.layers = layers
         self.quantization = quantization
         self.permutations = permutations
@@ -223,6 +245,12 @@ public final class Engine {
         return PagedKVStore.byteCount(layout: layout, layers: config.numHiddenLayers, slots: sequences, capacity: capacity)
     }
 
+    /// The quantized layers' packed weights: bytes held now, packings made and dropped since the engine
+    /// was made (the FP32 mode packs nothing).
+    public var packedWeights: PackedWeightsStats {
+        PackedWeightsStats(layoutsPerLayer: packing.layoutsPerLayer, bytes: packing.bytesHeld, packings: packing.packings, dropped: packing.dropped)
+    }
+
     /// Every kernel use so far: layer, role, workload, configuration and where it came from.
     public var dispatchRecords: [DispatchRecord] { kernels.records }
 
@@ -244,7 +272,7 @@ public final class Engine {
         kv = try PagedKVStore(layout: kv.layout, layers: 0, slots: 1, capacity: 1)  // frees the old pools first
         kv = try PagedKVStore(layout: layout, layers: config.numHiddenLayers, slots: maxSequences, capacity: maxContext)
         kernels = EngineKernels(provider: runtime.provider, layout: layout, capacity: maxContext)
-        context = LayerContext(kernels: kernels, threads: runtime.threads, scratch: Scratch())
+        context = LayerContext(kernels: kernels, threads: runtime.threads, scratch: Scratch(), packing: packing)
         let tables = RoPE.table(positions: maxContext, headDim: config.headDim, theta: Double(config.ropeTheta))
         ropeCos = AlignedBuffer(copying: tables.cos)
         ropeSin = AlignedBuffer(copying: tables.sin)

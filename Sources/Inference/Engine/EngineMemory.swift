@@ -4,20 +4,23 @@ import Model
 /// on an FP model directory), checked before anything is read: every weight as FP32, 4 bytes per
 /// parameter (the FP32 mode runs on them, and w8a8 / w4a4 are quantized from them), plus, for each mode
 /// quantized at load, its codes (`QuantizationMemory.quantizedBytesPerParameter` per layer parameter) and
-/// its FP16 lm_head. Packed copies, activations and KV caches come on top (serve-bench checks its caches
-/// per batch), so this is a floor: for 8 layers of the llama-7b preset in all three modes it gives 10.6 GB
-/// where the process held 10.5 GB once the three engines were prepared (13.5 GB once their first steps had
-/// packed the weights for the kernels). A model past the machine's memory is refused with what would fit,
-/// rather than read until the kernel's out-of-memory killer ends the process.
+/// its FP16 lm_head, each twice: as loaded, and packed for the kernels by the first step (further
+/// packed layouts, up to `EngineOptions.packedLayouts` per layer, are not counted). Activations and KV
+/// caches come on top (serve-bench checks its caches per batch), so this is a floor: for 8 layers of the
+/// llama-7b preset in all three modes it gives 13.5 GB, where the process held 10.5 GB once the three
+/// engines were prepared and 13.5 GB once their first steps had packed the weights. A model past the
+/// machine's memory is refused with what would fit, rather than read until the kernel's out-of-memory
+/// killer ends the process.
 public enum EngineMemory {
-    /// Bytes held after loading `config` cut to its first `layers` decoder layers (all when nil) and
-    /// preparing an engine for each of `modes`.
+    /// Bytes held after loading `config` cut to its first `layers` decoder layers (all when nil),
+    /// preparing an engine for each of `modes` and running its first step.
     public static func loadBytes(_ config: LlamaConfig, layers: Int? = nil, modes: [EngineMode]) -> Int {
         let kept = min(layers ?? config.numHiddenLayers, config.numHiddenLayers)
         let layerParameters = Double(kept * config.parametersPerLayer)
         let quantized = Set(modes).subtracting([.fp32]).map { mode -> Int in
             let method: QuantizationMethod = mode == .w8a8 ? .w8a8 : .w4a4
-            return Int(QuantizationMemory.quantizedBytesPerParameter(method) * layerParameters) + 2 * config.vocabSize * config.hiddenSize
+            let loaded = Int(QuantizationMemory.quantizedBytesPerParameter(method) * layerParameters) + 2 * config.vocabSize * config.hiddenSize
+            return 2 * loaded
         }
         return 4 * QuantizationMemory.parameters(config, layers: layers) + quantized.reduce(0, +)
     }

@@ -46,7 +46,7 @@ final class FP16Linear {
 
     func apply(_ x: UnsafePointer<Float>, rows m: Int, into y: UnsafeMutablePointer<Float>, _ ctx: LayerContext) throws {
         let g = try ctx.kernels.gemmF16(m: m, n: n, k: k, role: "lm_head")
-        let panels = packed.packing(g.packing, bytes: g.packedBytes(Int32(n), Int32(k))) { out in
+        let panels = packed.packing(g.packing, bytes: g.packedBytes(Int32(n), Int32(k)), policy: ctx.packing) { out in
             bits.withUnsafeBufferPointer { g.pack($0.baseAddress, Int32(n), Int32(k), out) }
         }
         let blocks = g.blocks(m: m, n: n)

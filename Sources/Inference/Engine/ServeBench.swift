@@ -54,6 +54,12 @@ public enum ServeBench {
         /// Mean seconds per step in each projection's kernel calls, summed over the layers (q_proj ...
         /// down_proj, lm_head; `StepProfile.projections`); nil in reports written before they were kept.
         public var projectionSeconds: [String: Double]?
+        /// Bytes of packed weights the engine held after the batch (`Engine.packedWeights`), packings made
+        /// during the batch (warm-up included) and during its timed steps alone (a packing there is timed:
+        /// its layouts did not fit in `EngineOptions.packedLayouts`); nil in reports written before.
+        public var packedBytes: Int?
+        public var packings: Int?
+        public var packingsTimed: Int?
     }
 
     /// Speed-ups at one batch size, from median step times.
@@ -127,8 +133,10 @@ public enum ServeBench {
                 let logits = try active[e].step(zip(sequences[e], tokens[e]).map { ($0, [$1]) })
                 tokens[e] = logits.map { LlamaReference.argmax($0.values) }
             }
+            let packedBefore = active.map(\.packedWeights.packings)
             for _ in 0..<options.warmup { for e in active.indices { try decode(e) } }
             for engine in active { engine.resetProfile() }
+            let packedWarm = active.map(\.packedWeights.packings)
             var samples = Array(repeating: [Double](), count: active.count)
             for s in 0..<options.steps {
                 for i in active.indices {
@@ -143,12 +151,21 @@ public enum ServeBench {
                 let p = engine.profile
                 let steps = Double(max(p.steps, 1))
                 let parts = Dictionary(uniqueKeysWithValues: StepProfile.Part.allCases.map { ($0.rawValue, p[$0] / steps) })
+                let packed = engine.packedWeights
                 results.append(Result(
                     batch: batch, mode: engine.mode, step: summary, tokensPerSecond: Double(batch) / summary.median,
                     timePerOutputTokenMs: summary.median * 1e3, partSeconds: parts, layerSeconds: p.layerSeconds / steps,
-                    cacheBytes: engine.cacheBytes, stepSeconds: samples[e], projectionSeconds: p.projections.mapValues { $0 / steps }))
+                    cacheBytes: engine.cacheBytes, stepSeconds: samples[e], projectionSeconds: p.projections.mapValues { $0 / steps },
+                    packedBytes: packed.bytes, packings: packed.packings - packedBefore[e], packingsTimed: packed.packings - packedWarm[e]))
                 for id in sequences[e] { engine.release(id) }
                 progress("batch \(batch): \(engine.mode.rawValue) \(String(format: "%.1f", Double(batch) / summary.median)) tokens/s")
+                if packed.packings > packedWarm[e] {
+                    let line = "batch \(batch): \(engine.mode.rawValue) packed weights \(packed.packings - packedWarm[e]) times during the timed steps "
+                        + "(their time is in the step times): the layouts its kernels use do not fit in \(packed.layoutsPerLayer) per layer; "
+                        + "a larger --packed-layouts keeps them"
+                    progress(line)
+                    memoryNotes.append(line)
+                }
             }
             for engine in active { try engine.resizeCache(maxSequences: 1, maxContext: 1) }
         }

@@ -117,7 +117,7 @@ final class W4A4Linear {
     func apply(_ a: W4Rows, rows m: Int, into y: UnsafeMutablePointer<Float>, role: String, _ ctx: LayerContext) throws {
         let g = try ctx.kernels.gemmW4A4(m: m, n: n, k: k, outliers: outliers, layer: ctx.layer, role: role)
         let w = weights
-        let panels = packed.packing(g.packing, bytes: g.packedBytes(Int32(n), Int32(k), Int32(outliers))) { out in
+        let panels = packed.packing(g.packing, bytes: g.packedBytes(Int32(n), Int32(k), Int32(outliers)), policy: ctx.packing) { out in
             w.codes.withUnsafeBufferPointer { codes in
                 w.scales.withUnsafeBufferPointer { scales in
                     w.outlierCodes.withUnsafeBufferPointer { oc in
