@@ -26,7 +26,7 @@ public struct AttentionDecode: KernelFamily {
 
     public let name = "attention-decode"
     public let summary = "decode attention over a paged int4/int8/fp32 KV cache: RoPE on dequantized K, GQA, online softmax, split-K merge"
-    public let templateVersion = 8
+    public let templateVersion = 9
     public let dimensions = ["b", "hq", "hkv", "d", "ctx"]
     /// The pool rule bounds the test harness's cache (32-bit offsets there); the kernels use 64-bit ones.
     public var harnessShapeRules: Set<String> { ["size"] }

@@ -402,7 +402,10 @@ struct AttentionTemplate {
             if table != nil {
                 ["Each V row's table holds (c - z) * (s * p[j]): one lookup and one add per vector."]
             } else if format.isQuantized {
-                ["Rows are dequantized ((c - z) * s, as stored) and added with weight p[j]."]
+                [
+                    "Rows are added as codes with weight w_j = s_j * p[j]; sum_j w_j (c - z_j) is taken as sum_j w_j c less",
+                    "the block's offset sum_j w_j z_j, subtracted once per element and block (not per token).",
+                ]
             } else {
                 ["fp32 rows are read in place."]
             }
@@ -426,13 +429,20 @@ struct AttentionTemplate {
                     if let table { c.line("tables[j] = \(table.build(d.splat("zeros[j]"), d.splat("weights[j]")));") }
                 }
             }
+            let offset = format.isQuantized && table == nil
+            if offset {
+                c.declare("float", "offset", "0.0f")
+                c.forLoop("int j = 0", "j < n", "j++") { c in c.line("offset += weights[j] * zeros[j];") }
+            }
             if simd { c.declare("const \(d.vector)", "av", d.splat("alpha")) }
+            if simd && offset { c.declare("const \(d.vector)", "ov", d.splat("offset")) }
             pairLoops(&c, wide: Self.accumulateWidth, vector: { c, width in
                 let parts = Array(0..<width)
                 for v in parts {
                     let at = Self.vectorOffset(v)
-                    c.declare(d.vector, "lo\(v)", d.mul(d.load("acc + \(at)"), "av"))
-                    c.declare(d.vector, "hi\(v)", d.mul(d.load("acc + half + \(at)"), "av"))
+                    let lo = d.mul(d.load("acc + \(at)"), "av"), hi = d.mul(d.load("acc + half + \(at)"), "av")
+                    c.declare(d.vector, "lo\(v)", offset ? d.sub(lo, "ov") : lo)
+                    c.declare(d.vector, "hi\(v)", offset ? d.sub(hi, "ov") : hi)
                 }
                 c.forLoop("int j = 0", "j < n", "j++") { c in
                     c.declare("const unsigned char *", "row", "rows[j]")
@@ -444,17 +454,16 @@ struct AttentionTemplate {
                             c.line("hi\(v) = \(d.add("hi\(v)", table!.lookup(d.highNibble("w\(v)"), "tables[j]")));")
                         }
                     case .int4, .int8:
-                        c.declare("const \(d.vector)", "zv", d.splat("zeros[j]"))
                         c.declare("const \(d.vector)", "wv", d.splat("weights[j]"))
                         for v in parts {
                             let at = Self.vectorOffset(v)
                             if format == .int4 {
                                 c.declare("const \(d.codes)", "w\(v)", "widen_codes(row + \(at))")
-                                c.line("lo\(v) = \(d.madd(d.sub(d.toFloat(d.lowNibble("w\(v)")), "zv"), "wv", "lo\(v)"));")
-                                c.line("hi\(v) = \(d.madd(d.sub(d.toFloat(d.highNibble("w\(v)")), "zv"), "wv", "hi\(v)"));")
+                                c.line("lo\(v) = \(d.madd(d.toFloat(d.lowNibble("w\(v)")), "wv", "lo\(v)"));")
+                                c.line("hi\(v) = \(d.madd(d.toFloat(d.highNibble("w\(v)")), "wv", "hi\(v)"));")
                             } else {
-                                c.line("lo\(v) = \(d.madd(d.sub(d.toFloat("widen_codes(row + \(at))"), "zv"), "wv", "lo\(v)"));")
-                                c.line("hi\(v) = \(d.madd(d.sub(d.toFloat("widen_codes(row + half + \(at))"), "zv"), "wv", "hi\(v)"));")
+                                c.line("lo\(v) = \(d.madd(d.toFloat("widen_codes(row + \(at))"), "wv", "lo\(v)"));")
+                                c.line("hi\(v) = \(d.madd(d.toFloat("widen_codes(row + half + \(at))"), "wv", "hi\(v)"));")
                             }
                         }
                     case .fp32:
@@ -472,17 +481,20 @@ struct AttentionTemplate {
                     c.line(d.store("acc + half + \(at)", "hi\(v)"))
                 }
             }, scalar: { c in
-                c.declare("float", "lo", "acc[i] * alpha")
-                c.declare("float", "hi", "acc[half + i] * alpha")
+                c.declare("float", "lo", offset ? "acc[i] * alpha - offset" : "acc[i] * alpha")
+                c.declare("float", "hi", offset ? "acc[half + i] * alpha - offset" : "acc[half + i] * alpha")
                 c.forLoop("int j = 0", "j < n", "j++") { c in
                     c.declare("const unsigned char *", "row", "rows[j]")
                     switch format {
-                    case .int4:
+                    case .int4 where table != nil:
                         c.line("lo += ((float)(row[i] & 15) - zeros[j]) * weights[j];")
                         c.line("hi += ((float)(row[i] >> 4) - zeros[j]) * weights[j];")
+                    case .int4:
+                        c.line("lo += (float)(row[i] & 15) * weights[j];")
+                        c.line("hi += (float)(row[i] >> 4) * weights[j];")
                     case .int8:
-                        c.line("lo += ((float)row[i] - zeros[j]) * weights[j];")
-                        c.line("hi += ((float)row[half + i] - zeros[j]) * weights[j];")
+                        c.line("lo += (float)row[i] * weights[j];")
+                        c.line("hi += (float)row[half + i] * weights[j];")
                     case .fp32:
                         c.line("lo += p[j] * ((const float *)row)[i];")
                         c.line("hi += p[j] * ((const float *)row)[half + i];")
