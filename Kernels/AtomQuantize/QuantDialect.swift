@@ -56,6 +56,9 @@ struct QuantDialect: Sendable {
     var storeCodes: @Sendable (_ base: String, _ index: String, _ value: String) -> String
     /// `base[perm[index]], base[perm[index + 1]], ...` through the hardware gather (nil: none).
     var vectorGather: (@Sendable (_ base: String, _ perm: String, _ index: String) -> String)?
+    /// Emits `gather_lanes(x, perm)`: the vector x[perm[0]], ..., x[perm[LANES - 1]], each lane loaded by
+    /// itself and inserted (nil: the scalar spelling has no lanes).
+    var laneGather: (@Sendable (inout CSource) -> Void)?
     /// ISA helper functions (`hmax`, `hsum`, `store_codes`, and `quotient` with `store_nibbles` or
     /// the scalar `pack_group`).
     var helpers: @Sendable (inout CSource) -> Void
@@ -101,6 +104,7 @@ struct QuantDialect: Sendable {
         hsum: { $0 },
         storeCodes: { "\($0)[\($1)] = (int8_t)\(CExpr.operand($2));" },
         vectorGather: nil,
+        laneGather: nil,
         helpers: { c in
             c.comment("128 signed 4-bit codes (one per byte) to 64 bytes: element 2i in the low nibble, 2i + 1 in the high.")
             c.function("static inline void pack_group(const int8_t *q, uint8_t *dst)") { c in
@@ -142,6 +146,21 @@ struct QuantDialect: Sendable {
         hsum: { "hsum(\($0))" },
         storeCodes: { "store_codes(\($0) + \($1), \($2));" },
         vectorGather: { "_mm256_i32gather_ps(\($0), _mm256_loadu_si256((const __m256i *)(\($1) + \($2))), 4)" },
+        laneGather: { c in
+            c.comment(lines: [
+                "x[perm[0]], ..., x[perm[7]]: each lane a scalar load inserted into its half (vinsertps from memory),",
+                "no buffer to store to and read back, and fewer operations per element than vgatherdps on some cores.",
+            ])
+            c.function("static inline __m256 gather_lanes(const float *x, const int32_t *perm)") { c in
+                for (name, first) in [("lo", 0), ("hi", 4)] {
+                    c.declare("__m128", name, "_mm_load_ss(x + perm[\(first)])")
+                    for lane in 1..<4 {
+                        c.line("\(name) = _mm_insert_ps(\(name), _mm_load_ss(x + perm[\(first + lane)]), 0x\(lane)0);")
+                    }
+                }
+                c.line("return _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);")
+            }
+        },
         helpers: { c in
             c.comment("The largest lane.")
             c.function("static inline float hmax(__m256 v)") { c in
@@ -214,6 +233,20 @@ struct QuantDialect: Sendable {
         hsum: { "_mm512_reduce_add_epi32(\($0))" },
         storeCodes: { "_mm_storeu_si128((__m128i *)(\($0) + \($1)), _mm512_cvtsepi32_epi8(\($2)));" },
         vectorGather: { "_mm512_i32gather_ps(_mm512_loadu_si512((const void *)(\($1) + \($2))), \($0), 4)" },
+        laneGather: { c in
+            c.comment("x[perm[0]], ..., x[perm[15]]: four quarters of scalar loads inserted by vinsertps, then combined.")
+            c.function("static inline __m512 gather_lanes(const float *x, const int32_t *perm)") { c in
+                for q in 0..<4 {
+                    c.declare("__m128", "q\(q)", "_mm_load_ss(x + perm[\(4 * q)])")
+                    for lane in 1..<4 {
+                        c.line("q\(q) = _mm_insert_ps(q\(q), _mm_load_ss(x + perm[\(4 * q + lane)]), 0x\(lane)0);")
+                    }
+                }
+                c.declare("const __m256", "low", "_mm256_insertf128_ps(_mm256_castps128_ps256(q0), q1, 1)")
+                c.declare("const __m256", "high", "_mm256_insertf128_ps(_mm256_castps128_ps256(q2), q3, 1)")
+                c.line("return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(low)), _mm256_castps_pd(high), 1));")
+            }
+        },
         helpers: { c in
             c.comment("y / s as the correctly rounded quotient, through r = 1 / s (see the file header).")
             c.function("static inline __m512 quotient(__m512 y, __m512 s, __m512 r)") { c in
@@ -262,6 +295,14 @@ struct QuantDialect: Sendable {
         hsum: { "vaddvq_s32(\($0))" },
         storeCodes: { "store_codes(\($0) + \($1), \($2));" },
         vectorGather: nil,
+        laneGather: { c in
+            c.comment("x[perm[0]], ..., x[perm[3]]: each lane a scalar load into its lane (ld1 {v.s}[lane]).")
+            c.function("static inline float32x4_t gather_lanes(const float *x, const int32_t *perm)") { c in
+                c.declare("float32x4_t", "v", "vld1q_dup_f32(x + perm[0])")
+                for lane in 1..<4 { c.line("v = vld1q_lane_f32(x + perm[\(lane)], v, \(lane));") }
+                c.line("return v;")
+            }
+        },
         helpers: { c in
             c.comment("Four int32 codes, already inside int8 range, to four bytes.")
             c.function("static inline void store_codes(int8_t *dst, int32x4_t c)") { c in

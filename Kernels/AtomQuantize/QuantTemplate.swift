@@ -10,13 +10,14 @@ import KernelKit
 struct AtomQuantizeTemplate {
     let op: AtomQuantize.Op
     let isa: ISATarget
-    let vectorGather: Bool
+    /// How reordered elements are loaded (nil: the op does not reorder).
+    let gather: AtomQuantize.Gather?
     let templateVersion: Int
 
     init(op: AtomQuantize.Op, config: Configuration, templateVersion: Int) {
         self.op = op
         isa = ISATarget(rawValue: config.name("isa"))!
-        vectorGather = op.reorders && config.name("gather") == AtomQuantize.Gather.vector.rawValue
+        gather = op.reorders ? AtomQuantize.Gather(rawValue: config.name("gather")) : nil
         self.templateVersion = templateVersion
     }
 
@@ -24,7 +25,7 @@ struct AtomQuantizeTemplate {
     var variantName: String {
         let isaPart = isa.rawValue.replacingOccurrences(of: "-", with: "")
         let base = "atom_\(op.rawValue.replacingOccurrences(of: "-", with: "_"))__\(isaPart)"
-        return op.reorders ? "\(base)_gather\(vectorGather ? "vector" : "scalar")" : base
+        return gather.map { "\(base)_gather\($0.rawValue)" } ?? base
     }
 
     /// A float constant as C text with exactly the Swift value (the shortest round-trip decimal).
@@ -66,6 +67,7 @@ struct AtomQuantizeTemplate {
         if simd {
             divideFunction(&c, d)
             if gathersToBuffer(d) { gatherFunction(&c) }
+            if gather == .insert { d.laneGather!(&c) }
             quantizeGroupVector(&c, d)
             quantizeOutliersVector(&c, d)
         } else {
@@ -82,7 +84,7 @@ struct AtomQuantizeTemplate {
 
     private func header(_ c: inout CSource, name: String, dialect d: QuantDialect) {
         var params = "isa=\(isa.rawValue)"
-        if op.reorders { params += " gather=\(vectorGather ? "vector" : "scalar")" }
+        if let gather { params += " gather=\(gather.rawValue)" }
         let definition: [String] =
             switch op {
             case .rmsnormReorderQuantize:
@@ -117,11 +119,12 @@ struct AtomQuantizeTemplate {
             "operation happens in the order above, so codes and scales match the Swift reference bit for bit.",
             "Instructions: \(d.note).",
         ]
-        if op.reorders {
-            lines.append(
-                vectorGather
-                    ? "Reordered loads use the hardware gather."
-                    : "Reordered loads are one scalar load per element\(d.lanes > 1 ? ", into a buffer the vector code reads" : "").")
+        switch gather {
+        case .vector?: lines.append("Reordered loads use the hardware gather.")
+        case .insert?: lines.append("Reordered loads are one scalar load per lane, inserted into the vector (gather_lanes).")
+        case .scalar?:
+            lines.append("Reordered loads are one scalar load per element\(d.lanes > 1 ? ", into a buffer the vector code reads" : "").")
+        case nil: break
         }
         lines += [
             "",
@@ -260,7 +263,7 @@ struct AtomQuantizeTemplate {
 
     /// Whether reordered elements are first gathered into a buffer by scalar loads (SIMD targets
     /// without the hardware gather, or with it switched off).
-    private func gathersToBuffer(_ d: QuantDialect) -> Bool { op.reorders && d.lanes > 1 && !vectorGather }
+    private func gathersToBuffer(_ d: QuantDialect) -> Bool { gather == .scalar && d.lanes > 1 }
 
     private func gatherFunction(_ c: inout CSource) {
         c.comment(lines: [
@@ -287,7 +290,12 @@ struct AtomQuantizeTemplate {
     private func yVector(_ d: QuantDialect, j: String, gathered xs: String, at i: String) -> String {
         switch op {
         case .rmsnormReorderQuantize, .reorderQuantize:
-            let x = vectorGather ? d.vectorGather!("in->x", "in->perm", j) : d.load(xs, i)
+            let x: String
+            switch gather {
+            case .vector?: x = d.vectorGather!("in->x", "in->perm", j)
+            case .insert?: x = "gather_lanes(in->x, in->perm + \(j))"
+            case .scalar?, nil: x = d.load(xs, i)
+            }
             return op == .reorderQuantize ? x : d.mul(d.mul(x, d.splat("in->r")), d.load("in->wp", j))
         case .siluMulQuantize:
             return "silu_mul_vector(\(d.load("in->gate", j)), \(d.load("in->up", j)))"

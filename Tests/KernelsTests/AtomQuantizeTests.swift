@@ -17,7 +17,7 @@ struct AtomQuantizeTemplateTests {
         let family = AtomQuantize(op)
         let compiler = try CompilerDiscovery.discover()
         let points = Self.points(family)
-        #expect(points.count == (op.reorders ? 6 : 4))
+        #expect(points.count == (op.reorders ? 9 : 4))  // reordering: portable scalar; avx2, avx512 x 3 gathers; neon scalar, insert
         for config in points {
             let isa = ISATarget(rawValue: config.name("isa"))!
             let source = try family.render(config)
@@ -74,6 +74,9 @@ struct AtomQuantizeRuleTests {
         #expect(rule(family, ["isa": "portable", "gather": "vector"]) == "gather-isa")
         #expect(rule(family, ["isa": "neon-dotprod", "gather": "vector"]) == "gather-isa")
         #expect(rule(family, ["isa": "avx2", "gather": "vector"]) == nil)
+        #expect(rule(family, ["isa": "portable", "gather": "insert"]) == "gather-isa")
+        #expect(rule(family, ["isa": "neon-dotprod", "gather": "insert"]) == nil)
+        #expect(rule(family, ["isa": "avx2", "gather": "insert"]) == nil)
         #expect(rule(family, ["isa": "avx512-vnni"], machine: machine) == "isa-runs")
         #expect(rule(family, ["isa": "avx2", "threads": "4"], machine: machine) == "threads-pus")
         #expect(rule(family, ["isa": "avx2", "threads": "2"], machine: machine) == nil)
