@@ -54,7 +54,7 @@ public struct AtomQuantize: KernelFamily {
     }
 
     /// silu-mul-quantize is at 6 (its exp by fused multiply-adds); the other two kept version 5's code.
-    public var templateVersion: Int { 6 }
+    public var templateVersion: Int { 7 }
     public let dimensions = ["m", "k", "outliers"]
     public let shapeRules = [
         "positive: m is at least 1",

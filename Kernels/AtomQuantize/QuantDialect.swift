@@ -63,6 +63,20 @@ struct QuantDialect: Sendable {
     /// the scalar `pack_group`).
     var helpers: @Sendable (inout CSource) -> Void
 
+    /// `gather_lanes`' indices, two per 64-bit load (`p01` holds perm[0] in its low half, perm[1] in its
+    /// high half, little-endian): half the index loads, which with the data loads bound the gather.
+    static func indexPairs(_ c: inout CSource, count: Int) {
+        let names = stride(from: 0, to: count, by: 2).map { "p\($0)\($0 + 1)" }
+        c.line("uint64_t \(names.joined(separator: ", "));")
+        for (i, name) in names.enumerated() { c.line("memcpy(&\(name), perm + \(2 * i), sizeof \(name));") }
+    }
+
+    /// Index `lane` of `indexPairs`, as a C expression.
+    static func index(_ lane: Int) -> String {
+        let pair = "p\(lane / 2 * 2)\(lane / 2 * 2 + 1)"
+        return lane % 2 == 0 ? "(int32_t)(uint32_t)\(pair)" : "(int32_t)(uint32_t)(\(pair) >> 32)"
+    }
+
     static func forTarget(_ isa: ISATarget) -> QuantDialect? {
         switch isa {
         case .portable: return scalar
@@ -152,10 +166,11 @@ struct QuantDialect: Sendable {
                 "no buffer to store to and read back, and fewer operations per element than vgatherdps on some cores.",
             ])
             c.function("static inline __m256 gather_lanes(const float *x, const int32_t *perm)") { c in
+                QuantDialect.indexPairs(&c, count: 8)
                 for (name, first) in [("lo", 0), ("hi", 4)] {
-                    c.declare("__m128", name, "_mm_load_ss(x + perm[\(first)])")
+                    c.declare("__m128", name, "_mm_load_ss(x + \(QuantDialect.index(first)))")
                     for lane in 1..<4 {
-                        c.line("\(name) = _mm_insert_ps(\(name), _mm_load_ss(x + perm[\(first + lane)]), 0x\(lane)0);")
+                        c.line("\(name) = _mm_insert_ps(\(name), _mm_load_ss(x + \(QuantDialect.index(first + lane))), 0x\(lane)0);")
                     }
                 }
                 c.line("return _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);")
@@ -236,10 +251,11 @@ struct QuantDialect: Sendable {
         laneGather: { c in
             c.comment("x[perm[0]], ..., x[perm[15]]: four quarters of scalar loads inserted by vinsertps, then combined.")
             c.function("static inline __m512 gather_lanes(const float *x, const int32_t *perm)") { c in
+                QuantDialect.indexPairs(&c, count: 16)
                 for q in 0..<4 {
-                    c.declare("__m128", "q\(q)", "_mm_load_ss(x + perm[\(4 * q)])")
+                    c.declare("__m128", "q\(q)", "_mm_load_ss(x + \(QuantDialect.index(4 * q)))")
                     for lane in 1..<4 {
-                        c.line("q\(q) = _mm_insert_ps(q\(q), _mm_load_ss(x + perm[\(4 * q + lane)]), 0x\(lane)0);")
+                        c.line("q\(q) = _mm_insert_ps(q\(q), _mm_load_ss(x + \(QuantDialect.index(4 * q + lane))), 0x\(lane)0);")
                     }
                 }
                 c.declare("const __m256", "low", "_mm256_insertf128_ps(_mm256_castps128_ps256(q0), q1, 1)")
@@ -298,8 +314,9 @@ struct QuantDialect: Sendable {
         laneGather: { c in
             c.comment("x[perm[0]], ..., x[perm[3]]: each lane a scalar load into its lane (ld1 {v.s}[lane]).")
             c.function("static inline float32x4_t gather_lanes(const float *x, const int32_t *perm)") { c in
-                c.declare("float32x4_t", "v", "vld1q_dup_f32(x + perm[0])")
-                for lane in 1..<4 { c.line("v = vld1q_lane_f32(x + perm[\(lane)], v, \(lane));") }
+                QuantDialect.indexPairs(&c, count: 4)
+                c.declare("float32x4_t", "v", "vld1q_dup_f32(x + \(QuantDialect.index(0)))")
+                for lane in 1..<4 { c.line("v = vld1q_lane_f32(x + \(QuantDialect.index(lane)), v, \(lane));") }
                 c.line("return v;")
             }
         },

@@ -341,8 +341,12 @@ struct AtomQuantizeTemplate {
                 : "Pass A of a group of GROUP channels: y is the gathered xg itself; returns s = absmax * CLIP / 7.",
         ] + (buffered ? ["xg holds the group's x[perm[j]], gathered by the caller."] : []))
         // What y needs: the gathered group alone (reorder), or the row's inputs and the group's first channel too.
+        // restrict: the stores to y cannot change *in, so the row's pointers and scale stay in registers
+        // (without it they are loaded again after every store).
         let inputs =
-            !staging ? "const float *xg" : buffered ? "const row_inputs *in, const float *xg, int j0, float *y" : "const row_inputs *in, int j0, float *y"
+            !staging
+            ? "const float *xg"
+            : buffered ? "const row_inputs *restrict in, const float *xg, int j0, float *restrict y" : "const row_inputs *restrict in, int j0, float *restrict y"
         c.function("static float group_scale(\(inputs))") { c in
             c.comment("four running maxima: the lanes' dependency chains overlap")
             c.line("\(d.vec) \((0..<4).map { "a\($0) = \(d.zero)" }.joined(separator: ", "));")
@@ -382,7 +386,7 @@ struct AtomQuantizeTemplate {
         let t = QuantDialect.scalar
         let buffered = gathersToBuffer(d)
         c.comment("The `count` outlier channels from j0: y staged in `stage`, s8 = absmax / 127, INT8 codes.")
-        c.function("static void quantize_outliers(const row_inputs *in, int j0, int count, int8_t *codes, float *scale, float *stage)") { c in
+        c.function("static void quantize_outliers(const row_inputs *restrict in, int j0, int count, int8_t *codes, float *scale, float *restrict stage)") { c in
             if buffered { c.line("gather_x(in->x, in->perm + j0, count, stage);") }
             c.declare(d.vec, "amax", d.zero)
             c.declare("int", "j", "0")
@@ -463,7 +467,7 @@ struct AtomQuantizeTemplate {
     private func quantizeOutliersScalar(_ c: inout CSource) {
         let d = QuantDialect.scalar
         c.comment("The `count` outlier channels from j0: y staged in `stage`, s8 = absmax / 127, INT8 codes.")
-        c.function("static void quantize_outliers(const row_inputs *in, int j0, int count, int8_t *codes, float *scale, float *stage)") { c in
+        c.function("static void quantize_outliers(const row_inputs *restrict in, int j0, int count, int8_t *codes, float *scale, float *restrict stage)") { c in
             c.declare("float", "amax", "0.0f")
             loop(&c, d, "int j = 0", "count") { c in
                 c.declare("const float", "v", "y_scalar(in, j0 + j)")
