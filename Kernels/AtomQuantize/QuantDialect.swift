@@ -162,8 +162,9 @@ struct QuantDialect: Sendable {
         vectorGather: { "_mm256_i32gather_ps(\($0), _mm256_loadu_si256((const __m256i *)(\($1) + \($2))), 4)" },
         laneGather: { c in
             c.comment(lines: [
-                "x[perm[0]], ..., x[perm[7]]: each lane a scalar load inserted into its half (vinsertps from memory),",
-                "no buffer to store to and read back, and fewer operations per element than vgatherdps on some cores.",
+                "x[perm[0]], ..., x[perm[7]]: each lane a scalar load inserted into its half (vinsertps), no buffer",
+                "to store to and read back, and fewer operations per element than vgatherdps on some cores. The",
+                "indices come two per 64-bit load (little-endian: perm[2i] is the low half of p(2i)(2i+1)).",
             ])
             c.function("static inline __m256 gather_lanes(const float *x, const int32_t *perm)") { c in
                 QuantDialect.indexPairs(&c, count: 8)
@@ -249,7 +250,10 @@ struct QuantDialect: Sendable {
         storeCodes: { "_mm_storeu_si128((__m128i *)(\($0) + \($1)), _mm512_cvtsepi32_epi8(\($2)));" },
         vectorGather: { "_mm512_i32gather_ps(_mm512_loadu_si512((const void *)(\($1) + \($2))), \($0), 4)" },
         laneGather: { c in
-            c.comment("x[perm[0]], ..., x[perm[15]]: four quarters of scalar loads inserted by vinsertps, then combined.")
+            c.comment(lines: [
+                "x[perm[0]], ..., x[perm[15]]: four quarters of scalar loads inserted by vinsertps, then combined;",
+                "the indices two per 64-bit load (little-endian: perm[2i] is the low half of p(2i)(2i+1)).",
+            ])
             c.function("static inline __m512 gather_lanes(const float *x, const int32_t *perm)") { c in
                 QuantDialect.indexPairs(&c, count: 16)
                 for q in 0..<4 {
@@ -312,7 +316,10 @@ struct QuantDialect: Sendable {
         storeCodes: { "store_codes(\($0) + \($1), \($2));" },
         vectorGather: nil,
         laneGather: { c in
-            c.comment("x[perm[0]], ..., x[perm[3]]: each lane a scalar load into its lane (ld1 {v.s}[lane]).")
+            c.comment(lines: [
+                "x[perm[0]], ..., x[perm[3]]: each lane a scalar load into its lane (ld1 {v.s}[lane]); the indices",
+                "two per 64-bit load (little-endian: perm[2i] is the low half of p(2i)(2i+1)).",
+            ])
             c.function("static inline float32x4_t gather_lanes(const float *x, const int32_t *perm)") { c in
                 QuantDialect.indexPairs(&c, count: 4)
                 c.declare("float32x4_t", "v", "vld1q_dup_f32(x + \(QuantDialect.index(0)))")
