@@ -71,6 +71,15 @@ struct QuantDialect: Sendable {
         for (i, name) in names.enumerated() { c.line("memcpy(&\(name), perm + \(2 * i), sizeof \(name));") }
     }
 
+    /// x86: the 128-bit `name` holding x at indices `first` ... `first + 3` of `indexPairs`, each a scalar
+    /// load inserted into its lane (`vinsertps`).
+    static func insertQuarter(_ c: inout CSource, _ name: String, first: Int) {
+        c.declare("__m128", name, "_mm_load_ss(x + \(index(first)))")
+        for lane in 1..<4 {
+            c.line("\(name) = _mm_insert_ps(\(name), _mm_load_ss(x + \(index(first + lane))), 0x\(lane)0);")
+        }
+    }
+
     /// Index `lane` of `indexPairs`, as a C expression.
     static func index(_ lane: Int) -> String {
         let pair = "p\(lane / 2 * 2)\(lane / 2 * 2 + 1)"
@@ -168,12 +177,7 @@ struct QuantDialect: Sendable {
             ])
             c.function("static inline __m256 gather_lanes(const float *x, const int32_t *perm)") { c in
                 QuantDialect.indexPairs(&c, count: 8)
-                for (name, first) in [("lo", 0), ("hi", 4)] {
-                    c.declare("__m128", name, "_mm_load_ss(x + \(QuantDialect.index(first)))")
-                    for lane in 1..<4 {
-                        c.line("\(name) = _mm_insert_ps(\(name), _mm_load_ss(x + \(QuantDialect.index(first + lane))), 0x\(lane)0);")
-                    }
-                }
+                for (name, first) in [("lo", 0), ("hi", 4)] { QuantDialect.insertQuarter(&c, name, first: first) }
                 c.line("return _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);")
             }
         },
@@ -256,12 +260,7 @@ struct QuantDialect: Sendable {
             ])
             c.function("static inline __m512 gather_lanes(const float *x, const int32_t *perm)") { c in
                 QuantDialect.indexPairs(&c, count: 16)
-                for q in 0..<4 {
-                    c.declare("__m128", "q\(q)", "_mm_load_ss(x + \(QuantDialect.index(4 * q)))")
-                    for lane in 1..<4 {
-                        c.line("q\(q) = _mm_insert_ps(q\(q), _mm_load_ss(x + \(QuantDialect.index(4 * q + lane))), 0x\(lane)0);")
-                    }
-                }
+                for q in 0..<4 { QuantDialect.insertQuarter(&c, "q\(q)", first: 4 * q) }
                 c.declare("const __m256", "low", "_mm256_insertf128_ps(_mm256_castps128_ps256(q0), q1, 1)")
                 c.declare("const __m256", "high", "_mm256_insertf128_ps(_mm256_castps128_ps256(q2), q3, 1)")
                 c.line("return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(low)), _mm256_castps_pd(high), 1));")
