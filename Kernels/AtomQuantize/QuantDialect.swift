@@ -63,6 +63,19 @@ struct QuantDialect: Sendable {
     /// the scalar `pack_group`).
     var helpers: @Sendable (inout CSource) -> Void
 
+    /// `gather_lanes(x, perm)` returning a `vector` of `lanes` floats: its comment (x[perm[0]], ...: `how`),
+    /// signature and paired index loads (`indexPairs`), then `body`, which builds and returns the vector.
+    static func gatherLanes(_ c: inout CSource, lanes: Int, vector: String, how: String, body: (inout CSource) -> Void) {
+        c.comment(lines: [
+            "x[perm[0]], ..., x[perm[\(lanes - 1)]]: \(how).",
+            "The indices come two per 64-bit load (little-endian: perm[2i] is the low half of p(2i)(2i+1)).",
+        ])
+        c.function("static inline \(vector) gather_lanes(const float *x, const int32_t *perm)") { c in
+            indexPairs(&c, count: lanes)
+            body(&c)
+        }
+    }
+
     /// `gather_lanes`' indices, two per 64-bit load (`p01` holds perm[0] in its low half, perm[1] in its
     /// high half, little-endian): half the index loads, which with the data loads bound the gather.
     static func indexPairs(_ c: inout CSource, count: Int) {
@@ -170,13 +183,7 @@ struct QuantDialect: Sendable {
         storeCodes: { "store_codes(\($0) + \($1), \($2));" },
         vectorGather: { "_mm256_i32gather_ps(\($0), _mm256_loadu_si256((const __m256i *)(\($1) + \($2))), 4)" },
         laneGather: { c in
-            c.comment(lines: [
-                "x[perm[0]], ..., x[perm[7]]: each lane a scalar load inserted into its half (vinsertps), no buffer",
-                "to store to and read back, and fewer operations per element than vgatherdps on some cores. The",
-                "indices come two per 64-bit load (little-endian: perm[2i] is the low half of p(2i)(2i+1)).",
-            ])
-            c.function("static inline __m256 gather_lanes(const float *x, const int32_t *perm)") { c in
-                QuantDialect.indexPairs(&c, count: 8)
+            QuantDialect.gatherLanes(&c, lanes: 8, vector: "__m256", how: "each lane a scalar load inserted into its half (vinsertps), no buffer") { c in
                 for (name, first) in [("lo", 0), ("hi", 4)] { QuantDialect.insertQuarter(&c, name, first: first) }
                 c.line("return _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);")
             }
@@ -254,12 +261,7 @@ struct QuantDialect: Sendable {
         storeCodes: { "_mm_storeu_si128((__m128i *)(\($0) + \($1)), _mm512_cvtsepi32_epi8(\($2)));" },
         vectorGather: { "_mm512_i32gather_ps(_mm512_loadu_si512((const void *)(\($1) + \($2))), \($0), 4)" },
         laneGather: { c in
-            c.comment(lines: [
-                "x[perm[0]], ..., x[perm[15]]: four quarters of scalar loads inserted by vinsertps, then combined;",
-                "the indices two per 64-bit load (little-endian: perm[2i] is the low half of p(2i)(2i+1)).",
-            ])
-            c.function("static inline __m512 gather_lanes(const float *x, const int32_t *perm)") { c in
-                QuantDialect.indexPairs(&c, count: 16)
+            QuantDialect.gatherLanes(&c, lanes: 16, vector: "__m512", how: "four quarters of scalar loads inserted by vinsertps, then combined") { c in
                 for q in 0..<4 { QuantDialect.insertQuarter(&c, "q\(q)", first: 4 * q) }
                 c.declare("const __m256", "low", "_mm256_insertf128_ps(_mm256_castps128_ps256(q0), q1, 1)")
                 c.declare("const __m256", "high", "_mm256_insertf128_ps(_mm256_castps128_ps256(q2), q3, 1)")
@@ -315,12 +317,7 @@ struct QuantDialect: Sendable {
         storeCodes: { "store_codes(\($0) + \($1), \($2));" },
         vectorGather: nil,
         laneGather: { c in
-            c.comment(lines: [
-                "x[perm[0]], ..., x[perm[3]]: each lane a scalar load into its lane (ld1 {v.s}[lane]); the indices",
-                "two per 64-bit load (little-endian: perm[2i] is the low half of p(2i)(2i+1)).",
-            ])
-            c.function("static inline float32x4_t gather_lanes(const float *x, const int32_t *perm)") { c in
-                QuantDialect.indexPairs(&c, count: 4)
+            QuantDialect.gatherLanes(&c, lanes: 4, vector: "float32x4_t", how: "each lane a scalar load into its lane (ld1 {v.s}[lane])") { c in
                 c.declare("float32x4_t", "v", "vld1q_dup_f32(x + \(QuantDialect.index(0)))")
                 for lane in 1..<4 { c.line("v = vld1q_lane_f32(x + \(QuantDialect.index(lane)), v, \(lane));") }
                 c.line("return v;")
