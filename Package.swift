@@ -124,7 +124,7 @@ let package = Package(
         .testTarget(name: "TunerTests", dependencies: ["Tuner", "KernelKit", "Kernels", "Pipeline", "TuningStore", "Machine"]),
         .testTarget(name: "EndToEndTests", dependencies: ["Machine", "KernelKit", "TuningStore", "Roofline", "lowbit"]),
         .testTarget(name: "ReportTests", dependencies: ["Report"]),
-        .testTarget(name: "InferenceTests", dependencies: ["Inference", "Model", "Kernels", "KernelKit", "Toolchain", "TuningStore", "Machine"]),
+        .testTarget(name: "InferenceTests", dependencies: ["Inference", "Model", "Kernels", "KernelKit", "Toolchain", "TuningStore", "Machine", "Measure"]),
         .testTarget(name: "RooflineTests", dependencies: ["Roofline", "KernelKit", "Kernels", "Machine"]),
     ]
 )

@@ -324,14 +324,16 @@ struct ServeBenchCommand: ParsableCommand {
         ]
         if let start = r.coreSpeedAtStart, let end = r.coreSpeedAtEnd { lines.append(CoreSpeed.report(start: start, end: end)) }
         var t = Table(
-            ["batch", "mode", "step ms (median)", "min", "p80", "tokens/s", "layers ms", "gemm ms", "attention ms", "head ms", "KV MiB", "packed MiB"],
-            alignments: [.right, .left] + Array(repeating: .right, count: 10))
+            ["batch", "mode", "step ms (median)", "min", "p80", "tokens/s", "layers ms", "gemm ms", "attention ms", "head ms", "KV MiB", "packed MiB",
+             "vector GOP/s"],
+            alignments: [.right, .left] + Array(repeating: .right, count: 11))
         for x in r.results {
             func ms(_ s: Double) -> String { String(format: "%.1f", s * 1e3) }
             t.add([
                 "\(x.batch)", x.mode.rawValue, ms(x.step.median), ms(x.step.min), ms(x.step.p80), String(format: "%.1f", x.tokensPerSecond),
                 ms(x.layerSeconds), ms(x.partSeconds["gemm"] ?? 0), ms(x.partSeconds["attention"] ?? 0), ms(x.partSeconds["embed+lm_head"] ?? 0),
                 "\(x.cacheBytes >> 20)", x.packedBytes.map { "\($0 >> 20)" } ?? "-",
+                x.vectorMedian.map { String(format: "%.0f", $0) } ?? "-",
             ])
         }
         lines.append(t.render())

@@ -1,5 +1,6 @@
 import Foundation
-import Inference
+import Measure
+@testable import Inference
 import Model
 import Testing
 
@@ -98,6 +99,30 @@ struct EngineBatchingTests {
             #expect(abs(sum - gemm) <= 1e-9 + 1e-9 * gemm, "\(result.mode): projections \(sum) s, gemm \(gemm) s")
             #expect(p["lm_head"]! <= result.partSeconds[StepProfile.Part.head.rawValue]!)
         }
+        // The vector probe read before every timed step, where the architecture has one.
+        if VectorProbe.host != nil {
+            #expect(report.results.allSatisfy { $0.vectorGops?.count == 2 && $0.vectorGops!.allSatisfy { $0 > 0 } })
+            #expect(report.coreSpeedAtStart?.vectorGops != nil && report.coreSpeedAtEnd?.vectorGops != nil)
+        }
+    }
+
+    /// A batch whose modes' steps saw vector readings more than 10% apart gets a note naming both;
+    /// closer readings, or none, get none.
+    @Test func serveBenchNotesModesThatSawDifferentVectorShares() {
+        func result(_ batch: Int, _ mode: EngineMode, _ gops: [Double]?) -> ServeBench.Result {
+            ServeBench.Result(
+                batch: batch, mode: mode, step: TimingSummary(samples: [1]), tokensPerSecond: 1, timePerOutputTokenMs: 1000, partSeconds: [:],
+                layerSeconds: 1, cacheBytes: 0, vectorGops: gops)
+        }
+        let results = [
+            result(8, .w8a8, [400, 390, 410]), result(8, .w4a4, [300, 320, 310]),
+            result(16, .w8a8, [400, 390]), result(16, .w4a4, [380, 370]),
+            result(32, .w8a8, nil), result(32, .w4a4, [300]),
+        ]
+        let notes = ServeBench.vectorNotes(results, batches: [8, 16, 32])
+        #expect(notes.count == 1)
+        #expect(notes.first?.hasPrefix("batch 8: the vector probe before w4a4's steps read 78% of its reading before w8a8's (median 310 against 400 GOP/s)") == true,
+                "\(notes)")
     }
 
     /// A batch whose caches do not fit leaves modes out (the largest cache first) with a note, rather than

@@ -1,3 +1,4 @@
+import CCPUFeatures
 import Machine
 import Testing
 
@@ -17,6 +18,25 @@ struct CoreSpeedTests {
         for ghz in speed.ghz { #expect(ghz > 0.1 && ghz < 10, "\(ghz) adds per ns") }
         #expect(topology.currentThreadBinding() == before)
         #expect(speed.summary.hasPrefix("PU \(pus[0]) "))
+        // x86-64 and aarch64 have a vector probe; one vector instruction does at most 2 x 64 byte
+        // operations and no core issues more than 8 a cycle at 10 GHz: 10 TOP/s bounds a real loop.
+        if CPUArchitecture.current != .other {
+            let vector = try #require(speed.vectorGops)
+            #expect(vector.count == pus.count)
+            for gops in vector { #expect(gops > 0.5 && gops < 10_000, "\(gops) GOP/s") }
+            #expect(speed.vectorProbe != nil)
+        }
+    }
+
+    @Test func vectorLoopCountsItsOperations() throws {
+        #if arch(x86_64)
+        #expect(lowbit_vector_madds(10, 0) == 10 * 12 * 16)
+        let isa = ISAFeatures.probe()
+        if isa.has(.avx2) { #expect(lowbit_vector_madds(10, 1) == 10 * 12 * 64) }
+        #elseif arch(arm64)
+        #expect(lowbit_vector_madds(10, 0) == 10 * 16 * 32)
+        #endif
+        #expect(lowbit_vector_madds(0, 0) == 0)
     }
 
     @Test func reportWarnsOnlyWhenTheSpeedMovedMoreThanTenPercent() {
@@ -29,5 +49,18 @@ struct CoreSpeedTests {
         #expect(slower.contains("(unbound)"))
         let faster = CoreSpeed.report(start: start, end: CoreSpeed(pus: [0, 1], ghz: [3.6, 3.6], bound: true))
         #expect(faster.contains("+20%: the machine sped up"))
+        #expect(!faster.contains("vector speed"), "no vector line without vector readings")
+    }
+
+    @Test func reportComparesTheVectorReadingsOnTheirOwnLine() {
+        let start = CoreSpeed(pus: [0, 1], ghz: [3.0, 3.0], bound: true, vectorGops: [400, 410], vectorProbe: "vpmaddubsw 256-bit")
+        let shared = CoreSpeed.report(start: start, end: CoreSpeed(pus: [0, 1], ghz: [3.0, 3.0], bound: true, vectorGops: [300, 310], vectorProbe: "vpmaddubsw 256-bit"))
+        let lines = shared.split(separator: "\n")
+        #expect(lines.count == 2)
+        #expect(!lines[0].contains("slowed"), "the clock held")
+        #expect(lines[1] == "vector speed (independent vpmaddubsw 256-bit chains): start PU 0 400, PU 1 410 GOP/s; end PU 0 300, PU 1 310 GOP/s "
+            + "(-25%: the vector units' share of the cores slowed down during the run; compare numbers measured side by side, not across runs)")
+        let steady = CoreSpeed.report(start: start, end: CoreSpeed(pus: [0, 1], ghz: [3.0, 3.0], bound: true, vectorGops: [390, 400], vectorProbe: "vpmaddubsw 256-bit"))
+        #expect(steady.hasSuffix("end PU 0 390, PU 1 400 GOP/s"))
     }
 }

@@ -41,6 +41,14 @@ int lowbit_flush_cache_lines(const void *p, uint64_t bytes);
 // elsewhere a plain C chain (a lower bound on the clock).
 uint64_t lowbit_dependent_adds(uint64_t start, uint64_t rounds);
 
+// Runs `rounds` rounds of independent 8- or 16-bit multiply-add chains (inline assembly) and returns
+// the integer operations done, two per product, or 0 where this architecture has no such loop.
+// The time they take gives the vector throughput this thread gets: a core shared with another
+// hardware thread (a co-tenant on a virtual machine) loses it while its clock, which
+// lowbit_dependent_adds measures, stays the same. x86-64: vpmaddubsw on 256-bit registers when
+// `wide` is nonzero (the caller has checked AVX2), else pmaddwd (SSE2); aarch64: NEON mla on bytes.
+uint64_t lowbit_vector_madds(uint64_t rounds, int wide);
+
 #ifdef __cplusplus
 }
 #endif

@@ -60,6 +60,14 @@ public enum ServeBench {
         public var packedBytes: Int?
         public var packings: Int?
         public var packingsTimed: Int?
+        /// The vector throughput of the engine's PUs (`VectorProbe`, GOP/s averaged over the PUs) sampled
+        /// right before each timed step, in step order; nil without a probe or in reports written before.
+        public var vectorGops: [Double]?
+
+        /// The median of `vectorGops`, nil without samples.
+        public var vectorMedian: Double? {
+            vectorGops.flatMap { $0.isEmpty ? nil : TimingSummary(samples: $0).median }
+        }
     }
 
     /// Speed-ups at one batch size, from median step times.
@@ -109,6 +117,7 @@ public enum ServeBench {
         let speedPUs = ThreadPlacement.scatter.pus(count: first.runtime.threads.threadCount, topology: machine.description.topology)
         let loadAverage = Self.loadAverage()
         let speedAtStart = CoreSpeed.measure(pus: speedPUs, topology: machine.hwloc)
+        let probe = VectorProbe.host
         var results: [Result] = []
         var memoryNotes: [String] = []
         for batch in options.batches {
@@ -138,9 +147,15 @@ public enum ServeBench {
             for engine in active { engine.resetProfile() }
             let packedWarm = active.map(\.packedWeights.packings)
             var samples = Array(repeating: [Double](), count: active.count)
+            var vector = Array(repeating: [Double](), count: active.count)
             for s in 0..<options.steps {
                 for i in active.indices {
                     let e = (i + s) % active.count
+                    if let probe {
+                        var gops: [Double] = []
+                        _ = CoreSpeed.onEach(speedPUs, topology: machine.hwloc) { gops.append(probe.gops(runs: 1)) }
+                        vector[e].append(gops.reduce(0, +) / Double(max(1, gops.count)))
+                    }
                     let start = StepProfile.now()
                     try decode(e)
                     samples[e].append(StepProfile.now() - start)
@@ -156,7 +171,8 @@ public enum ServeBench {
                     batch: batch, mode: engine.mode, step: summary, tokensPerSecond: Double(batch) / summary.median,
                     timePerOutputTokenMs: summary.median * 1e3, partSeconds: parts, layerSeconds: p.layerSeconds / steps,
                     cacheBytes: engine.cacheBytes, stepSeconds: samples[e], projectionSeconds: p.projections.mapValues { $0 / steps },
-                    packedBytes: packed.bytes, packings: packed.packings - packedBefore[e], packingsTimed: packed.packings - packedWarm[e]))
+                    packedBytes: packed.bytes, packings: packed.packings - packedBefore[e], packingsTimed: packed.packings - packedWarm[e],
+                    vectorGops: probe == nil ? nil : vector[e]))
                 for id in sequences[e] { engine.release(id) }
                 progress("batch \(batch): \(engine.mode.rawValue) \(String(format: "%.1f", Double(batch) / summary.median)) tokens/s")
                 if packed.packings > packedWarm[e] {
@@ -177,7 +193,8 @@ public enum ServeBench {
             context: options.context, steps: options.steps, threads: first.runtime.threads.threadCount,
             database: first.runtime.databasePath, loadAverageAtStart: loadAverage, coreSpeedAtStart: speedAtStart,
             coreSpeedAtEnd: CoreSpeed.measure(pus: speedPUs, topology: machine.hwloc), results: results,
-            ratios: ratios(results, batches: options.batches, layers: first.config.numHiddenLayers), notes: notes + memoryNotes)
+            ratios: ratios(results, batches: options.batches, layers: first.config.numHiddenLayers),
+            notes: notes + memoryNotes + vectorNotes(results, batches: options.batches))
     }
 
     /// The memory a batch's caches may take when no limit is given: `MemAvailable` less the reserve.
@@ -221,6 +238,19 @@ public enum ServeBench {
         "lm_head runs in FP32 (OpenBLAS) in the fp32 mode and with FP16 weights (gemm-f16) in w8a8 and w4a4, as Atom keeps it; layer ratios leave it out.",
         "projected32 ratios are projections to 32 layers from the measured per-layer and lm_head times, not measurements.",
     ]
+
+    /// A note per batch whose modes' steps saw vector throughputs (the medians of the samples before
+    /// their steps) more than 10% apart: the machine, not the kernels, moved that batch's ratios.
+    static func vectorNotes(_ results: [Result], batches: [Int]) -> [String] {
+        batches.compactMap { b in
+            let medians = results.filter { $0.batch == b }.compactMap { r in r.vectorMedian.map { (r.mode, $0) } }
+            guard let low = medians.min(by: { $0.1 < $1.1 }), let high = medians.max(by: { $0.1 < $1.1 }), low.1 > 0,
+                  high.1 / low.1 > 1.1 else { return nil }
+            return String(format: "batch %d: the vector probe before %@'s steps read %.0f%% of its reading before %@'s (median %.0f against %.0f GOP/s): "
+                + "the machine gave the modes different shares of the cores, which moves this batch's ratios; run it again", b,
+                low.0.rawValue, low.1 / high.1 * 100, high.0.rawValue, low.1, high.1)
+        }
+    }
 
     static func ratios(_ results: [Result], batches: [Int], layers: Int) -> [Ratio] {
         batches.map { b in
