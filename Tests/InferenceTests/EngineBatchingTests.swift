@@ -104,6 +104,9 @@ struct EngineBatchingTests {
             #expect(report.results.allSatisfy { $0.vectorGops?.count == 2 && $0.vectorGops!.allSatisfy { $0 > 0 } })
             #expect(report.coreSpeedAtStart?.vectorGops != nil && report.coreSpeedAtEnd?.vectorGops != nil)
         }
+        // Steal over the engine's CPUs, from /proc/stat (Linux reports the field, zero off a VM).
+        let steal = try #require(report.stealFraction)
+        #expect(steal >= 0 && steal <= 1)
     }
 
     /// A batch whose modes' steps saw vector readings more than 10% apart gets a note naming both;

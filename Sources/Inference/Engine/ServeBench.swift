@@ -101,6 +101,10 @@ public enum ServeBench {
         /// The engine threads' cores' speed before the first batch and after the last (`CoreSpeed`).
         public var coreSpeedAtStart: CoreSpeed?
         public var coreSpeedAtEnd: CoreSpeed?
+        /// The share of the engine's CPUs' time the hypervisor stole during the run (/proc/stat), nil
+        /// where it is not reported (and in reports written before it was kept).
+        public var stealFraction: Double?
+        public var stealCPUs: [Int]?
         public var results: [Result]
         public var ratios: [Ratio]
         public var notes: [String]
@@ -118,6 +122,7 @@ public enum ServeBench {
         let loadAverage = Self.loadAverage()
         let speedAtStart = CoreSpeed.measure(pus: speedPUs, topology: machine.hwloc)
         let probe = VectorProbe.host
+        let timesAtStart = CPUTimes.now(cpus: speedPUs)
         var results: [Result] = []
         var memoryNotes: [String] = []
         for batch in options.batches {
@@ -192,7 +197,9 @@ public enum ServeBench {
             machine: first.runtime.machine.description.fingerprint.id, model: model, layers: first.config.numHiddenLayers,
             context: options.context, steps: options.steps, threads: first.runtime.threads.threadCount,
             database: first.runtime.databasePath, loadAverageAtStart: loadAverage, coreSpeedAtStart: speedAtStart,
-            coreSpeedAtEnd: CoreSpeed.measure(pus: speedPUs, topology: machine.hwloc), results: results,
+            coreSpeedAtEnd: CoreSpeed.measure(pus: speedPUs, topology: machine.hwloc),
+            stealFraction: timesAtStart.flatMap { start in CPUTimes.now(cpus: speedPUs)?.stealFraction(since: start) }, stealCPUs: speedPUs,
+            results: results,
             ratios: ratios(results, batches: options.batches, layers: first.config.numHiddenLayers),
             notes: notes + memoryNotes + vectorNotes(results, batches: options.batches))
     }
