@@ -196,3 +196,20 @@ uint64_t lowbit_vector_madds(uint64_t rounds, int wide) {
     return 0;
 #endif
 }
+
+uint64_t lowbit_chase(const uint64_t *next, uint64_t start, uint64_t steps) {
+    uint64_t at = start;
+    for (uint64_t s = 0; s < steps; s++) at = next[at];
+    return at;
+}
+
+uint64_t lowbit_read_lines(const uint64_t *p, uint64_t words) {
+    // Two words of each 64-byte line, in two running sums: the loads of successive lines are
+    // independent, so the loop runs at the bandwidth the memory system gives one thread.
+    uint64_t a = 0, b = 0;
+    for (uint64_t i = 0; i + 8 <= words; i += 8) {
+        a += p[i];
+        b += p[i + 4];
+    }
+    return a + b;
+}

@@ -323,6 +323,7 @@ struct ServeBenchCommand: ParsableCommand {
             "database: \(r.database ?? "none (analytical configurations)"); load average at start: \(r.loadAverageAtStart)",
         ]
         if let start = r.coreSpeedAtStart, let end = r.coreSpeedAtEnd { lines.append(CoreSpeed.report(start: start, end: end)) }
+        if let start = r.memoryAtStart, let end = r.memoryAtEnd { lines.append(MemorySpeed.report(start: start, end: end)) }
         if let steal = r.stealFraction { lines.append(CPUTimes.report(stealFraction: steal, cpus: r.stealCPUs)) }
         var t = Table(
             ["batch", "mode", "step ms (median)", "min", "p80", "tokens/s", "layers ms", "gemm ms", "attention ms", "head ms", "KV MiB", "packed MiB",

@@ -104,6 +104,8 @@ struct EngineBatchingTests {
             #expect(report.results.allSatisfy { $0.vectorGops?.count == 2 && $0.vectorGops!.allSatisfy { $0 > 0 } })
             #expect(report.coreSpeedAtStart?.vectorGops != nil && report.coreSpeedAtEnd?.vectorGops != nil)
         }
+        // The memory probe at start and end.
+        #expect(report.memoryAtStart != nil && report.memoryAtEnd != nil)
         // Steal over the engine's CPUs, from /proc/stat (Linux reports the field, zero off a VM).
         let steal = try #require(report.stealFraction)
         #expect(steal >= 0 && steal <= 1)

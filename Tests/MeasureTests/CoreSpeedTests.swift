@@ -64,3 +64,25 @@ struct CoreSpeedTests {
         #expect(steady.hasSuffix("end PU 0 390, PU 1 400 GOP/s"))
     }
 }
+
+@Suite("Memory probe")
+struct MemoryProbeTests {
+    @Test func sizesFromTheLastLevelCacheAndReadsPlausibly() {
+        let probe = MemoryProbe(lastLevelCacheBytes: 16 << 20)
+        #expect(probe.chaseBytes == 2 << 20 && probe.readBytes == 64 << 20)
+        #expect(MemoryProbe(lastLevelCacheBytes: nil).chaseBytes == 4 << 20)
+        let speed = probe.measure()
+        // A dependent load takes between a cycle and a few microseconds; one thread reads between 0.1
+        // and 1000 GB/s: a chase optimized away or a wrongly timed read lands outside.
+        #expect(speed.chaseNs > 0.2 && speed.chaseNs < 5_000, "\(speed.chaseNs) ns")
+        #expect(speed.readGBps > 0.1 && speed.readGBps < 1_000, "\(speed.readGBps) GB/s")
+    }
+
+    @Test func reportWarnsWhenLatencyOrBandwidthMovedMoreThanAQuarter() {
+        let start = MemorySpeed(chaseBytes: 4 << 20, chaseNs: 30, readBytes: 128 << 20, readGBps: 12)
+        let steady = MemorySpeed.report(start: start, end: MemorySpeed(chaseBytes: 4 << 20, chaseNs: 33, readBytes: 128 << 20, readGBps: 11))
+        #expect(steady == "memory speed (one thread: pointer chase in 4 MiB, read of 128 MiB): start 30 ns, 12.0 GB/s; end 33 ns, 11.0 GB/s")
+        let shared = MemorySpeed.report(start: start, end: MemorySpeed(chaseBytes: 4 << 20, chaseNs: 150, readBytes: 128 << 20, readGBps: 12))
+        #expect(shared.hasSuffix("(latency +400%, bandwidth +0%: other work shares this machine's cache and memory; compare numbers measured side by side, not across runs)"))
+    }
+}

@@ -49,6 +49,13 @@ uint64_t lowbit_dependent_adds(uint64_t start, uint64_t rounds);
 // `wide` is nonzero (the caller has checked AVX2), else pmaddwd (SSE2); aarch64: NEON mla on bytes.
 uint64_t lowbit_vector_madds(uint64_t rounds, int wide);
 
+// Follows `steps` links of the chain next[at] from `start` and returns where it ends: each load
+// waits for the one before, so the time per step is the latency of wherever the chain lives.
+uint64_t lowbit_chase(const uint64_t *next, uint64_t start, uint64_t steps);
+
+// Reads two words of every 64-byte line of p[0 .. words) and returns their sum.
+uint64_t lowbit_read_lines(const uint64_t *p, uint64_t words);
+
 #ifdef __cplusplus
 }
 #endif

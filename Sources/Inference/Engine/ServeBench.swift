@@ -105,6 +105,9 @@ public enum ServeBench {
         /// where it is not reported (and in reports written before it was kept).
         public var stealFraction: Double?
         public var stealCPUs: [Int]?
+        /// `MemoryProbe` before the first batch and after the last.
+        public var memoryAtStart: MemorySpeed?
+        public var memoryAtEnd: MemorySpeed?
         public var results: [Result]
         public var ratios: [Ratio]
         public var notes: [String]
@@ -123,6 +126,8 @@ public enum ServeBench {
         let speedAtStart = CoreSpeed.measure(pus: speedPUs, topology: machine.hwloc)
         let probe = VectorProbe.host
         let timesAtStart = CPUTimes.now(cpus: speedPUs)
+        let memory = MemoryProbe(lastLevelCacheBytes: machine.description.topology.lastLevelCache.map { Int($0.sizeBytes) })
+        let memoryAtStart = memory.measure()
         var results: [Result] = []
         var memoryNotes: [String] = []
         for batch in options.batches {
@@ -199,7 +204,7 @@ public enum ServeBench {
             database: first.runtime.databasePath, loadAverageAtStart: loadAverage, coreSpeedAtStart: speedAtStart,
             coreSpeedAtEnd: CoreSpeed.measure(pus: speedPUs, topology: machine.hwloc),
             stealFraction: timesAtStart.flatMap { start in CPUTimes.now(cpus: speedPUs)?.stealFraction(since: start) }, stealCPUs: speedPUs,
-            results: results,
+            memoryAtStart: memoryAtStart, memoryAtEnd: memory.measure(), results: results,
             ratios: ratios(results, batches: options.batches, layers: first.config.numHiddenLayers),
             notes: notes + memoryNotes + vectorNotes(results, batches: options.batches))
     }
@@ -246,7 +251,7 @@ public enum ServeBench {
         "projected32 ratios are projections to 32 layers from the measured per-layer and lm_head times, not measurements.",
     ]
 
-    /// A note per batch whose modes' steps saw vector throughputs (the medians of the samples before
+    /// A note per batch whose modes' steps saw vector throughputs (the medians of the readings before
     /// their steps) more than 10% apart: the machine, not the kernels, moved that batch's ratios.
     static func vectorNotes(_ results: [Result], batches: [Int]) -> [String] {
         batches.compactMap { b in
