@@ -81,13 +81,6 @@ public struct MemorySpeed: Codable, Sendable, Equatable {
     public var readBytes: Int
     public var readGBps: Double
 
-    public init(chaseBytes: Int, chaseNs: Double, readBytes: Int, readGBps: Double) {
-        self.chaseBytes = chaseBytes
-        self.chaseNs = chaseNs
-        self.readBytes = readBytes
-        self.readGBps = readGBps
-    }
-
     /// A line comparing a run's start and end, with a warning when the chase's latency or the read
     /// bandwidth moved by more than 25% (both swing more than the clock on a shared machine).
     public static func report(start: MemorySpeed, end: MemorySpeed) -> String {
