@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Machine
+import Measure
 
 struct MachineCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -14,13 +15,34 @@ struct MachineCommand: ParsableCommand {
     @Flag(help: "Print the description as JSON (stable keys, for scripts).")
     var json = false
 
+    @Flag(help: ArgumentHelp(
+        "Also measure load latency against working-set size (one thread, a few seconds) and compare it with the caches the CPU reports.",
+        discussion: "With --json the description gains a \"latency\" key."))
+    var latency = false
+
     func run() throws {
         let logger = global.logger("lowbit.machine")
         let model = try MachineModel(logger: logger)
+        let topology = model.description.topology
+        var curve: LatencyCurve?
+        if latency {
+            // Measured on the first PU, bound where the binding holds, so the curve is one core's view.
+            if let pu = topology.pus.first { _ = try? model.hwloc.bindCurrentThread(to: [pu]) }
+            curve = LatencyCurve.measure(sizes: LatencyCurve.sizes(lastLevelCacheBytes: topology.lastLevelCache.map { Int($0.sizeBytes) }))
+        }
         if json {
-            print(try JSONOutput.encode(model.description))
+            if let curve {
+                struct WithLatency: Encodable {
+                    let machine: MachineDescription
+                    let latency: LatencyCurve
+                }
+                print(try JSONOutput.encode(WithLatency(machine: model.description, latency: curve)))
+            } else {
+                print(try JSONOutput.encode(model.description))
+            }
         } else {
             print(MachineReport(model.description).text)
+            if let curve { print("\n" + MachineReport.latencyText(curve, topology: topology)) }
         }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Machine
+import Measure
 
 /// `lowbit machine` as text a person reads.
 struct MachineReport {
@@ -71,6 +72,42 @@ struct MachineReport {
             ? "PAPI \(c.papi.version ?? "?") (\(c.papi.componentName ?? "no component"), \(c.papi.hardwareCounters) counters claimed)"
             : "PAPI unavailable (\(c.papi.problem ?? "unknown reason"))"
         return "\(papi)\n             \(c.summary)"
+    }
+
+    /// The latency curve as a table, each size beside the smallest reported cache that holds it, and a
+    /// line on the last-level cache: whether half of it reads as a cache or as memory.
+    static func latencyText(_ curve: LatencyCurve, topology: Topology) -> String {
+        let levels = topology.cacheLevels.filter { $0.kind != .instruction }.sorted { $0.level < $1.level }
+        var out = [String(format: "Load latency (one thread on PU %@, a pointer chase through one random cycle of 64-byte lines, best of 3 runs; cycles at the measured %.2f GHz)",
+                          topology.pus.first.map(String.init) ?? "?", curve.ghz)]
+        var table = Table(["working set", "ns", "cycles", "fits in (reported)"], alignments: [.right, .right, .right, .left])
+        for p in curve.points {
+            let level = levels.first { $0.sizeBytes >= UInt64(p.bytes) }?.name ?? "memory"
+            table.add([Format.bytes(UInt64(p.bytes)), String(format: "%.1f", p.nanoseconds), String(format: "%.0f", p.nanoseconds * curve.ghz), level])
+        }
+        out.append(table.render())
+        // The last level against its own hit latency: the latency of the smallest working set past the
+        // level below it (memory's latency includes TLB misses that the cache's does not, so it is no
+        // yardstick).
+        guard let llc = levels.last, levels.count >= 2, llc.level > levels[levels.count - 2].level else { return out.joined(separator: "\n") }
+        let below = levels[levels.count - 2]
+        guard let first = curve.points.first(where: { $0.bytes > Int(below.sizeBytes) }),
+              let half = curve.nanoseconds(atMost: Int(llc.sizeBytes) / 2), first.bytes <= Int(llc.sizeBytes) / 2 else {
+            return out.joined(separator: "\n")
+        }
+        let held = curve.points.filter { $0.bytes >= first.bytes && $0.bytes <= Int(llc.sizeBytes) && $0.nanoseconds <= 2 * first.nanoseconds }.map(\.bytes).max()
+        let heldText = held.map { "working sets up to \(Format.bytes(UInt64($0))) stayed within twice that" } ?? "none stayed within twice that"
+        let ratio = half / first.nanoseconds
+        if ratio > 3 {
+            out.append(String(format: "%@ (%@ reported): half of it read %.0f ns, %.1fx the %.1f ns of a working set just past %@ (%@); %@. This thread gets much less "
+                + "of the %@ than the CPU reports (other guests' or processes' data, or a partitioned cache): block for the cache you measure, and on a shared machine "
+                + "expect it to change from minute to minute (`memory speed` lines of bench and serve-bench).",
+                llc.name, Format.bytes(llc.sizeBytes), half, ratio, first.nanoseconds, below.name, Format.bytes(UInt64(first.bytes)), heldText, llc.name))
+        } else {
+            out.append(String(format: "%@ (%@ reported): half of it read %.0f ns, %.1fx the %.1f ns of a working set just past %@ (%@): it holds working sets of that size.",
+                llc.name, Format.bytes(llc.sizeBytes), half, ratio, first.nanoseconds, below.name, Format.bytes(UInt64(first.bytes))))
+        }
+        return out.joined(separator: "\n")
     }
 }
 

@@ -8,50 +8,26 @@ import Foundation
 /// probe can see: on the Zen 3 VM this project tunes on, a chase through 4 MiB of the 32 MiB L3 took
 /// 20 ns in one minute and 80-210 ns (memory latency) in the next.
 public final class MemoryProbe {
-    /// The chase's buffer: word 8 * i holds the word index of the next line, one random cycle over
-    /// every 64-byte line.
-    private let chase: UnsafeMutableBufferPointer<UInt64>
+    private let chase: PointerChase
     private let stream: UnsafeMutableBufferPointer<UInt64>
-    public let chaseBytes: Int
+    public var chaseBytes: Int { chase.bytes }
     public let readBytes: Int
 
     /// - Parameter lastLevelCacheBytes: the reported size (nil: 32 MiB is assumed); the chase covers an
     ///   eighth of it (at least 256 KiB), the stream 4 times it (at least 64 MiB).
     public init(lastLevelCacheBytes: Int?) {
         let llc = max(lastLevelCacheBytes ?? 32 << 20, 2 << 20)
-        chaseBytes = max(256 << 10, llc / 8) / 64 * 64
+        chase = PointerChase(bytes: max(256 << 10, llc / 8))
         readBytes = max(64 << 20, 4 * llc)
-        chase = .allocate(capacity: chaseBytes / 8)
         stream = .allocate(capacity: readBytes / 8)
-        let lines = chaseBytes / 64
-        // Sattolo's shuffle: one cycle through every line, so the chase visits them all.
-        var order = Array(0..<lines)
-        var rng = SystemRandomNumberGenerator()
-        for i in stride(from: lines - 1, to: 0, by: -1) { order.swapAt(i, Int.random(in: 0..<i, using: &rng)) }
-        chase.initialize(repeating: 0)
-        for i in 0..<lines { chase[8 * i] = UInt64(8 * order[i]) }
         stream.initialize(repeating: 1)
     }
 
-    deinit {
-        chase.deallocate()
-        stream.deallocate()
-    }
+    deinit { stream.deallocate() }
 
-    /// Nanoseconds per chase step: the best of `runs` runs of `steps` steps, after one pass that
-    /// brings the buffer in.
+    /// Nanoseconds per chase step (`PointerChase.nanoseconds`).
     public func chaseNanoseconds(steps: Int = 50_000, runs: Int = 3) -> Double {
-        let base = UnsafePointer(chase.baseAddress!)
-        var at = lowbit_chase(base, 0, UInt64(chaseBytes / 64))
-        var best = Double.infinity
-        for _ in 0..<max(1, runs) {
-            let t0 = Stopwatch.nanoseconds()
-            at = lowbit_chase(base, at, UInt64(steps))
-            let t1 = Stopwatch.nanoseconds()
-            best = min(best, Double(t1 &- t0) / Double(max(1, steps)))
-        }
-        precondition(at % 8 == 0, "the chase left its lines")
-        return best
+        chase.nanoseconds(steps: steps, runs: runs)
     }
 
     /// GB/s of one thread reading the stream buffer: the best of `runs` passes.
@@ -71,6 +47,44 @@ public final class MemoryProbe {
     /// Both readings now, on the calling thread.
     public func measure() -> MemorySpeed {
         MemorySpeed(chaseBytes: chaseBytes, chaseNs: chaseNanoseconds(), readBytes: readBytes, readGBps: readGBps())
+    }
+}
+
+/// A buffer of `bytes` (a multiple of 64) whose 64-byte lines form one random cycle: word 8 * i holds
+/// the word index of the line after line i. Following it is a chain of dependent loads, so the time per
+/// step is the load latency of wherever the buffer lives (TLB misses included).
+public final class PointerChase {
+    private let next: UnsafeMutableBufferPointer<UInt64>
+    public let bytes: Int
+
+    public init(bytes: Int) {
+        self.bytes = max(128, bytes / 64 * 64)
+        let lines = self.bytes / 64
+        next = .allocate(capacity: lines * 8)
+        next.initialize(repeating: 0)
+        // The lines in a random order, each pointing at the one after it: one cycle through them all,
+        // which no prefetcher can guess.
+        var order = Array(0..<lines)
+        order.shuffle()
+        for i in 0..<lines { next[8 * order[i]] = UInt64(8 * order[(i + 1) % lines]) }
+    }
+
+    deinit { next.deallocate() }
+
+    /// Nanoseconds per step: the best of `runs` runs of `steps` steps, after one pass over every line
+    /// that brings the buffer in.
+    public func nanoseconds(steps: Int = 50_000, runs: Int = 3) -> Double {
+        let base = UnsafePointer(next.baseAddress!)
+        var at = lowbit_chase(base, 0, UInt64(bytes / 64))
+        var best = Double.infinity
+        for _ in 0..<max(1, runs) {
+            let t0 = Stopwatch.nanoseconds()
+            at = lowbit_chase(base, at, UInt64(steps))
+            let t1 = Stopwatch.nanoseconds()
+            best = min(best, Double(t1 &- t0) / Double(max(1, steps)))
+        }
+        precondition(at % 8 == 0, "the chase left its lines")
+        return best
     }
 }
 
@@ -94,5 +108,37 @@ public struct MemorySpeed: Codable, Sendable, Equatable {
                 + "compare numbers measured side by side, not across runs)", (latency - 1) * 100, (bandwidth - 1) * 100)
         }
         return line
+    }
+}
+
+/// Load latency against working-set size on the calling thread: a `PointerChase` at each size, the
+/// curve lmbench's lat_mem_rd draws. Where it steps up shows the caches a thread really gets, which on a
+/// shared or virtual machine can be less than the sizes the CPU reports.
+public struct LatencyCurve: Codable, Sendable {
+    public struct Point: Codable, Sendable, Equatable {
+        public var bytes: Int
+        public var nanoseconds: Double
+    }
+
+    public var points: [Point]
+    /// The clock while it was measured (`CoreSpeed.chainSpeed`), to express the latencies in cycles.
+    public var ghz: Double
+
+    /// Powers of two from 8 KiB to four times the last-level cache (at least 64 MiB).
+    public static func sizes(lastLevelCacheBytes: Int?) -> [Int] {
+        let top = max(64 << 20, 4 * (lastLevelCacheBytes ?? 32 << 20))
+        return Array(sequence(first: 8 << 10) { $0 * 2 <= top ? $0 * 2 : nil })
+    }
+
+    /// Measures every size in turn (a new buffer each), `steps` steps per run, best of three runs.
+    public static func measure(sizes: [Int], steps: Int = 200_000) -> LatencyCurve {
+        let ghz = CoreSpeed.chainSpeed()
+        let points = sizes.map { bytes in Point(bytes: bytes, nanoseconds: PointerChase(bytes: bytes).nanoseconds(steps: steps)) }
+        return LatencyCurve(points: points, ghz: ghz)
+    }
+
+    /// The latency of the largest size at or below `bytes`, nil when none was measured.
+    public func nanoseconds(atMost bytes: Int) -> Double? {
+        points.filter { $0.bytes <= bytes }.max { $0.bytes < $1.bytes }?.nanoseconds
     }
 }

@@ -68,6 +68,30 @@ struct CLITests {
         }
     }
 
+    /// --latency: a row per working set from 8 KiB past the last-level cache, each beside the reported
+    /// level that holds it (memory past the last), the latencies in ns and cycles, and a line on the
+    /// last level; with --json the description and the curve side by side.
+    @Test func machineLatencyCurve() throws {
+        let cli = try LowbitBinary()
+        let text = try cli.run(["machine", "--latency"])
+        #expect(text.status == 0, "stderr: \(text.stderr)")
+        #expect(text.stdout.contains("Load latency (one thread on PU") && text.stdout.contains("working set     ns  cycles  fits in (reported)"))
+        let topology = try MachineModel().description.topology
+        let rows = text.stdout.split(separator: "\n").filter { $0.hasSuffix(" L1d") || $0.hasSuffix(" memory") || $0.range(of: #" L[2-9]$"#, options: .regularExpression) != nil }
+        #expect(rows.first?.trimmingCharacters(in: .whitespaces).hasPrefix("8 KiB") == true, "\(rows)")
+        #expect(rows.last?.hasSuffix(" memory") == true, "\(rows)")
+        if let llc = topology.lastLevelCache {
+            #expect(text.stdout.contains("\(llc.name) (") && text.stdout.contains("reported): half of it read"), "\(text.stdout)")
+        }
+        let json = try cli.run(["machine", "--json", "--latency"])
+        #expect(json.status == 0)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let latency = try #require(object["latency"] as? [String: Any])
+        let points = try #require(latency["points"] as? [[String: Any]])
+        #expect(points.count == rows.count && object["machine"] != nil)
+        #expect(points.allSatisfy { (($0["nanoseconds"] as? Double) ?? 0) > 0 })
+    }
+
     @Test func countersListsEveryEvent() throws {
         let result = try LowbitBinary().run(["counters", "--no-sample"])
         #expect(result.status == 0)

@@ -86,3 +86,23 @@ struct MemoryProbeTests {
         #expect(shared.hasSuffix("(latency +400%, bandwidth +0%: other work shares this machine's cache and memory; compare numbers measured side by side, not across runs)"))
     }
 }
+
+@Suite("Latency curve")
+struct LatencyCurveTests {
+    @Test func sizesRunFromEightKiBToFourTimesTheLastLevel() {
+        let sizes = LatencyCurve.sizes(lastLevelCacheBytes: 32 << 20)
+        #expect(sizes.first == 8 << 10 && sizes.last == 128 << 20 && sizes.count == 15)
+        #expect(LatencyCurve.sizes(lastLevelCacheBytes: 4 << 20).last == 64 << 20, "at least 64 MiB")
+    }
+
+    @Test func chasesVisitEveryLineAndTakeAPlausibleTime() {
+        let curve = LatencyCurve.measure(sizes: [16 << 10, 64 << 10], steps: 20_000)
+        #expect(curve.points.map(\.bytes) == [16 << 10, 64 << 10])
+        // An L1-sized chase cannot beat a cycle at 10 GHz nor take microseconds.
+        for p in curve.points { #expect(p.nanoseconds > 0.1 && p.nanoseconds < 5_000, "\(p)") }
+        #expect(curve.nanoseconds(atMost: 32 << 10) == curve.points[0].nanoseconds)
+        #expect(curve.nanoseconds(atMost: 1 << 10) == nil)
+        // Sizes round down to whole lines, at least two of them.
+        #expect(PointerChase(bytes: 1000).bytes == 960 && PointerChase(bytes: 1).bytes == 128)
+    }
+}
