@@ -67,16 +67,12 @@ public struct CoreSpeed: Codable, Sendable, Equatable {
 
     /// The median over `runs` chains of dependent adds per nanosecond, on the calling thread.
     public static func chainSpeed(runs: Int = 5) -> Double {
-        var rates: [Double] = []
         var x: UInt64 = 0
-        for _ in 0..<max(1, runs) {
-            let t0 = Stopwatch.nanoseconds()
+        let rates = Stopwatch.rates(runs: runs) {
             x = lowbit_dependent_adds(x, roundsPerRun)
-            let t1 = Stopwatch.nanoseconds()
-            rates.append(Double(8 * roundsPerRun) / Double(max(1, t1 &- t0)))
+            return Double(8 * roundsPerRun)
         }
         precondition(x == 8 * roundsPerRun * UInt64(max(1, runs)), "the dependent-add chain returned \(x)")
-        rates.sort()
         return rates[rates.count / 2]
     }
 
@@ -135,14 +131,7 @@ public struct VectorProbe: Sendable {
 
     /// The median over `runs` timed loops on the calling thread, in GOP/s.
     public func gops(runs: Int = 5) -> Double {
-        var rates: [Double] = []
-        for _ in 0..<max(1, runs) {
-            let t0 = Stopwatch.nanoseconds()
-            let ops = lowbit_vector_madds(Self.roundsPerRun, wide ? 1 : 0)
-            let t1 = Stopwatch.nanoseconds()
-            rates.append(Double(ops) / Double(max(1, t1 &- t0)))
-        }
-        rates.sort()
+        let rates = Stopwatch.rates(runs: runs) { Double(lowbit_vector_madds(Self.roundsPerRun, wide ? 1 : 0)) }
         return rates[rates.count / 2]
     }
 }

@@ -33,15 +33,11 @@ public final class MemoryProbe {
     /// GB/s of one thread reading the stream buffer: the best of `runs` passes.
     public func readGBps(runs: Int = 2) -> Double {
         let base = UnsafePointer(stream.baseAddress!)
-        var best = 0.0
-        for _ in 0..<max(1, runs) {
-            let t0 = Stopwatch.nanoseconds()
+        return Stopwatch.rates(runs: runs) {
             let sum = lowbit_read_lines(base, UInt64(stream.count))
-            let t1 = Stopwatch.nanoseconds()
             precondition(sum == UInt64(stream.count / 4), "the stream read \(sum)")
-            best = max(best, Double(readBytes) / Double(max(1, t1 &- t0)))
-        }
-        return best
+            return Double(readBytes)
+        }.last!
     }
 
     /// Both readings now, on the calling thread.
@@ -76,15 +72,12 @@ public final class PointerChase {
     public func nanoseconds(steps: Int = 50_000, runs: Int = 3) -> Double {
         let base = UnsafePointer(next.baseAddress!)
         var at = lowbit_chase(base, 0, UInt64(bytes / 64))
-        var best = Double.infinity
-        for _ in 0..<max(1, runs) {
-            let t0 = Stopwatch.nanoseconds()
+        let fastest = Stopwatch.rates(runs: runs) {
             at = lowbit_chase(base, at, UInt64(steps))
-            let t1 = Stopwatch.nanoseconds()
-            best = min(best, Double(t1 &- t0) / Double(max(1, steps)))
-        }
+            return Double(steps)
+        }.last!
         precondition(at % 8 == 0, "the chase left its lines")
-        return best
+        return 1 / fastest
     }
 }
 

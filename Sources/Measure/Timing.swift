@@ -107,6 +107,17 @@ public enum Stopwatch {
         return TimingSummary(samples: samples, stableWithin: policy.stableWithin)
     }
 
+    /// Runs `body` `runs` times (at least once) and returns each run's work per nanosecond, ascending;
+    /// `body` does the work and returns how much it did. For the probes that time a fixed loop.
+    public static func rates(runs: Int, _ body: () -> Double) -> [Double] {
+        (0..<max(1, runs)).map { _ in
+            let t0 = nanoseconds()
+            let work = body()
+            let t1 = nanoseconds()
+            return work / Double(max(1, t1 &- t0))
+        }.sorted()
+    }
+
     /// CLOCK_MONOTONIC in nanoseconds.
     @inline(__always)
     public static func nanoseconds() -> UInt64 {
