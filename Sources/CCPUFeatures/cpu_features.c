@@ -121,7 +121,7 @@ uint64_t lowbit_dependent_adds(uint64_t start, uint64_t rounds) {
 
 uint64_t lowbit_vector_madds(uint64_t rounds, int wide) {
     if (rounds == 0) return 0;
-    const uint64_t n = rounds;
+    const uint64_t n = rounds;  // the loops count `rounds` down to zero
     // Independent chains, more of them than an instruction's latency times the units that issue it
     // on the cores lowbit knows (5 cycles x 2 units on x86, 4 x 4 on aarch64), so the loop runs at
     // the core's throughput; the loop's decrement and branch run on the integer side beside them.
