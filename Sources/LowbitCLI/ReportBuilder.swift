@@ -103,6 +103,18 @@ struct ReportBuilder {
             series: series, referenceLines: marks, yIncludesZero: false)
     }
 
+    /// Nanoseconds per dependent load against working-set size (one thread), with the reported cache
+    /// capacities marked; nil when the ceilings have no latency curve.
+    func latencyChart() -> LineChart? {
+        guard !ceilings.latency.isEmpty else { return nil }
+        let points = ceilings.latency.filter { $0.threads == 1 }.map { DataPoint(Double($0.bytes), $0.nanoseconds) }
+        let marks = PlateauDetector(topology: topology, threads: 1).levels.map { ReferenceLine.vertical(at: $0.bytes, label: $0.name) }
+        return LineChart(
+            title: "Load latency against working set (1 thread)",
+            xAxis: AxisSpec("Working set", kind: .log2, format: .bytes), yAxis: AxisSpec("ns per load", kind: .log10),
+            series: [LineChart.Series("pointer chase", points: points)], referenceLines: marks, yIncludesZero: false)
+    }
+
     /// Best-so-far GOP/s against trial number for the workload with the most trials, one line per
     /// strategy (trials in the order they were stored).
     func convergenceChart() -> LineChart? {
@@ -188,6 +200,10 @@ struct ReportBuilder {
                 caption: "Bandwidth plateaus in GB/s (peak-bandwidth), by the level holding the working set",
                 header: plateauTable.header, rows: plateauTable.rows))
             c.figure(bandwidthChart(), caption: "Measured bandwidth against working-set size; dashed lines mark the cache capacities the threads see.")
+            if let latency = latencyChart() {
+                c.figure(latency, caption: "Load latency against working-set size on one thread (a pointer chase); dashed lines mark the cache "
+                    + "capacities the CPU reports. Where the curve climbs before a line, the thread gets less of that cache than reported.")
+            }
         }
         report.sections.append(c)
 

@@ -30,6 +30,7 @@ struct ReportCommand: ParsableCommand {
         if !builder.ceilings.isEmpty {
             try svg("bandwidth.svg", builder.bandwidthChart().render())
             if !builder.rows.isEmpty { try svg("roofline.svg", builder.rooflineChart().render()) }
+            if let c = builder.latencyChart() { try svg("latency.svg", c.render()) }
         }
         if let c = builder.batchChart() { try svg("throughput-vs-batch.svg", c.render()) }
         if let c = builder.convergenceChart() { try svg("convergence.svg", c.render()) }

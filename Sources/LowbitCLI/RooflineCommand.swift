@@ -3,6 +3,7 @@ import Foundation
 import KernelKit
 import Kernels
 import Machine
+import Measure
 import Pipeline
 import Roofline
 import TuningStore
@@ -115,6 +116,15 @@ struct RooflineMeasurement {
                 progress("bandwidth \(op.rawValue) x\(t): " + plateaus.map { String(format: "%@ %.1f GB/s", $0.level, $0.gbps) }.joined(separator: ", "))
             }
         }
+        // Load latency on one thread (`LatencyCurve`), bound to the first PU where binding holds.
+        let sizes = LatencyCurve.sizes(lastLevelCacheBytes: machine.topology.lastLevelCache.map { Int($0.sizeBytes) })
+        var curve: LatencyCurve?
+        if let hwloc = try? HwlocTopology(), let pu = machine.topology.pus.first {
+            _ = CoreSpeed.onEach([pu], topology: hwloc) { curve = LatencyCurve.measure(sizes: sizes) }
+        }
+        let points = (curve ?? LatencyCurve.measure(sizes: sizes)).points
+        ceilings.latency = points.map { .init(threads: 1, bytes: $0.bytes, nanoseconds: $0.nanoseconds) }
+        progress("latency x1: " + points.map { String(format: "%@ %.1f ns", Format.bytes(UInt64($0.bytes)), $0.nanoseconds) }.joined(separator: ", "))
         return ceilings
     }
 }
@@ -135,6 +145,12 @@ enum RooflineTables {
             let read = c.plateaus.first(where: { $0.op == "read" && $0.level == "DRAM" && $0.threads == triad.threads })
         {
             out += String(format: "\n\nDRAM with %d threads: read %.1f GB/s, STREAM-style triad %.1f GB/s (ratio %.2f)", triad.threads, read.gbps, triad.gbps, read.gbps / triad.gbps)
+        }
+        if !c.latency.isEmpty {
+            out += "\n\nload latency (one thread, pointer chase; ns per dependent load):\n"
+            var l = Table(["working set", "ns"], alignments: [.right, .right])
+            for p in c.latency { l.add([Format.bytes(UInt64(p.bytes)), String(format: "%.1f", p.nanoseconds)]) }
+            out += l.render()
         }
         return out
     }

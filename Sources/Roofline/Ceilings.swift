@@ -5,8 +5,9 @@ import Foundation
 ///
 /// Stored in the tuning database's `machines.ceilings` column (and exports) as one flat
 /// `{name: value}` map, names as documented in `TuningDB/README.md`:
-/// `compute.<op>.<isa>.t<threads>` (GOP/s), `sweep.<op>.t<threads>.<bytes>` (GB/s) and
-/// `bandwidth.<op>.t<threads>.<level>` (GB/s, the plateau of that cache level or DRAM).
+/// `compute.<op>.<isa>.t<threads>` (GOP/s), `sweep.<op>.t<threads>.<bytes>` (GB/s),
+/// `bandwidth.<op>.t<threads>.<level>` (GB/s, the plateau of that cache level or DRAM) and
+/// `latency.t<threads>.<bytes>` (ns per dependent load, a pointer chase through that working set).
 public struct Ceilings: Sendable, Equatable {
     public struct Compute: Sendable, Equatable, Hashable {
         public var op: String
@@ -48,9 +49,22 @@ public struct Ceilings: Sendable, Equatable {
         }
     }
 
+    /// One point of the load-latency curve (`LatencyCurve`): what the caches a thread really gets hold.
+    public struct LatencyPoint: Sendable, Equatable, Hashable {
+        public var threads: Int
+        public var bytes: Int
+        public var nanoseconds: Double
+        public init(threads: Int, bytes: Int, nanoseconds: Double) {
+            self.threads = threads
+            self.bytes = bytes
+            self.nanoseconds = nanoseconds
+        }
+    }
+
     public var compute: [Compute]
     public var sweep: [SweepPoint]
     public var plateaus: [Plateau]
+    public var latency: [LatencyPoint] = []
 
     public init(compute: [Compute] = [], sweep: [SweepPoint] = [], plateaus: [Plateau] = []) {
         self.compute = compute
@@ -58,7 +72,7 @@ public struct Ceilings: Sendable, Equatable {
         self.plateaus = plateaus
     }
 
-    public var isEmpty: Bool { compute.isEmpty && sweep.isEmpty && plateaus.isEmpty }
+    public var isEmpty: Bool { compute.isEmpty && sweep.isEmpty && plateaus.isEmpty && latency.isEmpty }
 
     /// The flat map stored in the database.
     public var flat: [String: Double] {
@@ -66,6 +80,7 @@ public struct Ceilings: Sendable, Equatable {
         for c in compute { map["compute.\(c.op).\(c.isa).t\(c.threads)"] = c.gops }
         for p in sweep { map["sweep.\(p.op).t\(p.threads).\(p.bytes)"] = p.gbps }
         for p in plateaus { map["bandwidth.\(p.op).t\(p.threads).\(p.level)"] = p.gbps }
+        for p in latency { map["latency.t\(p.threads).\(p.bytes)"] = p.nanoseconds }
         return map
     }
 
@@ -82,10 +97,13 @@ public struct Ceilings: Sendable, Equatable {
                 if let t = threads(parts[2]), let b = Int(parts[3]) { sweep.append(SweepPoint(op: parts[1], threads: t, bytes: b, gbps: value)) }
             case "bandwidth" where parts.count == 4:
                 if let t = threads(parts[2]) { plateaus.append(Plateau(op: parts[1], threads: t, level: parts[3], gbps: value)) }
+            case "latency" where parts.count == 3:
+                if let t = threads(parts[1]), let b = Int(parts[2]) { latency.append(LatencyPoint(threads: t, bytes: b, nanoseconds: value)) }
             default: continue
             }
         }
         sweep.sort { ($0.op, $0.threads, $0.bytes) < ($1.op, $1.threads, $1.bytes) }
+        latency.sort { ($0.threads, $0.bytes) < ($1.threads, $1.bytes) }
     }
 
     /// The compute ceiling for an operation on an ISA with a thread count (the nearest thread count

@@ -64,6 +64,16 @@ struct RooflineReportTests {
         }
     }
 
+    /// The latency curve: from 8 KiB past the last-level cache, positive, and an L1-sized chase faster
+    /// than one four times the last level (memory on any machine).
+    @Test func latencyCurveIsStored() throws {
+        let c = try Self.measured.get()
+        #expect(c.latency.count >= 10 && c.latency.allSatisfy { $0.threads == 1 && $0.nanoseconds > 0 })
+        let first = try #require(c.latency.first), last = try #require(c.latency.last)
+        #expect(first.bytes == 8 << 10 && last.bytes >= 64 << 20)
+        #expect(first.nanoseconds < last.nanoseconds, "\(first.nanoseconds) ns in 8 KiB against \(last.nanoseconds) ns in \(last.bytes) bytes")
+    }
+
     @Test func computeCeilingsArePositiveAndOrderedAsTheISAImplies() throws {
         let c = try Self.measured.get()
         #expect(!c.compute.isEmpty)
@@ -89,6 +99,7 @@ struct RooflineReportTests {
         let show = try bin.run(["roofline", "show", "--db", Self.db])
         #expect(show.status == 0, "\(show.stderr)")
         #expect(show.stdout.contains("bandwidth plateaus") && show.stdout.contains("DRAM"))
+        #expect(show.stdout.contains("load latency (one thread, pointer chase; ns per dependent load)"))
 
         let compare = try bin.run(["compare", "gemm-w8a8", "--m", "4", "--n", "64", "--k", "128", "--db", Self.db, "--budget", "0.05"])
         #expect(compare.status == 0, "\(compare.stderr)")
@@ -111,7 +122,8 @@ struct RooflineReportTests {
         #expect(html.components(separatedBy: "<svg").count - 1 >= 3, "inline roofline, bandwidth and batch figures")
         #expect(html.contains("attainment") && html.contains("gemm-w8a8 k=128 m=4 n=64"))
         #expect(html.contains("Comparisons") && html.contains("gemm-w4a4 (128 INT8 outlier channels) against gemm-w8a8") && html.contains("m=4 64x256"))
-        for figure in ["roofline.svg", "bandwidth.svg", "throughput-vs-batch.svg"] {
+        #expect(html.contains("Load latency against working set (1 thread)"))
+        for figure in ["roofline.svg", "bandwidth.svg", "latency.svg", "throughput-vs-batch.svg"] {
             #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent(figure).path), "\(figure)")
         }
     }

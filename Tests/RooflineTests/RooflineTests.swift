@@ -18,6 +18,11 @@ struct RooflineModelTests {
         #expect(Set(back.plateaus) == Set(c.plateaus))
         #expect(c.flat["compute.int8-dot.avx512-vnni.t2"] == 987.5)
         #expect(c.flat["bandwidth.read.t1.DRAM"] == 9)
+        var timed = Ceilings()
+        timed.latency = [.init(threads: 1, bytes: 4 << 20, nanoseconds: 18.5), .init(threads: 1, bytes: 8 << 10, nanoseconds: 1.5)]
+        #expect(timed.flat == ["latency.t1.4194304": 18.5, "latency.t1.8192": 1.5])
+        #expect(Ceilings(flat: timed.flat).latency.map(\.bytes) == [8 << 10, 4 << 20], "read back in size order")
+        #expect(Ceilings(flat: ["latency.t1.clock": 3]).isEmpty, "a latency name without a size is ignored")
         #expect(Ceilings(flat: ["nonsense": 1, "compute.x": 2]).isEmpty, "unknown names are ignored")
     }
 
