@@ -24,12 +24,8 @@ struct MachineCommand: ParsableCommand {
         let logger = global.logger("lowbit.machine")
         let model = try MachineModel(logger: logger)
         let topology = model.description.topology
-        var curve: LatencyCurve?
-        if latency {
-            // Measured on the first PU, bound where the binding holds, so the curve is one core's view.
-            if let pu = topology.pus.first { _ = try? model.hwloc.bindCurrentThread(to: [pu]) }
-            curve = LatencyCurve.measure(sizes: LatencyCurve.sizes(lastLevelCacheBytes: topology.lastLevelCache.map { Int($0.sizeBytes) }))
-        }
+        // One core's view: measured on the first PU, bound there where the binding holds.
+        let curve = latency ? LatencyCurve.measure(topology: topology, hwloc: model.hwloc) : nil
         if json {
             if let curve {
                 struct WithLatency: Encodable {

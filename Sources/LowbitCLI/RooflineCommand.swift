@@ -117,12 +117,7 @@ struct RooflineMeasurement {
             }
         }
         // Load latency on one thread (`LatencyCurve`), bound to the first PU where binding holds.
-        let sizes = LatencyCurve.sizes(lastLevelCacheBytes: machine.topology.lastLevelCache.map { Int($0.sizeBytes) })
-        var curve: LatencyCurve?
-        if let hwloc = try? HwlocTopology(), let pu = machine.topology.pus.first {
-            _ = CoreSpeed.onEach([pu], topology: hwloc) { curve = LatencyCurve.measure(sizes: sizes) }
-        }
-        let points = (curve ?? LatencyCurve.measure(sizes: sizes)).points
+        let points = LatencyCurve.measure(topology: machine.topology, hwloc: try? HwlocTopology()).points
         ceilings.latency = points.map { .init(threads: 1, bytes: $0.bytes, nanoseconds: $0.nanoseconds) }
         progress("latency x1: " + points.map { String(format: "%@ %.1f ns", Format.bytes(UInt64($0.bytes)), $0.nanoseconds) }.joined(separator: ", "))
         return ceilings

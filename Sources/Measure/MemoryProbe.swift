@@ -1,5 +1,6 @@
 import CCPUFeatures
 import Foundation
+import Machine
 
 /// What the memory system gives one thread right now: the latency of a pointer chase through a buffer
 /// an eighth of the last-level cache's reported size (a cache hit on a machine of one's own) and the
@@ -128,6 +129,17 @@ public struct LatencyCurve: Codable, Sendable {
         let ghz = CoreSpeed.chainSpeed()
         let points = sizes.map { bytes in Point(bytes: bytes, nanoseconds: PointerChase(bytes: bytes).nanoseconds(steps: steps)) }
         return LatencyCurve(points: points, ghz: ghz)
+    }
+
+    /// The curve over `sizes(lastLevelCacheBytes:)` of `topology`, measured on its first PU (bound there
+    /// through `hwloc` where binding holds, the thread's binding given back after).
+    public static func measure(topology: Topology, hwloc: HwlocTopology?) -> LatencyCurve {
+        let sizes = sizes(lastLevelCacheBytes: topology.lastLevelCache.map { Int($0.sizeBytes) })
+        var curve: LatencyCurve?
+        if let hwloc, let pu = topology.pus.first {
+            _ = CoreSpeed.onEach([pu], topology: hwloc) { curve = measure(sizes: sizes) }
+        }
+        return curve ?? measure(sizes: sizes)
     }
 
     /// The latency of the largest size at or below `bytes`, nil when none was measured.
