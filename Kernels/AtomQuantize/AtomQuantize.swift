@@ -53,8 +53,9 @@ public struct AtomQuantize: KernelFamily {
         return "\(what), then Atom quantization per row: INT4 group-128 codes, scales and code sums, INT8 outliers (GOP/s = elements per ns)"
     }
 
-    /// silu-mul-quantize is at 6 (its exp by fused multiply-adds); the other two kept version 5's code.
-    public var templateVersion: Int { 7 }
+    /// Version 7 for the reordering kernels; silu-mul-quantize is at 8 (pass A's exp steps interleaved
+    /// across four vectors, same bits), so the reordering kernels' tuning records stay current.
+    public var templateVersion: Int { op == .siluMulQuantize ? 8 : 7 }
     public let dimensions = ["m", "k", "outliers"]
     public let shapeRules = [
         "positive: m is at least 1",

@@ -213,6 +213,43 @@ struct AtomQuantizeTemplate {
             c.declare("const \(d.vec)", "e", "exp_\(s)(\(d.neg("g")))")
             c.line("return \(d.mul(d.div("g", d.add(d.splat("1.0f"), "e")), "u"));")
         }
+        if d.lanes > 1 { siluMulWide(&c, d) }
+    }
+
+    /// Vectors per call of `silu_mul_wide`: pass A's step (4 vectors).
+    static let wideVectors = 4
+
+    /// `silu_mul_wide`: silu_mul_vector for `wideVectors` consecutive vectors, each step of exp done for
+    /// all of them before the next. Same operations per lane, so the same bits; the point is the order:
+    /// exp is one long dependency chain per vector (about 50 cycles), and with the chains one after
+    /// another a core's scheduler cannot reach far enough ahead to overlap them (Zen 3: 14% slower).
+    private func siluMulWide(_ c: inout CSource, _ d: QuantDialect) {
+        let n = Self.wideVectors
+        c.comment(lines: [
+            "silu_mul_vector for the \(n) vectors at gate and up, y[v] for gate + v * LANES: each step of exp for",
+            "all \(n) before the next, so that their dependency chains interleave (the same operations per lane).",
+        ])
+        c.function("static inline void silu_mul_wide(const float *gate, const float *up, \(d.vec) y[\(n)])") { c in
+            c.declare(d.vec, "g[\(n)], x[\(n)], n[\(n)], r[\(n)], z[\(n)], p[\(n)]")
+            func each(_ body: String) {
+                c.forLoop("int v = 0", "v < \(n)", "v++") { c in c.line(body) }
+            }
+            c.forLoop("int v = 0", "v < \(n)", "v++") { c in
+                c.line("g[v] = \(d.load("gate", "v * LANES"));")
+                c.line("x[v] = \(d.min(d.max(d.neg("g[v]"), d.splat("EXP_MIN")), d.splat("EXP_MAX")));")
+            }
+            each("n[v] = \(d.round(d.mul("x[v]", d.splat("LOG2E"))));")
+            each("r[v] = \(d.fma("n[v]", d.splat("-LN2_HI"), "x[v]"));")
+            each("r[v] = \(d.fma("n[v]", d.splat("-LN2_LO"), "r[v]"));")
+            each("z[v] = \(d.mul("r[v]", "r[v]"));")
+            each("p[v] = \(d.fma(d.splat("EXP_P0"), "r[v]", d.splat("EXP_P1")));")
+            for i in 2..<AtomQuantizeReference.ExpConstants.polynomial.count {
+                each("p[v] = \(d.fma("p[v]", "r[v]", d.splat("EXP_P\(i)")));")
+            }
+            c.comment("p = exp(-g), then y")
+            each("p[v] = \(d.mul(d.add(d.fma("p[v]", "z[v]", "r[v]"), d.splat("1.0f")), d.pow2(d.toInt("n[v]"))));")
+            each("y[v] = \(d.mul(d.div("g[v]", d.add(d.splat("1.0f"), "p[v]")), d.load("up", "v * LANES")));")
+        }
     }
 
     private func rowInputs(_ c: inout CSource) {
@@ -348,6 +385,10 @@ struct AtomQuantizeTemplate {
             ? "const float *xg"
             : buffered ? "const row_inputs *restrict in, const float *xg, int j0, float *restrict y" : "const row_inputs *restrict in, int j0, float *restrict y"
         c.function("static float group_scale(\(inputs))") { c in
+            if op == .siluMulQuantize {
+                siluGroupScale(&c, d)
+                return
+            }
             c.comment("four running maxima: the lanes' dependency chains overlap")
             c.line("\(d.vec) \((0..<4).map { "a\($0) = \(d.zero)" }.joined(separator: ", "));")
             c.forLoop("int j = 0", "j < GROUP", "j += 4 * LANES") { c in
@@ -380,6 +421,25 @@ struct AtomQuantizeTemplate {
             }
             c.line("*sum = \(d.hsum("total"));")
         }
+    }
+
+    /// silu-mul-quantize's pass A: y by `silu_mul_wide`, one running maximum (a tree of maxima per
+    /// step: the four accumulators of the other kernels would not fit in AVX2's 16 registers beside
+    /// the exp chains, and max is exact in any order).
+    private func siluGroupScale(_ c: inout CSource, _ d: QuantDialect) {
+        let n = Self.wideVectors
+        c.declare(d.vec, "amax", d.zero)
+        c.forLoop("int j = 0", "j < GROUP", "j += \(n) * LANES") { c in
+            c.declare(d.vec, "v[\(n)]")
+            c.line("silu_mul_wide(in->gate + j0 + j, in->up + j0 + j, v);")
+            c.forLoop("int k = 0", "k < \(n)", "k++") { c in c.line(d.store("y", "j + k * LANES", "v[k]")) }
+            var level = (0..<n).map { d.abs("v[\($0)]") }
+            while level.count > 1 {
+                level = stride(from: 0, to: level.count, by: 2).map { d.max(level[$0], level[$0 + 1]) }
+            }
+            c.line("amax = \(d.max("amax", level[0]));")
+        }
+        c.line("return \(d.hmax("amax")) * CLIP / 7.0f;")
     }
 
     private func quantizeOutliersVector(_ c: inout CSource, _ d: QuantDialect) {
