@@ -222,7 +222,8 @@ struct AtomQuantizeTemplate {
     /// `silu_mul_wide`: silu_mul_vector for `wideVectors` consecutive vectors, each step of exp done for
     /// all of them before the next. Same operations per lane, so the same bits; the point is the order:
     /// exp is one long dependency chain per vector (about 50 cycles), and with the chains one after
-    /// another a core's scheduler cannot reach far enough ahead to overlap them (Zen 3: 14% slower).
+    /// another a core's scheduler cannot reach far enough ahead to overlap them (on Zen 3 the kernel
+    /// ran 18-25% slower that way, with gcc and with clang).
     private func siluMulWide(_ c: inout CSource, _ d: QuantDialect) {
         let n = Self.wideVectors
         c.comment(lines: [
