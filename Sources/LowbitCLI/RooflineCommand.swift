@@ -85,14 +85,30 @@ struct RooflineMeasurement {
         let compute = PeakCompute()
         for isa in compute.targets where isa.runs(on: machine.isa) {
             for op in PeakCompute.Operation.allCases {
+                var oneThread: Double?
                 for t in threads {
                     let config = Configuration([
                         "isa": .name(isa.rawValue), "op": .name(op.rawValue), "threads": .int(t), "placement": .name("scatter"),
                     ])
                     guard (try? compute.check(config, machine: context)) != nil else { continue }
-                    let r = runner.run(compute, Workload(family: compute.name, shape: ["iterations": 1 << 20]), config, seed: seed)
-                    if let g = r.gops { ceilings.compute.append(.init(op: op.rawValue, isa: isa.rawValue, threads: t, gops: g)) }
-                    progress("compute \(op.rawValue) \(isa.rawValue) x\(t): \(r.gops.map { String(format: "%.1f GOP/s", $0) } ?? "\(r.status.rawValue) \(r.message ?? "")")")
+                    let workload = Workload(family: compute.name, shape: ["iterations": 1 << 20])
+                    let r = runner.run(compute, workload, config, seed: seed)
+                    guard let first = r.gops else {
+                        progress("compute \(op.rawValue) \(isa.rawValue) x\(t): \(r.status.rawValue) \(r.message ?? "")")
+                        continue
+                    }
+                    // A reading that does not scale with the threads is measured again (ScalingCheck).
+                    let settled = ScalingCheck.settle(first: first, threads: t, oneThread: oneThread) {
+                        runner.run(compute, workload, config, seed: seed).gops
+                    }
+                    if t == 1 { oneThread = settled.kept }
+                    ceilings.compute.append(.init(op: op.rawValue, isa: isa.rawValue, threads: t, gops: settled.kept))
+                    var line = "compute \(op.rawValue) \(isa.rawValue) x\(t): \(Format.tenths(settled.kept)) GOP/s"
+                    if settled.readings.count > 1, let one = oneThread {
+                        line += " (the first reading was under \(Int(ScalingCheck.floor * 100))% of \(t) x the 1-thread "
+                            + "\(Format.tenths(one)); readings \(settled.readings.map(Format.tenths).joined(separator: ", ")), the highest kept)"
+                    }
+                    progress(line)
                 }
             }
         }

@@ -26,6 +26,34 @@ struct RooflineModelTests {
         #expect(Ceilings(flat: ["nonsense": 1, "compute.x": 2]).isEmpty, "unknown names are ignored")
     }
 
+    @Test func aComputeCeilingThatDoesNotScaleIsMeasuredAgainAndTheHighestKept() {
+        // 2 threads: suspect under 0.75 * 2 * 100 = 150.
+        #expect(ScalingCheck.isSuspect(149, threads: 2, oneThread: 100))
+        #expect(!ScalingCheck.isSuspect(150, threads: 2, oneThread: 100))
+        #expect(!ScalingCheck.isSuspect(10, threads: 1, oneThread: 100), "the 1-thread reading is the reference")
+
+        // A scaling first reading: no more measurements.
+        var calls = 0
+        let fine = ScalingCheck.settle(first: 190, threads: 2, oneThread: 100) { calls += 1; return 500 }
+        #expect(fine.kept == 190 && fine.readings == [190] && calls == 0)
+
+        // Disturbed, then fine: one retry, the higher kept.
+        var next = [196.0, 120]
+        let retried = ScalingCheck.settle(first: 104, threads: 2, oneThread: 100) { next.removeFirst() }
+        #expect(retried.readings == [104, 196] && retried.kept == 196)
+
+        // Disturbed every time: at most `retries` more, the highest kept even though it stays low.
+        var readings = [110.0, 130, 140, 400]
+        let stuck = ScalingCheck.settle(first: 100, threads: 2, oneThread: 100, retries: 2) { readings.removeFirst() }
+        #expect(stuck.readings == [100, 110, 130] && stuck.kept == 130)
+
+        // A failed measurement ends the retries; without a 1-thread reading there is nothing to check against.
+        let failed = ScalingCheck.settle(first: 100, threads: 2, oneThread: 100) { nil }
+        #expect(failed.readings == [100] && failed.kept == 100)
+        let unchecked = ScalingCheck.settle(first: 1, threads: 4, oneThread: nil) { 1000 }
+        #expect(unchecked.readings == [1])
+    }
+
     @Test func plateausAreLabelledByTheLevelHoldingTheWorkingSet() {
         // L1 32 KiB, L2 1 MiB, L3 16 MiB; bandwidth steps down at each.
         let levels: [(name: String, bytes: Double)] = [("L1", 32 * 1024), ("L2", 1_048_576), ("L3", 16 * 1_048_576)]
