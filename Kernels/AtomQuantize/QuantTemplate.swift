@@ -190,6 +190,24 @@ struct AtomQuantizeTemplate {
         }
     }
 
+    /// The family's exp of a clamped `x` as steps `variable = expression`, in order, written once for
+    /// `exp_vector` (one vector) and `silu_mul_wide` (each step across its vectors). `at` names a
+    /// variable's value (`x`, or `x[v]` in the wide form); the result is the last `p`.
+    private func expSteps(_ d: QuantDialect, at: (String) -> String) -> [(variable: String, value: String)] {
+        var steps = [
+            ("n", d.round(d.mul(at("x"), d.splat("LOG2E")))),
+            ("r", d.fma(at("n"), d.splat("-LN2_HI"), at("x"))),
+            ("r", d.fma(at("n"), d.splat("-LN2_LO"), at("r"))),
+            ("z", d.mul(at("r"), at("r"))),
+            ("p", d.splat("EXP_P0")),
+        ]
+        for i in 1..<AtomQuantizeReference.ExpConstants.polynomial.count {
+            steps.append(("p", d.fma(at("p"), at("r"), d.splat("EXP_P\(i)"))))
+        }
+        steps.append(("p", d.mul(d.add(d.fma(at("p"), at("z"), at("r")), d.splat("1.0f")), d.pow2(d.toInt(at("n"))))))
+        return steps.map { (variable: $0.0, value: $0.1) }
+    }
+
     private func expFunction(_ c: inout CSource, _ d: QuantDialect) {
         let s = suffix(d)
         if d.lanes == 1 {
@@ -197,16 +215,15 @@ struct AtomQuantizeTemplate {
         }
         c.function("static inline \(d.vec) exp_\(s)(\(d.vec) x)") { c in
             c.line("x = \(d.min(d.max("x", d.splat("EXP_MIN")), d.splat("EXP_MAX")));")
-            c.declare("const \(d.vec)", "n", d.round(d.mul("x", d.splat("LOG2E"))))
-            c.declare(d.vec, "r", d.fma("n", d.splat("-LN2_HI"), "x"))
-            c.line("r = \(d.fma("n", d.splat("-LN2_LO"), "r"));")
-            c.declare("const \(d.vec)", "z", d.mul("r", "r"))
-            c.declare(d.vec, "p", d.splat("EXP_P0"))
-            for i in 1..<AtomQuantizeReference.ExpConstants.polynomial.count {
-                c.line("p = \(d.fma("p", "r", d.splat("EXP_P\(i)")));")
+            var declared: Set<String> = []
+            for step in expSteps(d, at: { $0 }) {
+                if declared.insert(step.variable).inserted {
+                    c.declare(d.vec, step.variable, step.value)
+                } else {
+                    c.line("\(step.variable) = \(step.value);")
+                }
             }
-            c.declare("const \(d.vec)", "y", d.add(d.fma("p", "z", "r"), d.splat("1.0f")))
-            c.line("return \(d.mul("y", d.pow2(d.toInt("n"))));")
+            c.line("return p;")
         }
         if d.lanes == 1 { c.comment("silu(g) * u = g / (1 + exp(-g)) * u") }
         c.function("static inline \(d.vec) silu_mul_\(s)(\(d.vec) g, \(d.vec) u)") { c in
@@ -232,23 +249,14 @@ struct AtomQuantizeTemplate {
         ])
         c.function("static inline void silu_mul_wide(const float *gate, const float *up, \(d.vec) y[\(n)])") { c in
             c.declare(d.vec, "g[\(n)], x[\(n)], n[\(n)], r[\(n)], z[\(n)], p[\(n)]")
-            func each(_ body: String) {
-                c.forLoop("int v = 0", "v < \(n)", "v++") { c in c.line(body) }
+            func each(_ lines: String...) {
+                c.forLoop("int v = 0", "v < \(n)", "v++") { c in
+                    for line in lines { c.line(line) }
+                }
             }
-            c.forLoop("int v = 0", "v < \(n)", "v++") { c in
-                c.line("g[v] = \(d.load("gate", "v * LANES"));")
-                c.line("x[v] = \(d.min(d.max(d.neg("g[v]"), d.splat("EXP_MIN")), d.splat("EXP_MAX")));")
-            }
-            each("n[v] = \(d.round(d.mul("x[v]", d.splat("LOG2E"))));")
-            each("r[v] = \(d.fma("n[v]", d.splat("-LN2_HI"), "x[v]"));")
-            each("r[v] = \(d.fma("n[v]", d.splat("-LN2_LO"), "r[v]"));")
-            each("z[v] = \(d.mul("r[v]", "r[v]"));")
-            each("p[v] = \(d.fma(d.splat("EXP_P0"), "r[v]", d.splat("EXP_P1")));")
-            for i in 2..<AtomQuantizeReference.ExpConstants.polynomial.count {
-                each("p[v] = \(d.fma("p[v]", "r[v]", d.splat("EXP_P\(i)")));")
-            }
-            c.comment("p = exp(-g), then y")
-            each("p[v] = \(d.mul(d.add(d.fma("p[v]", "z[v]", "r[v]"), d.splat("1.0f")), d.pow2(d.toInt("n[v]"))));")
+            each("g[v] = \(d.load("gate", "v * LANES"));", "x[v] = \(d.min(d.max(d.neg("g[v]"), d.splat("EXP_MIN")), d.splat("EXP_MAX")));")
+            for step in expSteps(d, at: { "\($0)[v]" }) { each("\(step.variable)[v] = \(step.value);") }
+            c.comment("p = exp(-g); y = g / (1 + p) * up")
             each("y[v] = \(d.mul(d.div("g[v]", d.add(d.splat("1.0f"), "p[v]")), d.load("up", "v * LANES")));")
         }
     }
