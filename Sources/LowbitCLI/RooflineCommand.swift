@@ -103,10 +103,10 @@ struct RooflineMeasurement {
                     }
                     if t == 1 { oneThread = settled.kept }
                     ceilings.compute.append(.init(op: op.rawValue, isa: isa.rawValue, threads: t, gops: settled.kept))
-                    var line = "compute \(op.rawValue) \(isa.rawValue) x\(t): \(Format.tenths(settled.kept)) GOP/s"
+                    var line = String(format: "compute %@ %@ x%d: %.1f GOP/s", op.rawValue, isa.rawValue, t, settled.kept)
                     if settled.readings.count > 1, let one = oneThread {
-                        line += " (the first reading was under \(Int(ScalingCheck.floor * 100))% of \(t) x the 1-thread "
-                            + "\(Format.tenths(one)); readings \(settled.readings.map(Format.tenths).joined(separator: ", ")), the highest kept)"
+                        line += String(format: " (the first reading was under %.0f%% of %d x the 1-thread %.1f; readings %@, the highest kept)",
+                                       ScalingCheck.floor * 100, t, one, settled.readings.map { String(format: "%.1f", $0) }.joined(separator: ", "))
                     }
                     progress(line)
                 }

@@ -70,7 +70,4 @@ enum Format {
     }
 
     static func count(_ n: Int, _ noun: String) -> String { "\(n) \(noun)\(n == 1 ? "" : "s")" }
-
-    /// 12.345 -> "12.3".
-    static func tenths(_ value: Double) -> String { String(format: "%.1f", value) }
 }
