@@ -32,7 +32,17 @@ public struct AtomQuantize: KernelFamily {
         case scalar
         /// One scalar load per lane, inserted into the vector (`vinsertps`, NEON lane loads): no buffer.
         case insert
+        /// Eight rows at a time through a transposed copy in the thread's stage (`xt[c]` holds channel c
+        /// of the eight rows): one vector load per reordered channel serves eight rows, each row a lane.
+        /// Rows left over (fewer than eight, or rows cut into parts) go row by row with `insert`. AVX2.
+        case transpose
+
+        /// Rows one call quantizes together (the unit `shares` hands out in).
+        public var rowBlock: Int { self == .transpose ? AtomQuantize.blockRows : 1 }
     }
+
+    /// Rows per block of `gather=transpose`: AVX2's eight fp32 lanes.
+    public static let blockRows = 8
 
     public let op: Op
 
@@ -71,7 +81,7 @@ public struct AtomQuantize: KernelFamily {
         if op.reorders {
             p.append(ParameterSpec(
                 "gather", .names(Gather.allCases.map(\.rawValue)), default: .name(Gather.scalar.rawValue),
-                "reordered loads: vector (hardware gather), scalar (one load per element into a buffer) or insert (one load per lane, inserted into the vector)"))
+                "reordered loads: vector (hardware gather), scalar (one load per element into a buffer), insert (one load per lane, inserted into the vector) or transpose (eight rows transposed into a buffer, one vector load per channel for the eight)"))
         }
         p += [
             ParameterSpec("threads", .ints([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]), default: .int(1), "worker threads, each quantizing a contiguous block of rows (of parts of rows when rows are fewer than threads)"),
@@ -83,7 +93,7 @@ public struct AtomQuantize: KernelFamily {
     public var constraints: [String] {
         var c: [String] = []
         if op.reorders {
-            c.append("gather-isa: gather=vector needs a target with a gather instruction (avx2, avx512-vnni); gather=insert a vector target (not portable)")
+            c.append("gather-isa: gather=vector needs a target with a gather instruction (avx2, avx512-vnni); gather=insert a vector target (not portable); gather=transpose avx2 (eight rows in its eight lanes)")
         }
         c += [
             "isa-runs (machine): the target's instructions are usable on this machine",
@@ -110,6 +120,9 @@ public struct AtomQuantize: KernelFamily {
         if op.reorders, config.name("gather") == Gather.insert.rawValue, QuantDialect.forTarget(isa)?.laneGather == nil {
             throw ConstraintViolation("gather-isa", "gather=insert needs vector lanes; \(isa) takes gather=scalar")
         }
+        if op.reorders, config.name("gather") == Gather.transpose.rawValue, isa != .avx2 {
+            throw ConstraintViolation("gather-isa", "gather=transpose is written for avx2 (eight rows in eight lanes); \(isa) takes gather=insert or scalar")
+        }
         guard let machine else { return }
         if let why = isa.missingFeatures(on: machine.isa) { throw ConstraintViolation("isa-runs", why) }
         let threads = config.int("threads")
@@ -129,6 +142,19 @@ public struct AtomQuantize: KernelFamily {
         return c
     }
 
+    /// The gather of a configuration (nil: the op does not reorder).
+    public func gather(_ config: Configuration) -> Gather? {
+        op.reorders ? Gather(rawValue: config.name("gather")) : nil
+    }
+
+    /// Bytes of the per-thread `stage` buffer the kernel takes: O floats for the outliers' y; with
+    /// gather=transpose the eight rows' transposed copy, K * 8 floats, then their outliers' y, O * 8.
+    /// At least a cache line, in whole lines.
+    public static func stageBytes(k: Int, outliers: Int, gather: Gather?) -> Int {
+        let floats = gather == .transpose ? blockRows * (k + outliers) : outliers
+        return max(64, (floats * 4 + 63) / 64 * 64)
+    }
+
     /// One thread per core: fewer rows than threads are cut into parts (`shares`), so M = 1 uses them too.
     public func analyticalConfiguration(for workload: Workload, machine: MachineContext) -> Configuration {
         defaultConfiguration(isa: bestTarget(on: machine), machine: machine)
@@ -137,8 +163,13 @@ public struct AtomQuantize: KernelFamily {
     /// How `threads` share an m-row run: whole rows (parts = 1) when there are at least as many rows as
     /// threads, else each row cut into `parts` units of consecutive groups (the last unit also takes the
     /// outlier channels) so that every thread has work, M = 1 included. `units[t]` is thread t's range of
-    /// units, unit u being part u % parts of row u / parts: the kernel's u0 and u1.
-    public static func shares(m: Int, k: Int, outliers: Int, threads: Int) -> (parts: Int, units: [Range<Int>]) {
+    /// units, unit u being part u % parts of row u / parts: the kernel's u0 and u1. With a `rowBlock`
+    /// (gather=transpose's eight rows) and at least that many rows per thread, whole rows are handed
+    /// out in blocks, so that each thread's rows are whole blocks but for the last thread's remainder.
+    public static func shares(m: Int, k: Int, outliers: Int, threads: Int, rowBlock: Int = 1) -> (parts: Int, units: [Range<Int>]) {
+        if rowBlock > 1, m >= rowBlock * threads {
+            return (1, balancedRanges(count: m, parts: threads, unit: rowBlock))
+        }
         let groups = max(1, (k - outliers) / AtomQuantization.groupSize)
         let parts = m >= threads ? 1 : min(groups, (threads + m - 1) / m)
         return (parts, balancedRanges(count: m * parts, parts: threads, unit: 1))

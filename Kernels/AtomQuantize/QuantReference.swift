@@ -340,7 +340,8 @@ final class AtomQuantizeInstance: KernelInstance {
     private var workspaces: [UnsafeMutableRawPointer] = []
 
     var outputBytes: Int { layout.bytes }
-    var workspaceBytesPerThread: Int { max(64, (inputs.outliers * 4 + 63) / 64 * 64) }
+    var workspaceBytesPerThread: Int { stageBytes }
+    let stageBytes: Int
 
     init(family: AtomQuantize, workload: Workload, config: Configuration, kernel: UnsafeMutableRawPointer, seed: UInt64) {
         let m = workload["m"], k = workload["k"], outliers = workload["outliers"]
@@ -364,7 +365,9 @@ final class AtomQuantizeInstance: KernelInstance {
             perm = nil
         }
         threadCount = config.int("threads")
-        (parts, units) = AtomQuantize.shares(m: m, k: k, outliers: outliers, threads: threadCount)
+        let gather = family.gather(config)
+        (parts, units) = AtomQuantize.shares(m: m, k: k, outliers: outliers, threads: threadCount, rowBlock: gather?.rowBlock ?? 1)
+        stageBytes = AtomQuantize.stageBytes(k: k, outliers: outliers, gather: gather)
         workingSetBytes = Int(family.bytesMoved(workload, config))
     }
 

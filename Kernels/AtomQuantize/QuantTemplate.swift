@@ -12,6 +12,8 @@ struct AtomQuantizeTemplate {
     let isa: ISATarget
     /// How reordered elements are loaded (nil: the op does not reorder).
     let gather: AtomQuantize.Gather?
+    /// How the row-by-row code loads them: gather=transpose's leftover rows take `insert`.
+    var rowGather: AtomQuantize.Gather? { gather == .transpose ? .insert : gather }
     let templateVersion: Int
 
     init(op: AtomQuantize.Op, config: Configuration, templateVersion: Int) {
@@ -67,9 +69,10 @@ struct AtomQuantizeTemplate {
         if simd {
             divideFunction(&c, d)
             if gathersToBuffer(d) { gatherFunction(&c) }
-            if gather == .insert { d.laneGather!(&c) }
+            if rowGather == .insert { d.laneGather!(&c) }
             quantizeGroupVector(&c, d)
             quantizeOutliersVector(&c, d)
+            if gather == .transpose { blockFunctions(&c) }
         } else {
             quantizeGroupScalar(&c)
             quantizeOutliersScalar(&c)
@@ -122,6 +125,9 @@ struct AtomQuantizeTemplate {
         switch gather {
         case .vector?: lines.append("Reordered loads use the hardware gather.")
         case .insert?: lines.append("Reordered loads are one scalar load per lane, inserted into the vector (gather_lanes).")
+        case .transpose?:
+            lines.append("Reordered loads: eight rows at a time from their transposed copy, one vector load per channel")
+            lines.append("(quantize_block); rows left over one scalar load per lane (gather_lanes).")
         case .scalar?:
             lines.append("Reordered loads are one scalar load per element\(d.lanes > 1 ? ", into a buffer the vector code reads" : "").")
         case nil: break
@@ -309,7 +315,7 @@ struct AtomQuantizeTemplate {
 
     /// Whether reordered elements are first gathered into a buffer by scalar loads (SIMD targets
     /// without the hardware gather, or with it switched off).
-    private func gathersToBuffer(_ d: QuantDialect) -> Bool { gather == .scalar && d.lanes > 1 }
+    private func gathersToBuffer(_ d: QuantDialect) -> Bool { rowGather == .scalar && d.lanes > 1 }
 
     private func gatherFunction(_ c: inout CSource) {
         c.comment(lines: [
@@ -337,10 +343,10 @@ struct AtomQuantizeTemplate {
         switch op {
         case .rmsnormReorderQuantize, .reorderQuantize:
             let x: String
-            switch gather {
+            switch rowGather {
             case .vector?: x = d.vectorGather!("in->x", "in->perm", j)
             case .insert?: x = "gather_lanes(in->x, in->perm + \(j))"
-            case .scalar?, nil: x = d.load(xs, i)
+            case .scalar?, .transpose?, nil: x = d.load(xs, i)
             }
             return op == .reorderQuantize ? x : d.mul(d.mul(x, d.splat("in->r")), d.load("in->wp", j))
         case .siluMulQuantize:
@@ -626,7 +632,7 @@ struct AtomQuantizeTemplate {
             "covering groups [groups * part / parts, groups * (part + 1) / parts) of row m, the last part",
             "the outlier channels too (parts > 1 lets the threads share fewer rows than there are threads).",
             "Outputs for all M rows: codes [M][K' / 2], scales and group_sums [M][K' / GROUP],",
-            "outlier_codes [M][O], outlier_scales [M]; stage: O floats.",
+            "outlier_codes [M][O], outlier_scales [M]; stage: O floats\(gather == .transpose ? " (K * 8 + O * 8 for the blocks)" : "").",
         ])
         c.function("""
             void \(name)(\(inputs), int k, int outliers, int parts, int u0, int u1,
@@ -637,6 +643,15 @@ struct AtomQuantizeTemplate {
             c.declare("const int", "groups", "normal / GROUP")
             if buffered { c.declare("_Alignas(64) float", "staged[3][GROUP]") }
             if stagesY(d) && simd { c.declare("_Alignas(64) float", "ys[2][GROUP]") }
+            if gather == .transpose {
+                c.comment("Whole rows: blocks of eight first, the rest row by row below.")
+                c.ifBlock("parts == 1") { c in
+                    c.forLoop("", "u0 + 8 <= u1", "u0 += 8") { c in
+                        let args = op == .rmsnormReorderQuantize ? "x, wp, perm, eps" : "x, perm"
+                        c.line("quantize_block(\(args), k, outliers, u0, codes, scales, group_sums, outlier_codes, outlier_scales, stage);")
+                    }
+                }
+            }
             if op.reorders {
                 c.comment(lines: [
                     "The reordered reads jump around the row, which the hardware prefetcher cannot follow: each",

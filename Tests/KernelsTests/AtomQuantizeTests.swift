@@ -17,7 +17,7 @@ struct AtomQuantizeTemplateTests {
         let family = AtomQuantize(op)
         let compiler = try CompilerDiscovery.discover()
         let points = Self.points(family)
-        #expect(points.count == (op.reorders ? 9 : 4))  // reordering: portable scalar; avx2, avx512 x 3 gathers; neon scalar, insert
+        #expect(points.count == (op.reorders ? 10 : 4))  // reordering: portable scalar; avx2 x 4 gathers, avx512 x 3; neon scalar, insert
         for config in points {
             let isa = ISATarget(rawValue: config.name("isa"))!
             let source = try family.render(config)
@@ -77,6 +77,8 @@ struct AtomQuantizeRuleTests {
         #expect(rule(family, ["isa": "portable", "gather": "insert"]) == "gather-isa")
         #expect(rule(family, ["isa": "neon-dotprod", "gather": "insert"]) == nil)
         #expect(rule(family, ["isa": "avx2", "gather": "insert"]) == nil)
+        #expect(rule(family, ["isa": "avx2", "gather": "transpose"]) == nil)
+        for isa in ["portable", "avx512-vnni", "neon-dotprod"] { #expect(rule(family, ["isa": isa, "gather": "transpose"]) == "gather-isa") }
         #expect(rule(family, ["isa": "avx512-vnni"], machine: machine) == "isa-runs")
         #expect(rule(family, ["isa": "avx2", "threads": "4"], machine: machine) == "threads-pus")
         #expect(rule(family, ["isa": "avx2", "threads": "2"], machine: machine) == nil)
@@ -115,6 +117,27 @@ struct AtomQuantizeRuleTests {
         check(m: 3, k: 4096, outliers: 128, threads: 8, parts: 3)
         check(m: 1, k: 256, outliers: 128, threads: 4, parts: 1)  // one group: nothing to cut
         check(m: 1, k: 384, outliers: 128, threads: 4, parts: 2)
+    }
+
+    /// gather=transpose hands out whole blocks of eight rows while every thread can have one; the
+    /// last thread takes the rows past the last whole block. Fewer rows share as without blocks.
+    @Test func blockedRowsAreSharedInWholeBlocks() {
+        func units(_ m: Int, threads: Int) -> [Range<Int>] {
+            let (parts, units) = AtomQuantize.shares(m: m, k: 4096, outliers: 128, threads: threads, rowBlock: 8)
+            #expect(parts == (m >= threads ? 1 : 2))
+            return units
+        }
+        #expect(units(16, threads: 2) == [0..<8, 8..<16])
+        #expect(units(17, threads: 2) == [0..<8, 8..<17])
+        #expect(units(64, threads: 2) == [0..<32, 32..<64])
+        #expect(units(40, threads: 4) == [0..<8, 8..<16, 16..<24, 24..<40])
+        #expect(units(12, threads: 2) == [0..<6, 6..<12], "fewer than a block per thread: shared row by row")
+        #expect(units(1, threads: 2) == [0..<1, 1..<2])
+        #expect(AtomQuantize.Gather.transpose.rowBlock == 8 && AtomQuantize.Gather.insert.rowBlock == 1)
+        // the stage: K * 8 + O * 8 floats for the blocks, O floats otherwise
+        #expect(AtomQuantize.stageBytes(k: 4096, outliers: 128, gather: .transpose) == (4096 + 128) * 8 * 4)
+        #expect(AtomQuantize.stageBytes(k: 4096, outliers: 128, gather: .insert) == 512)
+        #expect(AtomQuantize.stageBytes(k: 256, outliers: 0, gather: nil) == 64)
     }
 
     @Test func shapeRulesRejectWithTheRule() {

@@ -10,7 +10,12 @@ struct AtomQuantizeRunTests {
     /// Odd M; one group with 128 outliers; no outliers; K = 4096 + 128 with 128 outliers; an
     /// outlier block that is not a multiple of any vector width (tails); three groups (the pipelined
     /// vector kernels cycle three gather buffers), also in one row, which two threads cut in parts.
+    /// For gather=transpose's blocks of eight rows: M = 17 (two blocks and a row left over), M = 16
+    /// (the zero row and the tiny one in the second block), M = 9 with K = 300 (a transpose tail of
+    /// four channels, 44 outliers, the zero row left over).
     static let shapes: [[String: Int]] = [
+        ["m": 16, "k": 384, "outliers": 128],
+        ["m": 9, "k": 300, "outliers": 44],
         ["m": 1, "k": 256, "outliers": 128],
         ["m": 3, "k": 256, "outliers": 0],
         ["m": 17, "k": 4224, "outliers": 128],
@@ -42,6 +47,11 @@ struct AtomQuantizeRunTests {
             var threaded = configs[0]
             threaded["threads"] = .int(2)
             configs.append(threaded)
+            if let blocked = configs.first(where: { op.reorders && $0.name("gather") == AtomQuantize.Gather.transpose.rawValue }) {
+                var two = blocked
+                two["threads"] = .int(2)
+                configs.append(two)
+            }
             if Harness.machine.topology.pus.count >= 4 {
                 threaded["threads"] = .int(4)
                 configs.append(threaded)

@@ -91,7 +91,7 @@ final class EngineKernels {
     func quantize(_ op: AtomQuantize.Op, m: Int, k: Int, outliers: Int, layer: Int?, role: String) throws -> AtomQuantizeKernel {
         let w = Workload(family: op.rawValue, shape: ["m": Self.roundUpPowerOfTwo(m), "k": k, "outliers": outliers])
         let bound = try quantizers[w] ?? {
-            let b = try AtomQuantizeKernel(provider.kernel(AtomQuantize(op), for: w), op: op, outliers: outliers)
+            let b = try AtomQuantizeKernel(provider.kernel(AtomQuantize(op), for: w), op: op)
             quantizers[w] = b
             return b
         }()

@@ -90,19 +90,24 @@ struct AtomQuantizeKernel {
     let loaded: LoadedKernel
     let op: AtomQuantize.Op
     let entry: UnsafeMutableRawPointer
-    /// Bytes of the per-share `stage` buffer (O floats, at least a cache line).
-    let stageBytes: Int
+    /// How the variant loads reordered channels (nil: silu-mul-quantize).
+    let gather: AtomQuantize.Gather?
 
-    init(_ loaded: LoadedKernel, op: AtomQuantize.Op, outliers: Int) throws {
+    init(_ loaded: LoadedKernel, op: AtomQuantize.Op) throws {
         self.loaded = loaded
         self.op = op
         entry = try loaded.function("kernel", as: UnsafeMutableRawPointer.self)
-        stageBytes = max(64, (outliers * 4 + 63) / 64 * 64)
+        gather = AtomQuantize(op).gather(loaded.choice.configuration)
+    }
+
+    /// Bytes of the per-share `stage` buffer (`AtomQuantize.stageBytes`).
+    func stageBytes(k: Int, outliers: Int) -> Int {
+        AtomQuantize.stageBytes(k: k, outliers: outliers, gather: gather)
     }
 
     /// Units per row and each share's units of an m-row input (`AtomQuantize.shares`).
     func shares(m: Int, k: Int, outliers: Int) -> (parts: Int, units: [Range<Int>]) {
-        AtomQuantize.shares(m: m, k: k, outliers: outliers, threads: loaded.int("threads"))
+        AtomQuantize.shares(m: m, k: k, outliers: outliers, threads: loaded.int("threads"), rowBlock: gather?.rowBlock ?? 1)
     }
 
     var rmsNorm: RMSNorm { unsafeBitCast(entry, to: RMSNorm.self) }

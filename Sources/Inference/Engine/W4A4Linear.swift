@@ -86,7 +86,7 @@ enum AtomActivations {
         _ body: (_ parts: Int32, _ u0: Int32, _ u1: Int32, UnsafeMutablePointer<Float>) -> Void
     ) {
         let (parts, units) = q.shares(m: m, k: k, outliers: outliers)
-        let stages = ctx.scratch.workspaces(.stage, shares: units.count, bytes: q.stageBytes)
+        let stages = ctx.scratch.workspaces(.stage, shares: units.count, bytes: q.stageBytes(k: k, outliers: outliers))
         ctx.timed(.prepare) {
             ctx.threads.run(shares: units.count) { s in
                 guard !units[s].isEmpty else { return }
