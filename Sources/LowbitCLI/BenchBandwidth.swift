@@ -19,6 +19,8 @@ struct BandwidthBenchmark {
     var tuned: TunedRows? = nil
     /// Times the rows of one shape run, taking turns; each row shows its fastest round.
     var rounds = 1
+    /// --vary: every variant's row once per value of one parameter.
+    var variation: Variation? = nil
 
     var context: MachineContext { MachineContext(machine) }
 
@@ -28,11 +30,12 @@ struct BandwidthBenchmark {
     }
 
     /// The variants to compare: portable and the best target this machine runs (or the one --param isa
-    /// names), default configurations with one thread per core, then the --param values.
+    /// names), default configurations with one thread per core, then the --param values; with --vary,
+    /// each once per value it can take.
     func variants(_ f: any KernelFamily, fixed: [String: ParamValue]) -> [Configuration] {
         let best = f.bestTarget(on: context)
         let chosen = overrides["isa"].flatMap { ISATarget(rawValue: $0.description) }.map { [$0] } ?? Array(Set([ISATarget.portable, best]))
-        return chosen.sorted { $0.rawValue < $1.rawValue }.map { isa in
+        let configs = chosen.sorted { $0.rawValue < $1.rawValue }.map { isa in
             var c = f.defaultConfiguration(isa: isa, machine: context)
             let cores = max(1, machine.topology.cores.count)
             if f.parameter("threads") != nil { c["threads"] = .int(min(cores, 2)) }
@@ -40,6 +43,12 @@ struct BandwidthBenchmark {
             for (k, v) in fixed { c[k] = v }
             return c
         }
+        return variation?.expand(configs, f) ?? configs
+    }
+
+    /// A variant row's name in the table: its ISA, and with --vary the value it runs.
+    func label(_ f: any KernelFamily, _ c: Configuration) -> String? {
+        variation?.label(f, c)
     }
 
     /// A ceiling a row is held against: the operation, the working set rounded up to whole pages (at
@@ -152,7 +161,7 @@ struct BandwidthBenchmark {
         var t = Table(Self.headers, alignments: Self.alignments)
         for m in ms {
             let w = Workload(family: f.name, shape: ["m": m, "k": k, "outliers": 128])
-            var rows = variants(f, fixed: [:]).map { Row(family: f, workload: w, config: $0, bytes: f.bytesMoved(w, $0), op: .copy) }
+            var rows = variants(f, fixed: [:]).map { Row(family: f, workload: w, config: $0, bytes: f.bytesMoved(w, $0), op: .copy, label: label(f, $0)) }
             if let c = tunedRow(f, w) { rows.append(Row(family: f, workload: w, config: c, bytes: f.bytesMoved(w, c), op: .copy, label: "tuned")) }
             _ = run(rows, into: &t)
         }
@@ -172,7 +181,7 @@ struct BandwidthBenchmark {
             let w = Workload(family: f.name, shape: ["b": batch, "hq": 32, "hkv": 32, "d": 128, "ctx": ctx])
             var rows: [Row] = []
             for cache in overrides["cache"].map({ [$0.description] }) ?? ["int4", "int8", "fp32"] {
-                rows += variants(f, fixed: ["cache": .name(cache)]).map { Row(family: f, workload: w, config: $0, bytes: AttentionDecode.kvBytes(w, $0), op: .read) }
+                rows += variants(f, fixed: ["cache": .name(cache)]).map { Row(family: f, workload: w, config: $0, bytes: AttentionDecode.kvBytes(w, $0), op: .read, label: label(f, $0)) }
                 // The runtime's lookup for this cache format: the workload names it (kvbits).
                 guard let format = KVCacheFormat(rawValue: cache) else { continue }
                 let tw = Workload(family: f.name, shape: w.shape.merging(["kvbits": format.bits]) { _, bits in bits })
@@ -204,5 +213,55 @@ struct BandwidthBenchmark {
         }
         if rounds > 1 { print("each row: its fastest of \(rounds) rounds, the rows of a context taking turns.") }
         tuned?.flushNotes()
+    }
+}
+
+/// `lowbit bench --vary name=v1,v2,...`: every variant's row once per value of one parameter, so that the
+/// values are compared side by side in one run (taking turns with --rounds). A combination the family's
+/// rules refuse (gather=transpose on portable C) is left out rather than shown as a rejected row.
+struct Variation {
+    var name: String
+    var values: [ParamValue]
+
+    /// Parses `name=v1,v2,...` against `f`'s domain of `name`; nil for no --vary.
+    init?(_ text: String?, for f: any KernelFamily, overrides: [String: String]) throws {
+        guard let text else { return nil }
+        let parts = text.split(separator: "=", maxSplits: 1).map(String.init)
+        guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+            throw ValidationError("--vary expects name=value1,value2,..., got '\(text)'")
+        }
+        guard let spec = f.parameter(parts[0]) else {
+            throw ValidationError("--vary \(parts[0]): \(f.name) has no such parameter (see `lowbit kernels \(f.name)`)")
+        }
+        guard overrides[parts[0]] == nil else {
+            throw ValidationError("--vary \(parts[0]) and --param \(parts[0]) both set \(parts[0]); give it once")
+        }
+        name = parts[0]
+        values = try parts[1].split(separator: ",").map { item in
+            let value = item.trimmingCharacters(in: .whitespaces)
+            guard let parsed = spec.domain.parse(value), spec.domain.contains(parsed) else {
+                throw ValidationError("--vary \(parts[0])=\(value) is not a valid \(f.name) value (see `lowbit kernels \(f.name)`)")
+            }
+            return parsed
+        }
+    }
+
+    /// `configs`, each once per value that `f`'s rules let it take; unchanged when `f` has no such
+    /// parameter (`bench quantize`: silu-mul-quantize has no gather).
+    func expand(_ configs: [Configuration], _ f: any KernelFamily) -> [Configuration] {
+        guard f.parameter(name) != nil else { return configs }
+        return configs.flatMap { base in
+            values.compactMap { value in
+                var c = base
+                c[name] = value
+                return (try? f.check(c, machine: nil)) != nil ? c : nil
+            }
+        }
+    }
+
+    /// "avx2 gather=transpose": the ISA and the value a row runs (nil when `f` has no such parameter).
+    func label(_ f: any KernelFamily, _ c: Configuration) -> String? {
+        guard f.parameter(name) != nil, let value = c[name] else { return nil }
+        return "\(c["isa"]?.description ?? f.name) \(name)=\(value)"
     }
 }

@@ -44,6 +44,10 @@ struct BenchCommand: ParsableCommand {
     var against: String?
     @Option(help: "Run every row of a shape this many times, the rows taking turns; each row shows its fastest round (a machine that drifts between runs then compares rows at their best). GEMMs, the quantize kernels and attention-decode.")
     var rounds: Int = 1
+    @Option(help: ArgumentHelp(
+        "Every variant's row once per value of one parameter, side by side in the same run, e.g. --vary gather=insert,transpose; combinations a variant cannot take are left out. GEMMs, the quantize kernels and attention-decode.",
+        valueName: "name=v1,v2,..."))
+    var vary: String?
 
     func run() throws {
         guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1, got \(rounds)") }
@@ -56,6 +60,7 @@ struct BenchCommand: ParsableCommand {
     private func runBenchmark() throws {
         let logger = global.logger("lowbit.bench")
         if family == "tuner" {
+            guard vary == nil else { throw ValidationError("--vary applies to the GEMM, quantize and attention-decode benchmarks, not to bench tuner") }
             let machine = try MachineModel(logger: logger).description
             var m = measure
             if m.budgetWasDefault { m.budget = 0.25 }
@@ -67,6 +72,7 @@ struct BenchCommand: ParsableCommand {
             let machine = try MachineModel(logger: logger).description
             var bench = BandwidthBenchmark(runner: try measure.runner(machine: machine, logger: logger), machine: machine, seed: measure.seed)
             bench.overrides = try Self.checkedOverrides(try params.overrides(), for: AtomQuantize.families[0])
+            bench.variation = try Variation(vary, for: AtomQuantize.families[0], overrides: try params.overrides())
             bench.tuned = try tunedRows(machine, logger: logger)
             bench.rounds = rounds
             for q in AtomQuantize.families {
@@ -77,6 +83,7 @@ struct BenchCommand: ParsableCommand {
         }
         let f = try KernelRegistry.family(named: family)
         if f is GemmW4A4KV {
+            guard vary == nil else { throw ValidationError("--vary applies to the GEMM, quantize and attention-decode benchmarks; bench gemm-w4a4-kv takes --param") }
             // The fused K/V projection against gemm-w4a4 + kv-append: Llama-7B's heads unless --shape says otherwise.
             var dims = ["hkv": 32, "d": 128, "outliers": AtomQuantization.defaultOutliers, "ctx": 256]
             for item in shapeExtras {
@@ -100,6 +107,7 @@ struct BenchCommand: ParsableCommand {
             let machine = try MachineModel(logger: logger).description
             var bench = BandwidthBenchmark(runner: try measure.runner(machine: machine, logger: logger), machine: machine, seed: measure.seed)
             bench.overrides = try Self.checkedOverrides(try params.overrides(), for: f)
+            bench.variation = try Variation(vary, for: f, overrides: try params.overrides())
             bench.tuned = try tunedRows(machine, logger: logger)
             bench.rounds = rounds
             if let q = f as? AtomQuantize {
@@ -133,15 +141,20 @@ struct BenchCommand: ParsableCommand {
             return [isa]
         } ?? f.targets
         let skipped = chosen.filter { !$0.runs(on: machine.isa) }
-        let variants = try chosen.filter { $0.runs(on: machine.isa) }.map { isa -> Configuration in
+        let variation = try Variation(vary, for: f, overrides: overrides)
+        let perISA = try chosen.filter { $0.runs(on: machine.isa) }.map { isa -> Configuration in
             var o = overrides
             o["isa"] = isa.rawValue
             // The workload's own parameters (gemm-w4a4's out from --shape ybits), unless --param sets them.
             return try f.configuration(overrides: o, for: gemmWorkload(f, m: 1, extraDims: extraDims), machine: context)
         }
+        let variants = variation?.expand(perISA, f) ?? perISA
+        // The names the rows keep when the best target's row takes the shape's analytical configuration.
+        var kept = overrides
+        if let variation { kept[variation.name] = "" }
 
         print("\(f.name) benchmark on \(machine.cpu.name) (\(machine.fingerprint.id)), N = \(n), K = \(k)\(extraDims.isEmpty ? "" : ", " + extraDims.map { "\($0.key) = \($0.value)" }.joined(separator: ", "))")
-        for v in variants { print("  \(v["isa"]!): \(v)") }
+        for v in variants { print("  \(variation?.label(f, v) ?? v["isa"]!.description): \(v)") }
         for isa in skipped { print("  \(isa.rawValue): skipped, \(isa.missingFeatures(on: machine.isa) ?? "")") }
         print("")
 
@@ -210,7 +223,7 @@ struct BenchCommand: ParsableCommand {
             let workload = gemmWorkload(f, m: m, extraDims: extraDims)
             var portableGops: Double?
             var rows = variants.map {
-                (label: $0["isa"]!.description, family: f, workload: workload, config: shapeConfiguration(f, workload, $0, overrides: overrides, context: context))
+                (label: variation?.label(f, $0) ?? $0["isa"]!.description, family: f, workload: workload, config: shapeConfiguration(f, workload, $0, overrides: kept, context: context))
             }
             if let c = tunedConfigs[m] { rows.append((label: "tuned", family: f, workload: workload, config: c)) }
             if let o = other, let row = o.rows[m] { rows.append((label: row.label, family: o.family, workload: row.workload, config: row.config)) }
@@ -228,7 +241,7 @@ struct BenchCommand: ParsableCommand {
             }
             for ((label, family, workload, config), (r, readCeiling)) in zip(rows, measured) {
                 let mine = family.name == f.name
-                if label == ISATarget.portable.rawValue { portableGops = r.gops }
+                if mine, label != "tuned", config["isa"]?.description == ISATarget.portable.rawValue, portableGops == nil { portableGops = r.gops }
                 if let t = r.timing?.min {
                     if !mine {
                         others[m] = t

@@ -164,6 +164,34 @@ struct BenchEndToEndTests {
         }
     }
 
+    /// --vary: a row per value for every variant that can take it, side by side in one run; the values
+    /// a variant's rules refuse are left out (portable C has neither insert nor transpose); misuse is named.
+    @Test func varyRunsEachValueAsItsOwnRow() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lowbit-bench-vary-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let cli = try LowbitBinary()
+        let none = ["--db", dir.appendingPathComponent("none.sqlite").path, "--cache-dir", dir.path, "--budget", "0.02"]
+        let result = try cli.run(["bench", "reorder-quantize", "--m-list", "8", "--vary", "gather=insert,transpose"] + none)
+        #expect(result.status == 0, "stderr: \(result.stderr)")
+        let variants = result.stdout.split(separator: "\n").compactMap { line -> String? in
+            let words = line.split(separator: " ").map(String.init)
+            return words.first == "k=4096" && words.last == "ok" ? words[3...4].joined(separator: " ") : nil
+        }
+        #expect(variants == ["avx2 gather=insert", "avx2 gather=transpose"], "\(result.stdout)")
+        let gemm = try cli.run(
+            ["bench", "gemm-w4a4", "--m-list", "2", "--n", "64", "--k", "256", "--shape", "outliers=128", "--param", "threads=1", "--vary", "unpack=mask,lut"] + none)
+        #expect(gemm.status == 0, "stderr: \(gemm.stderr)")
+        for label in ["portable unpack=mask", "portable unpack=lut", "avx2 unpack=mask", "avx2 unpack=lut"] {
+            #expect(gemm.stdout.contains("  2  \(label) "), "\(label): \(gemm.stdout)")
+        }
+        let twice = try cli.run(["bench", "reorder-quantize", "--vary", "gather=insert", "--param", "gather=scalar"] + none)
+        #expect(twice.status != 0 && twice.stderr.contains("--vary gather and --param gather both set gather"))
+        let unknown = try cli.run(["bench", "reorder-quantize", "--vary", "tile=4"] + none)
+        #expect(unknown.status != 0 && unknown.stderr.contains("--vary tile: reorder-quantize has no such parameter"))
+        let badValue = try cli.run(["bench", "reorder-quantize", "--vary", "gather=insert,sideways"] + none)
+        #expect(badValue.status != 0 && badValue.stderr.contains("--vary gather=sideways is not a valid reorder-quantize value"))
+    }
+
     /// A record tuned at m = 8 with a 4-row tile (one every x86 target holds in its registers; 8 x 16 does
     /// not fit AVX2's 16): the bench at m = 2 and 8 adds a "tuned" row for each, the m = 2 one from the
     /// nearest record with its tile fitted to 2 rows, and `lookup` says the same.
