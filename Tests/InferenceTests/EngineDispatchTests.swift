@@ -2,6 +2,7 @@ import Foundation
 import Inference
 import KernelKit
 import Kernels
+import Machine
 import Model
 import Testing
 import TuningStore
@@ -116,6 +117,50 @@ struct EngineDispatchTests {
         var none = EngineOptions()
         none.packedLayouts = 0
         #expect(throws: EngineError.self) { try Engine(model: tinyWeights(layers: 1), mode: .w4a4, options: none) }
+    }
+
+    /// Tuned gather=transpose records for the reordering quantize kernels (blocks of eight rows through
+    /// the stage, which the engine sizes from the record): a step of 17 tokens on two threads (blocks
+    /// [0, 8) and [8, 17)) and one of 9 on one thread (a block and a row) give the analytical
+    /// configurations' logits bit for bit, as every quantize variant is exact.
+    @Test func transposedQuantizeRecordsKeepTheLogits() throws {
+        let probe = try testRuntime()
+        let machine = probe.machine.description
+        let context = MachineContext(machine)
+        guard ISATarget.avx2.runs(on: machine.isa) else { return }  // gather=transpose is AVX2 code
+        var options = EngineOptions()
+        options.maxContext = 32
+        func run(_ database: String?) throws -> (logits: [[Float]], records: [DispatchRecord]) {
+            let engine = try Engine(model: tinyWeights(layers: 1), mode: .w4a4, options: options, runtime: testRuntime(database: database))
+            let s = try engine.makeSequence()
+            let logits = try [engine.step([(s, Array(1...17))]), engine.step([(s, Array(20...28))])]
+            return (logits.map { $0[0].values }, engine.dispatchRecords)
+        }
+        let analytical = try run(nil)
+        // The workloads the engine looks up for the two reordering kernels, at m = 32 and 16.
+        let workloads = Set(analytical.records.map(\.choice.workload).filter {
+            [AtomQuantize.Op.rmsnormReorderQuantize.rawValue, AtomQuantize.Op.reorderQuantize.rawValue].contains($0.family)
+        })
+        #expect(workloads.count == 4, "\(workloads)")
+        let dir = EngineTempDir()
+        let path = dir.file("transpose.sqlite")
+        let store = try TuningStore(path: path)
+        for w in workloads {
+            let family = AtomQuantize(AtomQuantize.Op(rawValue: w.family)!)
+            var c = family.defaultConfiguration(isa: .avx2, machine: context)
+            c["gather"] = .name(AtomQuantize.Gather.transpose.rawValue)
+            c["threads"] = .int(w["m"] == 32 ? 2 : 1)
+            try family.check(c, machine: context)
+            try store.insert(
+                TrialRecord(
+                    machine: machine.fingerprint.id, workload: w, configuration: c, templateVersion: family.templateVersion,
+                    compiler: "test", status: "ok", stage: "time", gops: 10))
+        }
+        try store.close()
+        let tuned = try run(path)
+        let used = tuned.records.filter { workloads.contains($0.choice.workload) }
+        #expect(!used.isEmpty && used.allSatisfy { $0.choice.configuration.name("gather") == "transpose" })
+        #expect(tuned.logits == analytical.logits)
     }
 
     /// The cache kernels are held to the cache's page, so `resizeCache` chooses the page again for the
