@@ -29,11 +29,7 @@ struct EngineDispatchTests {
         unrunnable["threads"] = .int(64)
         let twoRows = Workload(family: "gemm-w4a4", shape: ["m": 2, "n": 256, "k": 256, "outliers": 128])
         let store = try TuningStore(path: path)
-        func record(_ w: Workload, _ c: KernelKit.Configuration) -> TrialRecord {
-            TrialRecord(
-                machine: machine.fingerprint.id, workload: w, configuration: c, templateVersion: family.templateVersion,
-                compiler: "test", status: "ok", stage: "time", gops: 10)
-        }
+        func record(_ w: Workload, _ c: KernelKit.Configuration) -> TrialRecord { storedTrial(family, w, c, machine: machine) }
         let id = try store.insert(record(decode, tuned))
         try store.insert(record(twoRows, unrunnable))
         try store.close()
@@ -88,10 +84,7 @@ struct EngineDispatchTests {
             c["acc"] = .name("registers")
             try family.check(c, machine: context)
             forms.insert(GemmW4A4.packingKey(c))
-            try store.insert(
-                TrialRecord(
-                    machine: machine.fingerprint.id, workload: w, configuration: c, templateVersion: family.templateVersion,
-                    compiler: "test", status: "ok", stage: "time", gops: 10))
+            try store.insert(storedTrial(family, w, c, machine: machine))
         }
         try store.close()
         #expect(forms.count == 2)
@@ -151,10 +144,7 @@ struct EngineDispatchTests {
             c["gather"] = .name(AtomQuantize.Gather.transpose.rawValue)
             c["threads"] = .int(w["m"] == 32 ? 2 : 1)
             try family.check(c, machine: context)
-            try store.insert(
-                TrialRecord(
-                    machine: machine.fingerprint.id, workload: w, configuration: c, templateVersion: family.templateVersion,
-                    compiler: "test", status: "ok", stage: "time", gops: 10))
+            try store.insert(storedTrial(family, w, c, machine: machine))
         }
         try store.close()
         let tuned = try run(path)
@@ -184,10 +174,7 @@ struct EngineDispatchTests {
             c["page"] = .int(page)
             c["threads"] = .int(1)
             try family.check(c, machine: context)
-            try store.insert(
-                TrialRecord(
-                    machine: machine.fingerprint.id, workload: w, configuration: c, templateVersion: family.templateVersion,
-                    compiler: "test", status: "ok", stage: "time", gops: 10))
+            try store.insert(storedTrial(family, w, c, machine: machine))
         }
         try store.close()
 
@@ -240,3 +227,9 @@ struct EngineDispatchTests {
     }
 }
 
+/// A trial of `c` for `w` as the tuner stores one (10 GOP/s, measured on `machine`).
+private func storedTrial(_ family: any KernelFamily, _ w: Workload, _ c: KernelKit.Configuration, machine: MachineDescription) -> TrialRecord {
+    TrialRecord(
+        machine: machine.fingerprint.id, workload: w, configuration: c, templateVersion: family.templateVersion,
+        compiler: "test", status: "ok", stage: "time", gops: 10)
+}
