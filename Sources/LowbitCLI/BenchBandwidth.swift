@@ -46,11 +46,6 @@ struct BandwidthBenchmark {
         return variation?.expand(configs, f) ?? configs
     }
 
-    /// A variant row's name in the table: its ISA, and with --vary the value it runs.
-    func label(_ f: any KernelFamily, _ c: Configuration) -> String? {
-        variation?.label(f, c)
-    }
-
     /// A ceiling a row is held against: the operation, the working set rounded up to whole pages (at
     /// least 16 KiB), and the thread count.
     struct CeilingKey: Hashable {
@@ -161,7 +156,7 @@ struct BandwidthBenchmark {
         var t = Table(Self.headers, alignments: Self.alignments)
         for m in ms {
             let w = Workload(family: f.name, shape: ["m": m, "k": k, "outliers": 128])
-            var rows = variants(f, fixed: [:]).map { Row(family: f, workload: w, config: $0, bytes: f.bytesMoved(w, $0), op: .copy, label: label(f, $0)) }
+            var rows = variants(f, fixed: [:]).map { Row(family: f, workload: w, config: $0, bytes: f.bytesMoved(w, $0), op: .copy, label: variation?.label(f, $0)) }
             if let c = tunedRow(f, w) { rows.append(Row(family: f, workload: w, config: c, bytes: f.bytesMoved(w, c), op: .copy, label: "tuned")) }
             _ = run(rows, into: &t)
         }
@@ -181,7 +176,7 @@ struct BandwidthBenchmark {
             let w = Workload(family: f.name, shape: ["b": batch, "hq": 32, "hkv": 32, "d": 128, "ctx": ctx])
             var rows: [Row] = []
             for cache in overrides["cache"].map({ [$0.description] }) ?? ["int4", "int8", "fp32"] {
-                rows += variants(f, fixed: ["cache": .name(cache)]).map { Row(family: f, workload: w, config: $0, bytes: AttentionDecode.kvBytes(w, $0), op: .read, label: label(f, $0)) }
+                rows += variants(f, fixed: ["cache": .name(cache)]).map { Row(family: f, workload: w, config: $0, bytes: AttentionDecode.kvBytes(w, $0), op: .read, label: variation?.label(f, $0)) }
                 // The runtime's lookup for this cache format: the workload names it (kvbits).
                 guard let format = KVCacheFormat(rawValue: cache) else { continue }
                 let tw = Workload(family: f.name, shape: w.shape.merging(["kvbits": format.bits]) { _, bits in bits })
