@@ -149,9 +149,8 @@ struct BenchCommand: ParsableCommand {
             return try f.configuration(overrides: o, for: gemmWorkload(f, m: 1, extraDims: extraDims), machine: context)
         }
         let variants = variation?.expand(perISA, f) ?? perISA
-        // The names the rows keep when the best target's row takes the shape's analytical configuration.
-        var kept = overrides
-        if let variation { kept[variation.name] = "" }
+        // The parameters the rows keep when the best target's row takes the shape's analytical configuration.
+        let kept = Set(overrides.keys).union(variation.map { [$0.name] } ?? [])
 
         print("\(f.name) benchmark on \(machine.cpu.name) (\(machine.fingerprint.id)), N = \(n), K = \(k)\(extraDims.isEmpty ? "" : ", " + extraDims.map { "\($0.key) = \($0.value)" }.joined(separator: ", "))")
         for v in variants { print("  \(variation?.label(f, v) ?? v["isa"]!.description): \(v)") }
@@ -223,7 +222,7 @@ struct BenchCommand: ParsableCommand {
             let workload = gemmWorkload(f, m: m, extraDims: extraDims)
             var portableGops: Double?
             var rows = variants.map {
-                (label: variation?.label(f, $0) ?? $0["isa"]!.description, family: f, workload: workload, config: shapeConfiguration(f, workload, $0, overrides: kept, context: context))
+                (label: variation?.label(f, $0) ?? $0["isa"]!.description, family: f, workload: workload, config: shapeConfiguration(f, workload, $0, keeping: kept, context: context))
             }
             if let c = tunedConfigs[m] { rows.append((label: "tuned", family: f, workload: workload, config: c)) }
             if let o = other, let row = o.rows[m] { rows.append((label: row.label, family: o.family, workload: row.workload, config: row.config)) }
@@ -336,13 +335,14 @@ struct BenchCommand: ParsableCommand {
     }
 
     /// The configuration a row runs: for the machine's best instruction set the family's analytical
-    /// choice for this shape (with the user's --param values on top), otherwise the hand-picked default.
+    /// choice for this shape (with `base`'s values of the `kept` parameters, --param's and --vary's, on
+    /// top), otherwise the hand-picked default.
     func shapeConfiguration(
-        _ f: any KernelFamily, _ workload: Workload, _ base: Configuration, overrides: [String: String], context: MachineContext
+        _ f: any KernelFamily, _ workload: Workload, _ base: Configuration, keeping kept: Set<String>, context: MachineContext
     ) -> Configuration {
         guard base.name("isa") == f.bestTarget(on: context).rawValue else { return base }
         var tuned = f.analyticalConfiguration(for: workload, machine: context)
-        for name in overrides.keys { if let v = base[name] { tuned[name] = v } }
+        for name in kept { if let v = base[name] { tuned[name] = v } }
         return (try? f.check(tuned, machine: context)) != nil ? tuned : base
     }
 
