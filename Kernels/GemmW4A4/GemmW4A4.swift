@@ -158,6 +158,17 @@ public struct GemmW4A4: KernelFamily {
         return c
     }
 
+    /// The analytical configuration, its other thread split, and the next-ranked tile with both splits.
+    public func searchSeeds(for workload: Workload, machine: MachineContext) -> [Configuration] {
+        let isa = bestTarget(on: machine)
+        return Self.seeds(self, blocking: Self.blocking(isa), base: defaultConfiguration(isa: isa, machine: machine), workload: workload, machine: machine)
+            .map { seed in
+                var c = seed
+                for (name, value) in workloadParameters(workload) { c[name] = value }
+                return c
+            }
+    }
+
     /// Vector registers a SIMD tile needs: the integer group sums, as many fp32 sums unless they live in
     /// memory, two unpacked weight vectors per column vector, and four constants.
     static func registersNeeded(mr: Int, vectors v: Int, memoryAccumulators: Bool) -> Int {
@@ -169,14 +180,23 @@ public struct GemmW4A4: KernelFamily {
     static func analytical(
         _ family: some KernelFamily, blocking: GemmBlocking, base: Configuration, workload: Workload, machine: MachineContext
     ) -> Configuration {
-        func placeAccumulators(_ c: inout Configuration) {
-            guard let d = W4Dialect.forTarget(ISATarget(rawValue: c.name("isa"))!) else { return }
-            let fits = registersNeeded(mr: c.int("mr"), vectors: c.int("nr") / d.lanes, memoryAccumulators: false) <= d.registers
-            c["acc"] = .name(fits ? "registers" : "memory")
-        }
         var c = blocking.configure(family, base: base, workload: workload, machine: machine, trial: placeAccumulators)
         placeAccumulators(&c)
         return c
+    }
+
+    /// `blocking`'s search seeds (shared with gemm-w4a4-kv), accumulators placed as in `analytical`.
+    static func seeds(
+        _ family: some KernelFamily, blocking: GemmBlocking, base: Configuration, workload: Workload, machine: MachineContext
+    ) -> [Configuration] {
+        blocking.seeds(family, base: base, workload: workload, machine: machine, trial: placeAccumulators, finish: placeAccumulators)
+    }
+
+    /// fp32 sums in registers when they fit beside the integer sums, else in the tile's partial buffer.
+    private static func placeAccumulators(_ c: inout Configuration) {
+        guard let d = W4Dialect.forTarget(ISATarget(rawValue: c.name("isa"))!) else { return }
+        let fits = registersNeeded(mr: c.int("mr"), vectors: c.int("nr") / d.lanes, memoryAccumulators: false) <= d.registers
+        c["acc"] = .name(fits ? "registers" : "memory")
     }
 
     static func blocking(_ isa: ISATarget) -> GemmBlocking {

@@ -125,6 +125,17 @@ public struct GemmW4A4KV: KernelFamily {
     /// when some register tile allows it (threads then split N in whole heads, d columns, rather than
     /// lcm(nr, d)), the cache format the workload fixes (if any) and the default page.
     public func analyticalConfiguration(for workload: Workload, machine: MachineContext) -> Configuration {
+        let (blocking, base) = analyticalBlocking(workload, machine: machine)
+        return GemmW4A4.analytical(self, blocking: blocking, base: base, workload: Self.gemmWorkload(workload), machine: machine)
+    }
+
+    /// gemm-w4a4's seeds for the same GEMM, with the panels and base of `analyticalConfiguration`.
+    public func searchSeeds(for workload: Workload, machine: MachineContext) -> [Configuration] {
+        let (blocking, base) = analyticalBlocking(workload, machine: machine)
+        return GemmW4A4.seeds(self, blocking: blocking, base: base, workload: Self.gemmWorkload(workload), machine: machine)
+    }
+
+    private func analyticalBlocking(_ workload: Workload, machine: MachineContext) -> (GemmBlocking, Configuration) {
         let isa = bestTarget(on: machine)
         var base = defaultConfiguration(isa: isa, machine: machine)
         for (key, value) in workloadParameters(workload) { base[key] = value }
@@ -133,7 +144,7 @@ public struct GemmW4A4KV: KernelFamily {
         if parameter("nr")!.domain.values.contains(where: { if case .int(let nr) = $0 { nr % lanes == 0 && d % nr == 0 } else { false } }) {
             blocking.panelWidths = { d % $0 == 0 }
         }
-        return GemmW4A4.analytical(self, blocking: blocking, base: base, workload: Self.gemmWorkload(workload), machine: machine)
+        return (blocking, base)
     }
 
     func template(_ config: Configuration) -> GemmW4A4Template {

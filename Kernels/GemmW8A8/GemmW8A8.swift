@@ -139,15 +139,30 @@ public struct GemmW8A8: KernelFamily {
     /// of L2; NC so a KC x NC weight block fills half of the last-level cache; one thread per core,
     /// splitting N (weights) between threads unless M is large enough to split too.
     public func analyticalConfiguration(for workload: Workload, machine: MachineContext) -> Configuration {
-        let isa = bestTarget(on: machine)
-        let ku = isa == .portable ? 1 : 2
-        let blocking = GemmBlocking(weightBytesPerK: 1, kRound: 4, kcFloor: 64, lanes: Self.registerBudget(isa)?.lanes ?? 1)
-        var c = blocking.configure(self, base: defaultConfiguration(isa: isa, machine: machine), workload: workload, machine: machine) { trial in
+        let (blocking, base, ku) = analyticalBlocking(machine)
+        var c = blocking.configure(self, base: base, workload: workload, machine: machine) { trial in
             trial["kc"] = .int(64)
             trial["ku"] = .int(ku)
         }
         c["ku"] = .int(ku)
         return c
+    }
+
+    /// The analytical configuration, its other thread split, and the next-ranked tile with both splits.
+    public func searchSeeds(for workload: Workload, machine: MachineContext) -> [Configuration] {
+        let (blocking, base, ku) = analyticalBlocking(machine)
+        return blocking.seeds(self, base: base, workload: workload, machine: machine) { trial in
+            trial["kc"] = .int(64)
+            trial["ku"] = .int(ku)
+        } finish: { c in
+            c["ku"] = .int(ku)
+        }
+    }
+
+    private func analyticalBlocking(_ machine: MachineContext) -> (GemmBlocking, Configuration, ku: Int) {
+        let isa = bestTarget(on: machine)
+        let blocking = GemmBlocking(weightBytesPerK: 1, kRound: 4, kcFloor: 64, lanes: Self.registerBudget(isa)?.lanes ?? 1)
+        return (blocking, defaultConfiguration(isa: isa, machine: machine), isa == .portable ? 1 : 2)
     }
 
     public func render(_ config: Configuration) throws -> KernelSource {

@@ -119,6 +119,9 @@ public protocol KernelFamily: Sendable {
     /// The configuration a model of the machine predicts for this workload (BLIS-style for GEMMs);
     /// the tuner's analytical starting point and the runtime's last fallback.
     func analyticalConfiguration(for workload: Workload, machine: MachineContext) -> Configuration
+    /// The configurations a search measures first, the analytical one first: alternatives the same model
+    /// cannot rank against it with confidence (e.g. another register tile, the other thread split).
+    func searchSeeds(for workload: Workload, machine: MachineContext) -> [Configuration]
     func render(_ config: Configuration) throws -> KernelSource
     /// Useful operations of one run (MEASURE.md: padding excluded), for GOPS.
     func usefulOps(_ workload: Workload, _ config: Configuration) -> Double
@@ -180,6 +183,11 @@ extension KernelFamily {
         var c = defaultConfiguration(isa: bestTarget(on: machine), machine: machine)
         for (name, value) in workloadParameters(workload) { c[name] = value }
         return c
+    }
+
+    /// The analytical configuration alone.
+    public func searchSeeds(for workload: Workload, machine: MachineContext) -> [Configuration] {
+        [analyticalConfiguration(for: workload, machine: machine)]
     }
 
     /// Builds a configuration from `name=value` overrides on top of the default for the chosen ISA (and

@@ -92,6 +92,17 @@ public struct SearchSpace: Sendable {
         project(family.analyticalConfiguration(for: workload, machine: machine))
     }
 
+    /// The family's search seeds (`KernelFamily.searchSeeds`) moved into the space, in order, without
+    /// repeats; the analytical point first when it is valid.
+    public var seedPoints: [Configuration] {
+        var points: [Configuration] = []
+        for c in [analyticalPoint].compactMap({ $0 }) + family.searchSeeds(for: workload, machine: machine).compactMap(project)
+        where !points.contains(c) {
+            points.append(c)
+        }
+        return points
+    }
+
     /// A uniformly drawn valid point (rejection sampling), or nil after `attempts` invalid draws.
     public func randomPoint<G: RandomNumberGenerator>(using rng: inout G, attempts: Int = 20_000) -> Configuration? {
         for _ in 0..<attempts {

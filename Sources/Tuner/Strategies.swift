@@ -78,16 +78,18 @@ public struct RandomSearch: SearchStrategy {
     }
 }
 
-/// The analytical point (BLIS-style, from the topology), then its neighbours, best first: a local
-/// search that needs no model.
+/// The analytical point (BLIS-style, from the topology) and the family's other seeds, then neighbours
+/// of the best, best first: a local search that needs no model.
 public struct AnalyticalSearch: SearchStrategy {
     public let name = "analytical"
+    private var seeds: [Configuration]?
 
     public init() {}
 
     public mutating func next(space: SearchSpace, history: [Observation]) -> Configuration? {
         let seen = history.measured
-        if let origin = space.analyticalPoint, !seen.contains(origin) { return origin }
+        if seeds == nil { seeds = space.seedPoints }
+        if let seed = seeds!.first(where: { !seen.contains($0) }) { return seed }
         // Hill-climb: unmeasured neighbours of the best points so far.
         let ranked = history.filter { $0.gops != nil }.sorted { $0.gops! > $1.gops! }
         for o in ranked.prefix(5) {
@@ -102,13 +104,14 @@ public struct AnalyticalSearch: SearchStrategy {
 }
 
 /// Evolutionary search steered by a cost model trained on the trials so far, seeded by the analytical
-/// point. Each step breeds candidates from the best points (mutation, crossover) plus a few random
+/// point and the family's other seeds. Each step breeds candidates from the best points (mutation, crossover) plus a few random
 /// ones, and measures the one the model ranks highest, with some exploration. Where the machine
 /// counts cache misses, candidates near points with fewer misses per GOP/s are preferred.
 public struct ModelGuidedSearch: SearchStrategy {
     public let name = "model-guided"
     private var rng: SeededGenerator
     private var model: CostModel?
+    private var seeds: [Configuration]?
     public var candidatesPerStep = 256
     public var exploration = 0.1
 
@@ -116,8 +119,9 @@ public struct ModelGuidedSearch: SearchStrategy {
 
     public mutating func next(space: SearchSpace, history: [Observation]) -> Configuration? {
         let seen = history.measured
-        // 1. The analytical point and its neighbours first: cheap, and usually good.
-        if let start = space.analyticalPoint, !seen.contains(start) { return start }
+        // 1. The seeds (the analytical point first), then neighbours of the best: cheap, and usually good.
+        if seeds == nil { seeds = space.seedPoints }
+        if let seed = seeds!.first(where: { !seen.contains($0) }) { return seed }
         let good = history.filter { ($0.gops ?? 0) > 0 }
         if good.count < 4 {
             if let base = good.max(by: { $0.gops! < $1.gops! })?.configuration,

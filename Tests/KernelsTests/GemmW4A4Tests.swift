@@ -87,6 +87,33 @@ struct GemmW4A4TemplateTests {
         #expect(large.int("pf") > 0 && large.int("mr") >= 4, "\(large)")
     }
 
+    /// A search starts from the analytical configuration, then the best-ranked tiles for each thread split
+    /// (sized for a thread's rows): every seed valid, no repeats, both splits once M gives each thread two
+    /// rows.
+    @Test func gemmSearchSeedsCoverTilesAndThreadSplits() throws {
+        let machine = MachineContext(isa: ISAFeatures(architecture: .x86_64, usable: [.sse42, .avx, .avx2, .fma]), topology: Fixtures.zen3)
+        let families: [(any KernelFamily, [String: Int])] = [
+            (family, ["n": 4096, "k": 4096, "outliers": 128]), (GemmW8A8(), ["n": 4096, "k": 4096]),
+            (GemmW4A4KV(), ["hkv": 32, "d": 128, "k": 4096, "outliers": 128, "ctx": 256, "kvbits": 4]),
+        ]
+        for (f, shape) in families {
+            for m in [1, 8, 64] {
+                let w = Workload(family: f.name, shape: shape.merging(["m": m]) { a, _ in a })
+                let seeds = f.searchSeeds(for: w, machine: machine)
+                let label = "\(f.name) M = \(m): \(seeds.map(\.description))"
+                #expect(seeds.first == f.analyticalConfiguration(for: w, machine: machine), "\(label)")
+                #expect(Set(seeds).count == seeds.count, "\(label)")
+                for c in seeds { #expect(throws: Never.self) { try f.check(c, machine: machine) } }
+                let tiles = Set(seeds.map { "\($0.int("mr"))x\($0.int("nr"))" })
+                #expect(tiles.count >= 2 && seeds.count <= 5, "\(label)")
+                let splits = Set(seeds.map { $0.int("tm") })
+                #expect(splits == (m >= 4 ? [1, 2] : [1]), "\(label)")
+                // Split along M, a thread's tile is sized for its own rows (M = 8: four rows, not eight).
+                if m == 8 { #expect(seeds.contains { $0.int("tm") == 2 && $0.int("mr") <= 4 }, "\(label)") }
+            }
+        }
+    }
+
     /// On AVX-512 VNNI, decode M = 8 takes 8 x 32 tiles with fp32 sums in L1: an 8 x 16 tile folds one
     /// activation broadcast into every dot product, which the front end splits in two again (measured:
     /// 1.56-1.63 ms against 1.88-2.01 ms cold at N = 11008, K = 4096). M = 1 takes one row in registers;

@@ -39,6 +39,35 @@ struct ToyFamily: KernelFamily {
     }
 }
 
+/// The toy space with seeds of its own: the analytical point, two far-apart points, a repeat of the
+/// analytical point and one that breaks the a-b rule.
+struct SeededToyFamily: KernelFamily {
+    let toy = ToyFamily()
+    var name: String { toy.name }
+    var summary: String { toy.summary }
+    var templateVersion: Int { toy.templateVersion }
+    var dimensions: [String] { toy.dimensions }
+    var shapeRules: [String] { toy.shapeRules }
+    var targets: [ISATarget] { toy.targets }
+    var constraints: [String] { toy.constraints }
+    var parameters: [ParameterSpec] { toy.parameters }
+    func checkShape(_ workload: Workload) throws {}
+    func check(_ config: Configuration, machine: MachineContext?) throws { try toy.check(config, machine: machine) }
+    func defaultConfiguration(isa: ISATarget, machine: MachineContext?) -> Configuration { toy.defaultConfiguration(isa: isa, machine: machine) }
+    func searchSeeds(for workload: Workload, machine: MachineContext) -> [Configuration] {
+        let analytical = analyticalConfiguration(for: workload, machine: machine)
+        func point(_ a: Int, _ b: Int, _ c: Int, _ d: Int) -> Configuration {
+            Configuration(["a": .int(a), "b": .int(b), "c": .int(c), "d": .int(d)])
+        }
+        return [analytical, point(128, 2, 1024, 8), analytical, point(64, 64, 16, 1), point(1, 128, 16, 1)]
+    }
+    func render(_ config: Configuration) throws -> KernelSource { try toy.render(config) }
+    func usefulOps(_ workload: Workload, _ config: Configuration) -> Double { 1 }
+    func makeInstance(workload: Workload, config: Configuration, symbols: SymbolTable, seed: UInt64) throws -> KernelInstance {
+        try toy.makeInstance(workload: workload, config: config, symbols: symbols, seed: seed)
+    }
+}
+
 /// Measures nothing: throughput is a smooth function of the parameters with one planted optimum
 /// (a=16, b=8, c=256, d=4), and some points "crash".
 final class FakeExecutor: TrialExecutor {
@@ -115,6 +144,22 @@ struct StrategyTests {
             print("model-guided seed \(seed): within 5% of the best after \(needed ?? -1) of \(all.count) points")
             #expect(Set(executor.calls).count == executor.calls.count)
         }
+    }
+
+    /// Both model-free and model-guided searches measure the family's seeds first, analytical point first,
+    /// each once, and only then move on to neighbours and bred points.
+    @Test(arguments: [StrategyKind.analytical, .modelGuided])
+    func searchesMeasureTheFamilysSeedsFirst(kind: StrategyKind) throws {
+        let family = SeededToyFamily()
+        let space = SearchSpace(family: family, workload: TunerFixtures.workload, machine: TunerFixtures.machine)
+        let seeds = space.seedPoints
+        #expect(seeds.count == 3, "\(seeds)")  // the analytical point and two others: the repeat and the invalid one are dropped
+        #expect(seeds.first == space.analyticalPoint)
+        let executor = FakeExecutor()
+        var s = kind.make(seed: 7)
+        _ = try TunerFixtures.tuner(executor).tune(family: family, workload: TunerFixtures.workload, strategy: &s, budget: Budget(maxTrials: 8))
+        #expect(Array(executor.calls.prefix(3)) == seeds)
+        #expect(Set(executor.calls).count == executor.calls.count)
     }
 
     @Test func costModelRanksLikeTheTruthOnSmoothData() {
