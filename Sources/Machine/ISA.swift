@@ -70,6 +70,16 @@ public struct ISAFeatures: Codable, Sendable, Equatable {
         hiddenByUser = try c.decodeIfPresent(Set<ISAFeature>.self, forKey: .hiddenByUser) ?? []
     }
 
+    /// Each set as a sorted list, so that a description (and an export holding it) encodes the same
+    /// bytes every time.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(architecture, forKey: .architecture)
+        try c.encode(usable.sorted(), forKey: .usable)
+        try c.encode(disabledByOS.sorted(), forKey: .disabledByOS)
+        try c.encode(hiddenByUser.sorted(), forKey: .hiddenByUser)
+    }
+
     /// The environment variable naming features to hide, comma-separated (e.g. `avx512f,avx-vnni` to
     /// run as an AVX2 machine would).
     public static let hideVariable = "LOWBIT_HIDE_ISA"

@@ -198,19 +198,26 @@ extension TuningStore {
     public func export(machine fingerprint: String, lowbitVersion: String) throws -> TuningExport {
         guard let machine = try machine(fingerprint) else { throw TuningStoreError.unknownMachine(fingerprint) }
         let bests = try bests(machine: fingerprint)
+        // An imported trial stands for the trials its exporting database held for the workload.
         let trialCounts = try pool.read { db in
             let rows = try Row.fetchAll(
-                db, sql: "SELECT workload_key, COUNT(*) AS n FROM trials WHERE machine = ? GROUP BY workload_key",
+                db,
+                sql: """
+                    SELECT t.workload_key AS workload_key, COUNT(*) + COALESCE(SUM(i.trial_count - 1), 0) AS n
+                    FROM trials t LEFT JOIN imported i ON i.trial_id = t.id
+                    WHERE t.machine = ? GROUP BY t.workload_key
+                    """,
                 arguments: [fingerprint])
             return Dictionary(uniqueKeysWithValues: rows.map { ($0["workload_key"] as String, $0["n"] as Int) })
         }
         let entries = try bests.map { best in
+            // A final run here decides; else the final an imported best came with, while it is the best.
             let final = try decidingFinal(machine: fingerprint, workload: best.workload).flatMap { f in
                 f.winnerEntry.map {
                     TuningExport.Entry.Final(
                         finalists: f.entries.count, rounds: f.roundCount, storedGops: $0.storedGops, measuredAt: f.measuredAt)
                 }
-            }
+            } ?? importedFinal(trialID: best.trialID)
             return TuningExport.Entry(
                 family: best.family, workload: best.workload, configuration: best.configuration,
                 templateVersion: best.templateVersion, variant: best.variant, gops: best.gops,
@@ -224,11 +231,29 @@ extension TuningStore {
             lowbitVersion: lowbitVersion, machine: machine.description, ceilings: machine.ceilings, entries: entries)
     }
 
+    /// The final an imported trial came with, if any.
+    func importedFinal(trialID: Int64) throws -> TuningExport.Entry.Final? {
+        try pool.read { db in
+            guard let row = try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT final_finalists, final_rounds, final_stored_gops, final_measured_at FROM imported
+                    WHERE trial_id = ? AND final_finalists IS NOT NULL
+                    """,
+                arguments: [trialID])
+            else { return nil }
+            return TuningExport.Entry.Final(
+                finalists: row["final_finalists"], rounds: row["final_rounds"], storedGops: row["final_stored_gops"],
+                measuredAt: row["final_measured_at"])
+        }
+    }
+
     /// Merges an export into this database, in one transaction.
     ///
     /// The machine is recorded (its ceilings taken when the export has them). Each entry is stored
     /// as an `ok` trial with strategy `import` (so it has a trial id, and its point is not measured
-    /// again); it becomes the best only when it outranks the stored best (`BestRank`: newer template
+    /// again), with the entry's trial count and final beside it (table `imported`: an export of this
+    /// database repeats them); it becomes the best only when it outranks the stored best (`BestRank`: newer template
     /// version, then cold over hot, then faster), or when there is none. The report says, per
     /// workload, which record was kept and why.
     public func importExport(_ export: TuningExport) throws -> ImportReport {
@@ -262,11 +287,22 @@ extension TuningStore {
         try pool.writeWithoutTransaction { db in
             try db.inTransaction(.immediate) {
                 report = ImportReport(machine: fingerprint)
-                for row in rows {
+                for (row, entry) in zip(rows, export.entries) {
                     let workload = row.trial.workload
                     let stored = try Self.storedBest(db, machine: fingerprint, workload: workload)
                     let incoming = row.trial.gops ?? 0
                     let (id, inserted) = try Self.insert(row, db)
+                    if inserted {
+                        try db.execute(
+                            sql: """
+                                INSERT INTO imported (trial_id, trial_count, final_finalists, final_rounds, final_stored_gops, final_measured_at)
+                                VALUES (?, ?, ?, ?, ?, ?)
+                                """,
+                            arguments: [
+                                id, max(entry.trialCount, 1), entry.final?.finalists, entry.final?.rounds, entry.final?.storedGops,
+                                entry.final?.measuredAt,
+                            ])
+                    }
                     guard let stored else {
                         let isBest = try Bool.fetchOne(
                             db, sql: "SELECT EXISTS (SELECT 1 FROM best WHERE trial_id = ?)", arguments: [id]) ?? false

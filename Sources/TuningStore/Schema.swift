@@ -13,7 +13,7 @@ enum Schema {
     static let applicationID: Int32 = 0x6C6F_7762
     /// The schema version this build writes and understands (the `schema_version` row of
     /// `lowbit_meta`; one per migration).
-    static let version = 5
+    static let version = 6
     static let sqliteMagic = Array("SQLite format 3\0".utf8)
 
     /// Versioned migrations. Never edit a registered migration: add a new one, and bump `version`.
@@ -163,6 +163,23 @@ enum Schema {
                     CREATE INDEX finals_workload ON finals(machine, workload_key);
                     """)
             try db.execute(sql: "UPDATE lowbit_meta SET value = '5' WHERE key = 'schema_version'")
+        }
+        migrator.registerMigration("v6") { db in
+            // What an import knows about a record beyond the trial itself: how many trials the exporting
+            // database held for its workload, and the final that chose it there, so that exporting again
+            // gives the same entry (`lowbit import`, then `lowbit export`).
+            try db.execute(
+                sql: """
+                    CREATE TABLE imported (
+                        trial_id INTEGER PRIMARY KEY REFERENCES trials(id),
+                        trial_count INTEGER NOT NULL,     -- trials of the workload in the exporting database
+                        final_finalists INTEGER,          -- the final that chose the record there, if one did:
+                        final_rounds INTEGER,             -- its finalists and rounds, the record's GOP/s
+                        final_stored_gops REAL,           -- before the final, and when the final ran
+                        final_measured_at TEXT
+                    );
+                    """)
+            try db.execute(sql: "UPDATE lowbit_meta SET value = '6' WHERE key = 'schema_version'")
         }
         return migrator
     }

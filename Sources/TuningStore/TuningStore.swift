@@ -472,8 +472,9 @@ public final class TuningStore: Sendable {
         let deleted = try pool.writeWithoutTransaction { db in
             var deleted = 0
             try db.inTransaction(.immediate) {
-                // A final's rows go with the trials they timed (the final of a kept best keeps its own row).
+                // A final's rows and an import's notes go with the trials they describe (a kept best keeps its own).
                 try db.execute(sql: "DELETE FROM finals WHERE trial_id IN (SELECT id FROM trials WHERE \(selection))", arguments: arguments)
+                try db.execute(sql: "DELETE FROM imported WHERE trial_id IN (SELECT id FROM trials WHERE \(selection))", arguments: arguments)
                 try db.execute(sql: sql, arguments: arguments)
                 deleted = db.changesCount
                 try db.execute(

@@ -32,6 +32,19 @@ struct ISATests {
         #expect(try JSONDecoder().decode(ISAFeatures.self, from: Data(old.utf8)).hiddenByUser.isEmpty)
     }
 
+    /// Feature sets encode as sorted lists: the same description gives the same bytes in every process
+    /// (a Swift Set's order is not), so a re-export of an unchanged database is unchanged.
+    @Test func featureSetsEncodeSorted() throws {
+        var isa = ISAFeatures(architecture: .x86_64, usable: [.fma, .avx2, .sse42, .bmi2, .avx, .f16c], disabledByOS: [.avx512vnni, .avx512f])
+        isa.hiddenByUser = [.avxvnni, .amxTile]
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let text = String(decoding: try encoder.encode(isa), as: UTF8.self)
+        #expect(text.contains(#""usable":["sse4.2","avx","avx2","fma","f16c","bmi2"]"#), "\(text)")
+        #expect(text.contains(#""disabledByOS":["avx512f","avx512-vnni"]"#), "\(text)")
+        #expect(try JSONDecoder().decode(ISAFeatures.self, from: Data(text.utf8)) == isa)
+    }
+
     @Test func decodesAVX2MachineWithoutAVX512() {
         // Leaf 1: SSE4.2 (20), FMA (12), OSXSAVE (27), AVX (28), F16C (29); leaf 7: AVX2 (5), BMI2 (8).
         let leaf1 = Regs(ecx: 1 << 20 | 1 << 12 | 1 << 27 | 1 << 28 | 1 << 29)

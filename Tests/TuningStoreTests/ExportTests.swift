@@ -71,6 +71,51 @@ struct ExportTests {
         #expect(reexport.entries.map(\.configuration) == export.entries.map(\.configuration))
     }
 
+    /// An import keeps what the export said beyond the trial (its workload's trial count and the final
+    /// that chose it), so exporting the imported database gives the same entries; trials measured after
+    /// the import count on top, and a final run here takes over from the imported one.
+    @Test func reexportAfterImportKeepsTrialCountsAndFinals() throws {
+        let dir = TempDir()
+        let id = "x86_64-amd-2c-00000000000000e7"
+        let source = try populated(dir, "a.sqlite", id: id)
+        let contenders = try source.finalists(machine: id, workload: gemm(64), compiler: testCompiler, count: 2)
+        #expect(contenders.count == 2)
+        try source.recordFinal(
+            machine: id, workload: gemm(64), session: "final 1",
+            entries: contenders.map { FinalEntry(trialID: $0.id!, configuration: $0.configuration, storedGops: $0.gops!, rounds: [$0.gops! * 0.9, $0.gops!]) })
+        let exported = try TuningExport.decode(try source.export(machine: id, lowbitVersion: "0.1.0").jsonData())
+        let final64 = try #require(exported.entries.first { $0.workload == gemm(64) }?.final)
+        #expect(final64.finalists == 2 && final64.rounds == 2)
+
+        let target = try TuningStore(path: dir.file("b.sqlite"))
+        _ = try target.importExport(exported)
+        let again = try target.export(machine: id, lowbitVersion: "0.1.0")
+        #expect(again.entries.map(\.workload) == exported.entries.map(\.workload))
+        #expect(again.entries.map(\.trialCount) == exported.entries.map(\.trialCount))
+        #expect(again.entries.map(\.final) == exported.entries.map(\.final))
+
+        // A slower trial measured here: one more trial, the imported final still decides.
+        try target.insert(trial(machine: id, workload: gemm(64), configuration: config(mr: 2), gops: 1))
+        let later = try #require(try target.export(machine: id, lowbitVersion: "0.1.0").entries.first { $0.workload == gemm(64) })
+        #expect(later.trialCount == exported.entries.first { $0.workload == gemm(64) }!.trialCount + 1)
+        #expect(later.final == final64)
+        // A final run here replaces the imported one.
+        let local = try target.finalists(machine: id, workload: gemm(64), compiler: testCompiler, count: 2)
+        try target.recordFinal(
+            machine: id, workload: gemm(64), session: "final 2",
+            entries: local.map { FinalEntry(trialID: $0.id!, configuration: $0.configuration, storedGops: $0.gops!, rounds: [$0.gops!, $0.gops!, $0.gops!]) })
+        let decided = try #require(try target.export(machine: id, lowbitVersion: "0.1.0").entries.first { $0.workload == gemm(64) })
+        #expect(decided.final?.rounds == 3)
+        // A faster trial here makes gemm(1)'s imported record history; pruning then drops it with its
+        // import notes (and the slower trial above), and keeps the bests.
+        try target.insert(trial(machine: id, workload: gemm(1), configuration: config(mr: 2), gops: 1000))
+        #expect(try target.prune(machine: id) == 2)
+        let pruned = try target.export(machine: id, lowbitVersion: "0.1.0")
+        #expect(pruned.entries.count == exported.entries.count)
+        #expect(pruned.entries.first { $0.workload == gemm(1) }?.trialCount == 1)
+        #expect(pruned.entries.first { $0.workload == gemm(1) }?.final == nil)
+    }
+
     @Test func importKeepsTheBetterRecordAndSaysSo() throws {
         let dir = TempDir()
         let id = "x86_64-amd-2c-00000000000000e2"

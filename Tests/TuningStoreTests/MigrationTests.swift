@@ -20,7 +20,8 @@ struct MigrationTests {
             ALTER TABLE trials DROP COLUMN binding;
             DROP TABLE serving;
             DROP TABLE finals;
-            DELETE FROM grdb_migrations WHERE identifier IN ('v2', 'v3', 'v4', 'v5');
+            DROP TABLE imported;
+            DELETE FROM grdb_migrations WHERE identifier IN ('v2', 'v3', 'v4', 'v5', 'v6');
             UPDATE lowbit_meta SET value = '1' WHERE key = 'schema_version';
             """)
         #expect(try sqlite(path, "SELECT value FROM lowbit_meta WHERE key = 'schema_version';") == "1")
@@ -61,7 +62,8 @@ struct MigrationTests {
             UPDATE trials SET point_key = substr(point_key, 1, length(point_key) - 10) WHERE data_state LIKE 'cold%';
             UPDATE best SET trial_id = (SELECT id FROM trials WHERE gops = 500), gops = 500 WHERE workload_key = '\(gemm(1).description)';
             DROP TABLE finals;
-            DELETE FROM grdb_migrations WHERE identifier IN ('v4', 'v5');
+            DROP TABLE imported;
+            DELETE FROM grdb_migrations WHERE identifier IN ('v4', 'v5', 'v6');
             UPDATE lowbit_meta SET value = '3' WHERE key = 'schema_version';
             """)
         #expect(try sqlite(path, "SELECT gops FROM best WHERE workload_key = '\(gemm(1).description)';") == "500.0")
