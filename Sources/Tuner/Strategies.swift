@@ -104,9 +104,10 @@ public struct AnalyticalSearch: SearchStrategy {
 }
 
 /// Evolutionary search steered by a cost model trained on the trials so far, seeded by the analytical
-/// point and the family's other seeds. Each step breeds candidates from the best points (mutation, crossover) plus a few random
-/// ones, and measures the one the model ranks highest, with some exploration. Where the machine
-/// counts cache misses, candidates near points with fewer misses per GOP/s are preferred.
+/// point and the family's other seeds. Each step breeds candidates from the best points (mutation,
+/// crossover) plus a few random ones, and measures the one the model ranks highest, with some
+/// exploration. Where the machine counts cache misses, candidates near points with fewer misses per
+/// GOP/s are preferred.
 public struct ModelGuidedSearch: SearchStrategy {
     public let name = "model-guided"
     private var rng: SeededGenerator

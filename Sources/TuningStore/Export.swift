@@ -253,9 +253,9 @@ extension TuningStore {
     /// The machine is recorded (its ceilings taken when the export has them). Each entry is stored
     /// as an `ok` trial with strategy `import` (so it has a trial id, and its point is not measured
     /// again), with the entry's trial count and final beside it (table `imported`: an export of this
-    /// database repeats them); it becomes the best only when it outranks the stored best (`BestRank`: newer template
-    /// version, then cold over hot, then faster), or when there is none. The report says, per
-    /// workload, which record was kept and why.
+    /// database repeats them); it becomes the best only when it outranks the stored best (`BestRank`:
+    /// newer template version, then cold over hot, then faster), or when there is none. The report
+    /// says, per workload, which record was kept and why.
     public func importExport(_ export: TuningExport) throws -> ImportReport {
         guard export.schema == TuningExport.schemaName, export.version <= TuningExport.currentVersion else {
             throw TuningStoreError.invalidExport("schema \(export.schema) version \(export.version)")
