@@ -158,7 +158,7 @@ public struct GemmW4A4: KernelFamily {
         return c
     }
 
-    /// The analytical configuration, its other thread split, and the next-ranked tile with both splits.
+    /// `GemmBlocking.seeds`: the analytical configuration, then the best-ranked tiles for each thread split.
     public func searchSeeds(for workload: Workload, machine: MachineContext) -> [Configuration] {
         let isa = bestTarget(on: machine)
         return Self.seeds(self, blocking: Self.blocking(isa), base: defaultConfiguration(isa: isa, machine: machine), workload: workload, machine: machine)

@@ -148,7 +148,7 @@ public struct GemmW8A8: KernelFamily {
         return c
     }
 
-    /// The analytical configuration, its other thread split, and the next-ranked tile with both splits.
+    /// `GemmBlocking.seeds`: the analytical configuration, then the best-ranked tiles for each thread split.
     public func searchSeeds(for workload: Workload, machine: MachineContext) -> [Configuration] {
         let (blocking, base, ku) = analyticalBlocking(machine)
         return blocking.seeds(self, base: base, workload: workload, machine: machine) { trial in
