@@ -153,8 +153,15 @@ public struct GemmW4A4: KernelFamily {
     /// whole groups.
     public func analyticalConfiguration(for workload: Workload, machine: MachineContext) -> Configuration {
         let isa = bestTarget(on: machine)
-        var c = Self.analytical(self, blocking: Self.blocking(isa), base: defaultConfiguration(isa: isa, machine: machine), workload: workload, machine: machine)
-        for (name, value) in workloadParameters(workload) { c[name] = value }  // Y's format
+        return withOwnParameters(
+            Self.analytical(self, blocking: Self.blocking(isa), base: defaultConfiguration(isa: isa, machine: machine), workload: workload, machine: machine),
+            of: workload)
+    }
+
+    /// `c` with the workload's own parameters (Y's format).
+    private func withOwnParameters(_ c: Configuration, of workload: Workload) -> Configuration {
+        var c = c
+        for (name, value) in workloadParameters(workload) { c[name] = value }
         return c
     }
 
@@ -162,11 +169,7 @@ public struct GemmW4A4: KernelFamily {
     public func searchSeeds(for workload: Workload, machine: MachineContext) -> [Configuration] {
         let isa = bestTarget(on: machine)
         return Self.seeds(self, blocking: Self.blocking(isa), base: defaultConfiguration(isa: isa, machine: machine), workload: workload, machine: machine)
-            .map { seed in
-                var c = seed
-                for (name, value) in workloadParameters(workload) { c[name] = value }
-                return c
-            }
+            .map { withOwnParameters($0, of: workload) }
     }
 
     /// Vector registers a SIMD tile needs: the integer group sums, as many fp32 sums unless they live in

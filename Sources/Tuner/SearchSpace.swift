@@ -92,12 +92,11 @@ public struct SearchSpace: Sendable {
         project(family.analyticalConfiguration(for: workload, machine: machine))
     }
 
-    /// The family's search seeds (`KernelFamily.searchSeeds`) moved into the space, in order, without
-    /// repeats; the analytical point first when it is valid.
+    /// The family's search seeds (`KernelFamily.searchSeeds`, the analytical configuration first) moved
+    /// into the space, in order, without repeats.
     public var seedPoints: [Configuration] {
         var points: [Configuration] = []
-        for c in [analyticalPoint].compactMap({ $0 }) + family.searchSeeds(for: workload, machine: machine).compactMap(project)
-        where !points.contains(c) {
+        for c in family.searchSeeds(for: workload, machine: machine).compactMap(project) where !points.contains(c) {
             points.append(c)
         }
         return points
