@@ -12,7 +12,9 @@ import KernelKit
 ///
 /// Verification: fp32 output within a normwise relative error of `tolerance` per (sequence, head) of
 /// `AttentionReference`, which reads the same cache bytes (quantization error is not kernel error) and
-/// computes RoPE, scores and a plain (not online) softmax in Double.
+/// computes RoPE, scores and a plain (not online) softmax in Double. For `dot=i8` the reference takes q
+/// and the RoPE tables rounded as that variant rounds them (int8 per 64 elements, Q14): those roundings
+/// are the variant's arithmetic, stated and measured apart (AttentionTests), not kernel error.
 public struct AttentionDecode: KernelFamily {
     public init() {}
 
@@ -23,10 +25,14 @@ public struct AttentionDecode: KernelFamily {
     /// margin for longer contexts and peaked softmaxes while still catching a wrong token, page,
     /// position, head or scale, which move the result by 1e-2 or more.
     public static let tolerance = 5e-5
+    /// The same for `dot=i8`, whose V weights are rounded to 16 bits per group of 16 tokens (not modelled
+    /// by the reference): 1.3e-5 to 2.4e-5 measured at d = 64 to 192, tb = 8 to 64, splits 1 to 16; 2e-4
+    /// leaves 8x margin and still catches a wrong token, page, position, head or scale.
+    public static let integerTolerance = 2e-4
 
     public let name = "attention-decode"
     public let summary = "decode attention over a paged int4/int8/fp32 KV cache: RoPE on dequantized K, GQA, online softmax, split-K merge"
-    public let templateVersion = 9
+    public let templateVersion = 10
     public let dimensions = ["b", "hq", "hkv", "d", "ctx"]
     /// The pool rule bounds the test harness's cache (32-bit offsets there); the kernels use 64-bit ones.
     public var harnessShapeRules: Set<String> { ["size"] }
@@ -43,7 +49,13 @@ public struct AttentionDecode: KernelFamily {
     /// The cache format is the runtime's choice, not the tuner's: a workload with `kvbits` fixes it.
     public var optionalDimensions: [String] { ["kvbits"] }
 
-    public func workloadParameters(_ workload: Workload) -> [String: ParamValue] { AttentionShapes.cacheParameters(workload) }
+    /// The cache format from kvbits; with an INT8 or fp32 cache the arithmetic is fp32 (`dot=i8` reads
+    /// 4-bit codes only).
+    public func workloadParameters(_ workload: Workload) -> [String: ParamValue] {
+        var fixed = AttentionShapes.cacheParameters(workload)
+        if let cache = fixed["cache"], cache != .name(KVCacheFormat.int4.rawValue) { fixed["dot"] = .name("f32") }
+        return fixed
+    }
 
     public var parameters: [ParameterSpec] {
         [
@@ -55,6 +67,9 @@ public struct AttentionDecode: KernelFamily {
             ParameterSpec("unroll", .ints([1, 2, 4, 8]), default: .int(2), "tokens whose scores are computed together"),
             ParameterSpec("heads", .ints([1, 2, 4, 8, 16, 32, 64]), default: .int(8), "KV heads per unit (a block's RoPE rows are reused across them; fewer heads make more units)"),
             ParameterSpec("prefetch", .ints([0, 1]), default: .int(1), "software-prefetch the next block's K and V rows"),
+            ParameterSpec(
+                "dot", .names(["f32", "i8"]), default: .name("f32"),
+                "score and V arithmetic: fp32, or integer multiply-adds (i8: INT4 cache, AVX2; q rounded to int8 per 64 elements, RoPE tables to Q14, V weights to 16 bits)"),
             ParameterSpec("threads", .ints([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]), default: .int(1), "worker threads (each takes a range of (KV-head chunk, split, sequence) units)"),
             ParameterSpec("placement", .names(ThreadPlacement.allCases.map(\.rawValue)), default: .name("scatter"), "which PUs the threads use"),
         ]
@@ -62,6 +77,8 @@ public struct AttentionDecode: KernelFamily {
 
     public let constraints = [
         "unroll-block: tb is a multiple of unroll",
+        "dot-int4: dot=i8 needs cache=int4 and isa=avx2 (the integer path reads 4-bit codes with AVX2's vpmaddubsw)",
+        "dot-dim (workload): dot=i8 needs d to be a multiple of 64 (32 RoPE pairs per 32-byte load)",
         "split-tokens (workload): split <= ceil(ctx / tb), so a split of the longest sequence is never empty",
         "isa-runs (machine): the target's instructions are usable on this machine",
         "threads-pus (machine): threads <= processing units",
@@ -81,11 +98,20 @@ public struct AttentionDecode: KernelFamily {
         try checkDomains(config)
         let tb = config.int("tb"), unroll = config.int("unroll")
         guard tb % unroll == 0 else { throw ConstraintViolation("unroll-block", "tb=\(tb) is not a multiple of unroll=\(unroll)") }
+        if config.name("dot") == "i8" {
+            guard config.name("cache") == KVCacheFormat.int4.rawValue, config.name("isa") == ISATarget.avx2.rawValue else {
+                throw ConstraintViolation(
+                    "dot-int4", "dot=i8 runs on cache=int4 with isa=avx2, not cache=\(config.name("cache")) isa=\(config.name("isa")); use dot=f32")
+            }
+        }
         try AttentionShapes.checkMachine(config, machine: machine)
     }
 
     /// The rules that need both the workload and the configuration (checked when the instance is made).
     public func checkFit(_ workload: Workload, _ config: Configuration) throws {
+        if config.name("dot") == "i8" && workload["d"] % 64 != 0 {
+            throw ConstraintViolation("dot-dim", "dot=i8 needs d to be a multiple of 64, and d = \(workload["d"]); use dot=f32")
+        }
         let blocks = (workload["ctx"] + config.int("tb") - 1) / config.int("tb")
         guard config.int("split") <= blocks else {
             throw ConstraintViolation(
@@ -100,6 +126,17 @@ public struct AttentionDecode: KernelFamily {
             c["threads"] = .int(threadsPerCore(machine))
         }
         return c
+    }
+
+    /// The analytical configuration, then (INT4 cache on AVX2) the same with integer arithmetic.
+    public func searchSeeds(for workload: Workload, machine: MachineContext) -> [Configuration] {
+        let analytical = analyticalConfiguration(for: workload, machine: machine)
+        var integer = analytical
+        integer["dot"] = .name("i8")
+        guard integer != analytical, (try? check(integer, machine: machine)) != nil, (try? checkFit(workload, integer)) != nil else {
+            return [analytical]
+        }
+        return [analytical, integer]
     }
 
     /// Tokens of each sequence; depends on the workload only.
@@ -207,21 +244,27 @@ public struct AttentionInputs {
 
 /// The plain reference: dequantize the same cache bytes (x' = (q - z) * s in fp32, as the kernels do),
 /// then RoPE, scores, a two-pass softmax and the weighted sum of V, all in Double.
+///
+/// `integerDot`: the inputs as the `dot=i8` variants round them, the rest as above: q times 1/sqrt(d) in
+/// fp32, then per chunk of 32 RoPE pairs (elements i and i + d/2, i in [32c, 32c + 32)) rounded to
+/// int8 steps of max|q| / 127 (ties to even); cos and sin rounded to multiples of 2^-14.
 public enum AttentionReference {
-    public static func compute(_ x: AttentionInputs) -> [Float] {
+    public static func compute(_ x: AttentionInputs, integerDot: Bool = false) -> [Float] {
         let d = x.headDim, hq = x.queryHeads, hkv = x.cache.layout.kvHeads, group = hq / hkv
+        let (cos, sin) = integerDot ? (x.cos.map(q14), x.sin.map(q14)) : (x.cos, x.sin)
         var out = [Float](repeating: 0, count: x.batch * hq * d)
         for b in 0..<x.batch {
             let len = x.lengths[b]
             for kvh in 0..<hkv {
                 let keys = (0..<len).map { t in
-                    RoPE.apply(x.cache.row(sequence: b, position: t, head: kvh, value: false).map(Double.init), position: t, cos: x.cos, sin: x.sin)
+                    RoPE.apply(x.cache.row(sequence: b, position: t, head: kvh, value: false).map(Double.init), position: t, cos: cos, sin: sin)
                 }
                 let values = (0..<len).map { t in x.cache.row(sequence: b, position: t, head: kvh, value: true).map(Double.init) }
                 for g in 0..<group {
                     let h = kvh * group + g
-                    let qv = (0..<d).map { Double(x.q[(b * hq + h) * d + $0]) }
-                    let scale = 1 / Double(d).squareRoot()
+                    let head = Array(x.q[(b * hq + h) * d..<(b * hq + h + 1) * d])
+                    let qv = integerDot ? integerQuery(head) : head.map(Double.init)
+                    let scale = integerDot ? 1 : 1 / Double(d).squareRoot()
                     let scores = keys.map { k in zip(qv, k).reduce(0) { $0 + $1.0 * $1.1 } * scale }
                     let m = scores.max()!
                     let w = scores.map { Foundation.exp($0 - m) }
@@ -233,6 +276,27 @@ public enum AttentionReference {
                     }
                 }
             }
+        }
+        return out
+    }
+
+    /// x rounded to a multiple of 2^-14 (the integer path's RoPE tables: fp32 x * 16384 to the nearest
+    /// integer, ties to even).
+    static func q14(_ x: Float) -> Float { (x * 16384).rounded(.toNearestOrEven) / 16384 }
+
+    /// One head's q as the integer path uses it: q * (1/sqrt(d)) in fp32, then each chunk (the 64 elements
+    /// of 32 RoPE pairs) as int8 codes rint(q * (127 / m)) times m / 127, m its largest magnitude.
+    static func integerQuery(_ q: [Float]) -> [Double] {
+        let d = q.count, half = d / 2
+        let scale: Float = 1 / Float(d).squareRoot()
+        let scaled = q.map { $0 * scale }
+        var out = [Double](repeating: 0, count: d)
+        for c in 0..<d / 64 {
+            let elements = (32 * c..<32 * c + 32).flatMap { [$0, half + $0] }
+            let m = elements.map { abs(scaled[$0]) }.max() ?? 0
+            let inv: Float = m > 0 ? 127 / m : 0
+            let step = m / 127
+            for i in elements { out[i] = Double((scaled[i] * inv).rounded(.toNearestOrEven)) * Double(step) }
         }
         return out
     }
@@ -276,6 +340,7 @@ final class AttentionDecodeInstance: KernelInstance {
     let seed: UInt64
     let inputs: AttentionInputs
     let hq: Int, hkv: Int, d: Int, split: Int
+    let integerDot: Bool
     let q: AlignedBuffer, pool: AlignedBuffer, pageTable: AlignedBuffer, lengths: AlignedBuffer
     let cos: AlignedBuffer, sin: AlignedBuffer, partials: AlignedBuffer, arrivals: AlignedBuffer
     let kernel: Kernel
@@ -298,6 +363,7 @@ final class AttentionDecodeInstance: KernelInstance {
         hkv = workload["hkv"]
         d = workload["d"]
         split = config.int("split")
+        integerDot = config.name("dot") == "i8"
         inputs = AttentionInputs(workload: workload, format: format, page: config.int("page"), seed: seed)
         q = AlignedBuffer(copying: inputs.q)
         pool = AlignedBuffer(copying: inputs.cache.pool)
@@ -340,9 +406,9 @@ final class AttentionDecodeInstance: KernelInstance {
     }
 
     func verify() -> Verification {
-        let tolerance = AttentionDecode.tolerance
-        let expected = ReferenceCache.shared.value(for: "attention-decode \(workload) \(format.rawValue) \(seed)") {
-            AttentionReference.compute(inputs)
+        let tolerance = integerDot ? AttentionDecode.integerTolerance : AttentionDecode.tolerance
+        let expected = ReferenceCache.shared.value(for: "attention-decode \(workload) \(format.rawValue) \(seed)\(integerDot ? " i8" : "")") {
+            AttentionReference.compute(inputs, integerDot: integerDot)
         }
         guard let output else {
             return Verification(passed: false, checked: 0, mismatches: 0, maxAbsError: .nan, maxRelError: .nan, tolerance: "\(tolerance)", firstMismatch: "no output bound")

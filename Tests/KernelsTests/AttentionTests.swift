@@ -224,6 +224,24 @@ struct AttentionRoPESoftmaxTests {
             }
         }
     }
+
+    /// The integer path's roundings (q as int8 per 64 elements, cos and sin in Q14) move the output by
+    /// much less than the INT4 cache itself does (against the same K and V in fp32), and not by nothing.
+    @Test func integerDotRoundingIsSmallNextToTheCacheError() {
+        let w = Workload(family: "attention-decode", shape: ["b": 2, "hq": 4, "hkv": 4, "d": 128, "ctx": 200])
+        let exact = AttentionReference.compute(AttentionInputs(workload: w, format: .fp32, page: 16, seed: 3))
+        let inputs = AttentionInputs(workload: w, format: .int4, page: 16, seed: 3)
+        let int4 = AttentionReference.compute(inputs)
+        let integer = AttentionReference.compute(inputs, integerDot: true)
+        func error(_ a: [Float], _ e: [Float]) -> Double {
+            let diff = zip(a, e).reduce(0.0) { $0 + Double($1.0 - $1.1) * Double($1.0 - $1.1) }
+            return (diff / e.reduce(0.0) { $0 + Double($1) * Double($1) }).squareRoot()
+        }
+        let cacheError = error(int4, exact), rounding = error(integer, int4)
+        print("attention: INT4 cache error \(cacheError), integer-path rounding \(rounding)")
+        #expect(rounding > 1e-6)
+        #expect(rounding < 0.1 * cacheError)
+    }
 }
 
 @Suite("attention-decode and kv-append rules")
@@ -321,6 +339,28 @@ struct AttentionRuleTests {
         try family.checkFit(Workload(family: family.name, shape: ["b": 1, "hq": 1, "hkv": 1, "d": 8, "ctx": 113]), config)
     }
 
+    /// dot=i8 reads 4-bit codes with AVX2 only; an INT8 or fp32 workload fixes dot=f32; the search seeds
+    /// of an INT4 workload on an AVX2 machine hold both arithmetics.
+    @Test func integerDotRules() throws {
+        #expect(configRule(family, ["isa": "avx2", "cache": "int4", "dot": "i8"], machine: machine) == nil)
+        #expect(configRule(family, ["isa": "avx2", "cache": "int8", "dot": "i8"]) == "dot-int4")
+        #expect(configRule(family, ["isa": "portable", "cache": "int4", "dot": "i8"]) == "dot-int4")
+        #expect(configRule(family, ["isa": "avx512-vnni", "cache": "int4", "dot": "i8"]) == "dot-int4")
+        let config = try family.configuration(overrides: ["isa": "avx2", "cache": "int4", "dot": "i8"], machine: nil)
+        #expect(throws: ConstraintViolation("dot-dim", "dot=i8 needs d to be a multiple of 64, and d = 96; use dot=f32")) {
+            try family.checkFit(Workload(family: family.name, shape: ["b": 1, "hq": 1, "hkv": 1, "d": 96, "ctx": 100]), config)
+        }
+        let shape = ["b": 8, "hq": 32, "hkv": 32, "d": 128, "ctx": 1024]
+        let int4 = Workload(family: family.name, shape: shape.merging(["kvbits": 4]) { $1 })
+        let int8 = Workload(family: family.name, shape: shape.merging(["kvbits": 8]) { $1 })
+        #expect(family.workloadParameters(int4) == ["cache": .name("int4")])
+        #expect(family.workloadParameters(int8) == ["cache": .name("int8"), "dot": .name("f32")])
+        #expect(family.searchSeeds(for: int4, machine: machine).map { $0["dot"] } == [.name("f32"), .name("i8")])
+        #expect(family.searchSeeds(for: int8, machine: machine).map { $0["dot"] } == [.name("f32")])
+        let odd = Workload(family: family.name, shape: ["b": 1, "hq": 2, "hkv": 2, "d": 96, "ctx": 64, "kvbits": 4])
+        #expect(family.searchSeeds(for: odd, machine: machine).count == 1)
+    }
+
     @Test func defaultsAreValidForEveryTarget() throws {
         for isa in family.targets {
             let config = family.defaultConfiguration(isa: isa, machine: machine)
@@ -380,6 +420,12 @@ struct AttentionRuleTests {
         var threaded = config
         threaded["threads"] = .int(2)
         #expect(try family.render(threaded) == source, "threads are the caller's")
+        var integer = config
+        integer["cache"] = .name("int4")
+        integer["dot"] = .name("i8")
+        let integerSource = try family.render(integer)
+        #expect(integerSource.name == "attention_decode__avx2_int4_p16_tb16_s4_u2_h8_pf_i8")
+        #expect(integerSource.code.contains("_mm256_maddubs_epi16") && !integerSource.code.contains("score_fused"))
         let append = try KVAppend().render(KVAppend().configuration(overrides: ["cache": "int4", "page": "32"], machine: nil))
         #expect(append.name == "kv_append__portable_int4_p32")
         #expect(append.code.contains("rne(x / s) + z") && append.code.contains("nearbyintf(-lo / s)"))
@@ -420,6 +466,10 @@ struct AttentionCompileTests {
                 config["tb"] = .int(tb)
                 config["page"] = .int(page)
                 guard try compile(family.render(config), compiler: compiler) else { return }
+                if isa == .avx2 && cache == .int4 {
+                    config["dot"] = .name("i8")
+                    guard try compile(family.render(config), compiler: compiler) else { return }
+                }
             }
         }
     }
