@@ -113,10 +113,10 @@ extension AttentionTemplate {
             "scores[j] = q . rope_{t + j}(k_j) for the n tokens of a block from the codes: per chunk, the",
             "32-bit sums P = sum cos A + sin B and Z = sum cos (q_lo + q_hi) + sin (q_hi - q_lo), then",
             "score = s * 2^-14 * sum_c scale[c] * (P_c - z Z_c). rope[j * chunks + c] is token j's table."
-                + (prefetch ? " next (may be NULL) and next_slots: the next block's tokens, prefetched." : ""),
+                + (prefetch ? " next (NULL: none), next_slots, next_offset: the tokens prefetched (see prefetch_token)." : ""),
         ])
-        let nextParameter = prefetch ? " const unsigned char *const *next, const int *next_slots," : ""
-        let nextArguments = prefetch ? " next, next_slots," : ""
+        let nextParameter = prefetch ? " const unsigned char *const *next, const int *next_slots, size_t next_offset," : ""
+        let nextArguments = prefetch ? " next, next_slots, next_offset," : ""
         c.function("""
             static inline __attribute__((always_inline)) void score_int_d(const q_chunk *qc, const float *qscale,
                  const unsigned char *const *base,\(nextParameter) const int *slots, size_t k_offset, int n, int d,
@@ -128,7 +128,7 @@ extension AttentionTemplate {
             c.declare("float", "factors[TB]")
             c.forLoop("int j = 0", "j < n", "j++") { c in
                 if prefetch {
-                    c.ifBlock("next && next[j]") { c in c.line("prefetch_token(next[j], next_slots[j], k_offset, d);") }
+                    c.ifBlock("next && next[j]") { c in c.line("prefetch_token(next[j], next_slots[j], next_offset, d);") }
                 }
                 c.declare("const unsigned char *", "block", "base[j] + k_offset")
                 c.declare("const unsigned char *", "row", "block + (size_t)slots[j] * row_bytes(d)")

@@ -28,8 +28,11 @@ struct AttentionTemplate {
     var split: Int { config.int("split") }
     var unroll: Int { config.int("unroll") }
     var heads: Int { config.int("heads") }
-    /// Prefetch the next block's K and V rows of the same head into L2.
-    var prefetch: Bool { config.int("prefetch") != 0 }
+    /// Software prefetch of K and V rows ahead of their use: 0 none, 1 the next block's rows of the same
+    /// head, 2 the same tokens' rows of the unit's next KV head (after its last head, the next block's
+    /// first): the unit then reads its heads' blocks in one stream, a head ahead.
+    var prefetchMode: Int { config.int("prefetch") }
+    var prefetch: Bool { prefetchMode != 0 }
     /// `dot=i8`: integer scores and V sums (AttentionIntegerDot.swift).
     var integerDot: Bool { config.name("dot") == "i8" }
 
@@ -37,7 +40,7 @@ struct AttentionTemplate {
 
     var variantName: String {
         let isaPart = isa.rawValue.replacingOccurrences(of: "-", with: "")
-        return "attention_decode__\(isaPart)_\(format.rawValue)_p\(page)_tb\(tb)_s\(split)_u\(unroll)_h\(heads)\(prefetch ? "_pf" : "")\(integerDot ? "_i8" : "")"
+        return "attention_decode__\(isaPart)_\(format.rawValue)_p\(page)_tb\(tb)_s\(split)_u\(unroll)_h\(heads)\(["", "_pf", "_pfh"][prefetchMode])\(integerDot ? "_i8" : "")"
     }
 
     private var d: AttentionDialect { AttentionDialect.forTarget(isa)! }
@@ -260,9 +263,11 @@ struct AttentionTemplate {
     private func renderPrefetch(_ c: inout CSource) {
         c.comment(lines: [
             "Asks for the K and V rows (and every 8th slot, the line of 8 (scale, zero) pairs) of one token of",
-            "one head, one block ahead of its use. Called once per token as the current block is computed, so",
-            "the requests are spread out; pages are far apart in the pool and the hardware prefetcher stops at",
-            "each of them.",
+            "one head ahead of its use: " + (prefetchMode == 1
+                ? "the next block's token of the same head."
+                : "the same token of the unit's next KV head (after the last, the next block's token of the first)."),
+            "Called once per token as the current block is computed, so the requests are spread out; pages are",
+            "far apart in the pool and the hardware prefetcher stops at each of them.",
         ])
         c.function("static inline void prefetch_token(const unsigned char *page, int slot, size_t k_offset, int d)") { c in
             c.declare("const unsigned char *", "k_block", "page + k_offset")
@@ -294,7 +299,7 @@ struct AttentionTemplate {
         let unscaled = format.isQuantized && table == nil
         for u in rows {
             if prefetch {
-                c.ifBlock("next[j + \(u)]") { c in c.line("prefetch_token(next[j + \(u)], next_slots[j + \(u)], k_offset, d);") }
+                c.ifBlock("next[j + \(u)]") { c in c.line("prefetch_token(next[j + \(u)], next_slots[j + \(u)], next_offset, d);") }
             }
             rowPointers(&c, token: "j + \(u)", offset: "k_offset", suffix: u)
             rowParameters(&c, params: "params\(u)", suffix: u, vectors: true, scaled: !unscaled)
@@ -361,10 +366,10 @@ struct AttentionTemplate {
             "row is dequantized, rotated and multiplied in registers, UNROLL tokens at a time"
                 + (format.isQuantized && table == nil ? " (as c - z: the row's scale s multiplies the token's score once)." : "."),
             "base[j] is token j's page and slots[j] its slot; the K block of the head starts k_offset bytes into the page."
-                + (prefetch ? " next[j], next_slots[j]: token j of the next block (NULL past the end), prefetched." : ""),
+                + (prefetch ? " next[j], next_slots[j], next_offset: the page, slot and head offset of token j's prefetch (NULL: none)." : ""),
         ])
-        let nextParameter = prefetch ? " const unsigned char *const *next, const int *next_slots," : ""
-        let nextArguments = prefetch ? " next, next_slots," : ""
+        let nextParameter = prefetch ? " const unsigned char *const *next, const int *next_slots, size_t next_offset," : ""
+        let nextArguments = prefetch ? " next, next_slots, next_offset," : ""
         c.function("""
             static inline __attribute__((always_inline)) void score_fused_d(const float *restrict q,
                  const unsigned char *const *base,\(nextParameter) const int *slots, size_t k_offset, int t, int n,
@@ -754,10 +759,22 @@ struct AttentionTemplate {
                     c.forLoop("int kvh = kv0", "kvh < kv1", "kvh++") { c in
                         c.declare("const size_t", "k_offset", "(size_t)(2 * kvh) * block")
                         c.declare("const int", "h", "(kvh - kv0) * group")
+                        if prefetchMode == 1 {
+                            c.comment("prefetch: the next block's tokens of this head")
+                            c.declare("const unsigned char *const *", "fetch", "next")
+                            c.declare("const int *", "fetch_slots", "next_slots")
+                            c.declare("const size_t", "fetch_offset", "k_offset")
+                        } else if prefetchMode == 2 {
+                            c.comment("prefetch: the same tokens of the unit's next KV head; after its last, the next block's of its first")
+                            c.declare("const int", "last", "kvh + 1 == kv1")
+                            c.declare("const unsigned char *const *", "fetch", "last ? next : base")
+                            c.declare("const int *", "fetch_slots", "last ? next_slots : slots")
+                            c.declare("const size_t", "fetch_offset", "last ? (size_t)(2 * kv0) * block : k_offset + 2 * block")
+                        }
                         if integerDot {
                             c.comment("every query head of the group reads the KV head's codes (from L1 after the first)")
                             c.forLoop("int g = h", "g < h + group", "g++") { c in
-                                let next = prefetch ? "g == h ? next : NULL, next_slots, " : ""
+                                let next = prefetch ? "g == h ? fetch : NULL, fetch_slots, fetch_offset, " : ""
                                 c.line("score_int(q_chunks + (size_t)g * row_chunks, q_scales + (size_t)g * row_chunks, base, \(next)slots, k_offset, n, d, ropes, probs);")
                                 c.declare("const float", "alpha", "softmax_block(probs, n, run_max + g, run_sum + g)")
                                 c.line("accumulate_int(acc + (size_t)g * d, alpha, probs, base, slots, k_offset + block, n, d);")
@@ -765,13 +782,13 @@ struct AttentionTemplate {
                             return
                         }
                         c.ifBlock("group == 1", { c in
-                            c.line("score_fused(qs + (size_t)h * d, base, \(prefetch ? "next, next_slots, " : "")slots, k_offset, t, n, d, rope_cos, rope_sin, probs);")
+                            c.line("score_fused(qs + (size_t)h * d, base, \(prefetch ? "fetch, fetch_slots, fetch_offset, " : "")slots, k_offset, t, n, d, rope_cos, rope_sin, probs);")
                             c.declare("const float", "alpha", "softmax_block(probs, n, run_max + h, run_sum + h)")
                             c.line("accumulate_fused(acc + (size_t)h * d, alpha, probs, base, slots, k_offset + block, n, d);")
                         }, else: { c in
                             c.forLoop("int j = 0", "j < n", "j++") { c in
                                 if prefetch {
-                                    c.ifBlock("next[j]") { c in c.line("prefetch_token(next[j], next_slots[j], k_offset, d);") }
+                                    c.ifBlock("fetch[j]") { c in c.line("prefetch_token(fetch[j], fetch_slots[j], fetch_offset, d);") }
                                 }
                                 c.declare("const unsigned char *", "k_block", "base[j] + k_offset")
                                 c.line("load_k(k_block, slots[j], d, rope_cos + (size_t)(t + j) * half, rope_sin + (size_t)(t + j) * half, k_rows + (size_t)j * d);")

@@ -355,8 +355,14 @@ struct AttentionRuleTests {
         let int8 = Workload(family: family.name, shape: shape.merging(["kvbits": 8]) { $1 })
         #expect(family.workloadParameters(int4) == ["cache": .name("int4")])
         #expect(family.workloadParameters(int8) == ["cache": .name("int8"), "dot": .name("f32")])
-        #expect(family.searchSeeds(for: int4, machine: machine).map { $0["dot"] } == [.name("f32"), .name("i8")])
-        #expect(family.searchSeeds(for: int8, machine: machine).map { $0["dot"] } == [.name("f32")])
+        // analytical, integer, then the stream layout (every KV head per unit, 64-token pages, next-head prefetch)
+        let int4Seeds = family.searchSeeds(for: int4, machine: machine)
+        #expect(int4Seeds.map { $0["dot"] } == [.name("f32"), .name("i8"), .name("i8")])
+        #expect(int4Seeds[2]["heads"] == .int(32) && int4Seeds[2]["page"] == .int(64) && int4Seeds[2]["prefetch"] == .int(2))
+        let int8Seeds = family.searchSeeds(for: int8, machine: machine)
+        #expect(int8Seeds.map { $0["dot"] } == [.name("f32"), .name("f32")])
+        #expect(int8Seeds[1]["heads"] == .int(32) && int8Seeds[1]["tb"] == .int(32))
+        // d = 96 takes no integer seed; one sequence on two threads no stream seed
         let odd = Workload(family: family.name, shape: ["b": 1, "hq": 2, "hkv": 2, "d": 96, "ctx": 64, "kvbits": 4])
         #expect(family.searchSeeds(for: odd, machine: machine).count == 1)
     }
@@ -415,6 +421,9 @@ struct AttentionRuleTests {
         plain["prefetch"] = .int(0)
         let noPrefetch = try family.render(plain)
         #expect(noPrefetch.name == "attention_decode__avx2_int8_p16_tb16_s4_u2_h8" && !noPrefetch.code.contains("__builtin_prefetch"))
+        plain["prefetch"] = .int(2)
+        let nextHead = try family.render(plain)
+        #expect(nextHead.name == "attention_decode__avx2_int8_p16_tb16_s4_u2_h8_pfh" && nextHead.code.contains("k_offset + 2 * block"))
         #expect(source.code.hasPrefix("/*\n * attention-decode, template version \(family.templateVersion)"))
         #expect(source.code.contains("cache=int8") && source.code.contains("expf("))
         var threaded = config
@@ -458,8 +467,9 @@ struct AttentionCompileTests {
         let compiler = try CompilerDiscovery.discover()
         let family = AttentionDecode()
         for cache in KVCacheFormat.allCases {
-            for (split, unroll, tb, page) in [(1, 1, 16, 16), (4, 4, 8, 64), (2, 2, 32, 32)] {
+            for (split, unroll, tb, page, prefetch) in [(1, 1, 16, 16, 1), (4, 4, 8, 64, 2), (2, 2, 32, 32, 0)] {
                 var config = family.defaultConfiguration(isa: isa, machine: nil)
+                config["prefetch"] = .int(prefetch)
                 config["cache"] = .name(cache.rawValue)
                 config["split"] = .int(split)
                 config["unroll"] = .int(unroll)

@@ -47,11 +47,13 @@ struct AttentionRunTests {
             small["unroll"] = .int(4)
             small["page"] = .int(64)
             small["split"] = .int(2)
-            // Units of two KV heads (the last chunk of hkv = 3 is partial), split, on two threads.
+            // Units of two KV heads (the last chunk of hkv = 3 is partial), split, on two threads, prefetching
+            // the next head's rows.
             var chunked = base
             chunked["heads"] = .int(2)
             chunked["split"] = .int(2)
             chunked["threads"] = .int(2)
+            chunked["prefetch"] = .int(2)
             for config in [base, split, small, chunked] {
                 for shape in Self.shapes {
                     let workload = Workload(family: family.name, shape: shape)
@@ -67,7 +69,7 @@ struct AttentionRunTests {
     /// dot=i8 (INT4, AVX2) against the reference that rounds q and the RoPE tables as it does: GQA and
     /// not, d = 64, 128 and 192 (one to three chunks of 32 pairs), odd contexts (partial blocks, a block
     /// of odd length, so the last token pairs with itself), splits on two threads, 64-token blocks (four
-    /// groups of 16-bit V sums), units of two KV heads with a partial last chunk.
+    /// groups of 16-bit V sums), units of two KV heads with a partial last chunk and next-head prefetch.
     @Test func integerDotVerifies() throws {
         guard ISATarget.avx2.runs(on: Harness.machine.isa) else {
             print("skipping dot=i8: \(ISATarget.avx2.missingFeatures(on: Harness.machine.isa) ?? "")")
@@ -90,6 +92,7 @@ struct AttentionRunTests {
         chunked["split"] = .int(2)
         chunked["threads"] = .int(2)
         chunked["tb"] = .int(8)
+        chunked["prefetch"] = .int(2)
         let shapes: [[String: Int]] = [
             ["b": 3, "hq": 8, "hkv": 2, "d": 128, "ctx": 150],
             ["b": 2, "hq": 4, "hkv": 4, "d": 64, "ctx": 100],
