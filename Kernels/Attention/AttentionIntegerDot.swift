@@ -49,6 +49,11 @@ extension AttentionTemplate {
         c.line()
         c.comment("The pair of chunk lane k of half p (see above).")
         c.function("static inline int chunk_pair(int p, int k)") { c in c.line("return 8 * p + (k < 8 ? k : k + 8);") }
+        c.comment("The low and the high nibbles of 32 code bytes, each in a byte.")
+        c.function("static inline __m256i low_nibbles(__m256i bytes)") { c in c.line("return _mm256_and_si256(bytes, _mm256_set1_epi8(15));") }
+        c.function("static inline __m256i high_nibbles(__m256i bytes)") { c in
+            c.line("return _mm256_and_si256(_mm256_srli_epi16(bytes, 4), _mm256_set1_epi8(15));")
+        }
         renderQuantizeQ(&c)
         renderConvertRope(&c)
         renderIntegerScores(&c)
@@ -123,7 +128,6 @@ extension AttentionTemplate {
                  const rope_chunk *rope, float *restrict scores)
             """) { c in
             c.declare("const int", "chunks", "d / 64")
-            c.declare("const __m256i", "low4", "_mm256_set1_epi8(15)")
             c.declare("__m256", "sums[TB]")
             c.declare("float", "factors[TB]")
             c.forLoop("int j = 0", "j < n", "j++") { c in
@@ -140,8 +144,8 @@ extension AttentionTemplate {
                     c.declare("const q_chunk *", "qv", "qc + c")
                     c.declare("const rope_chunk *", "r", "rope + (size_t)j * chunks + c")
                     c.declare("const __m256i", "bytes", "_mm256_loadu_si256((const __m256i *)(row + 32 * c))")
-                    c.declare("const __m256i", "lo", "_mm256_and_si256(bytes, low4)")
-                    c.declare("const __m256i", "hi", "_mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4)")
+                    c.declare("const __m256i", "lo", "low_nibbles(bytes)")
+                    c.declare("const __m256i", "hi", "high_nibbles(bytes)")
                     c.declare("const __m256i", "pairs0", "_mm256_unpacklo_epi8(lo, hi)")
                     c.declare("const __m256i", "pairs1", "_mm256_unpackhi_epi8(lo, hi)")
                     c.declare("const __m256i", "cs0", "_mm256_loadu_si256((const __m256i *)r->cs[0])")
@@ -233,7 +237,6 @@ extension AttentionTemplate {
             c.forLoop("int i = 0", "i < d", "i += LANES") { c in
                 c.line("_mm256_storeu_ps(acc + i, _mm256_fmsub_ps(_mm256_loadu_ps(acc + i), av, ov));")
             }
-            c.declare("const __m256i", "low4", "_mm256_set1_epi8(15)")
             c.comment("32 bytes of each row (32 low-half and 32 high-half elements) at a time, 8 token pairs at most between flushes")
             c.forLoop("int at = 0", "at < half", "at += 32") { c in
                 c.forLoop("int k0 = 0", "k0 < pairs", "k0 += 8") { c in
@@ -250,10 +253,10 @@ extension AttentionTemplate {
                         c.declare("const __m256i", "wl", "_mm256_set1_epi16((short)low[k])")
                         c.declare("const __m256i", "b0", "_mm256_loadu_si256((const __m256i *)(rows[2 * k] + at))")
                         c.declare("const __m256i", "b1", "_mm256_loadu_si256((const __m256i *)(rows[2 * k + 1] + at))")
-                        c.declare("const __m256i", "lo0", "_mm256_and_si256(b0, low4)")
-                        c.declare("const __m256i", "lo1", "_mm256_and_si256(b1, low4)")
-                        c.declare("const __m256i", "hi0", "_mm256_and_si256(_mm256_srli_epi16(b0, 4), low4)")
-                        c.declare("const __m256i", "hi1", "_mm256_and_si256(_mm256_srli_epi16(b1, 4), low4)")
+                        c.declare("const __m256i", "lo0", "low_nibbles(b0)")
+                        c.declare("const __m256i", "lo1", "low_nibbles(b1)")
+                        c.declare("const __m256i", "hi0", "high_nibbles(b0)")
+                        c.declare("const __m256i", "hi1", "high_nibbles(b1)")
                         c.comment("x[0], x[1]: low-half elements in chunk order (halves 0 and 1); x[2], x[3]: the high half")
                         c.declare("const __m256i", "x[4]", """
                             {_mm256_unpacklo_epi8(lo0, lo1), _mm256_unpackhi_epi8(lo0, lo1),
