@@ -23,9 +23,6 @@ import KernelKit
 /// reference does the same rounding, `AttentionReference.integerDot`), cos/sin to Q14 (likewise) and
 /// each V weight to 16 bits (within the fp32 tolerance; not modelled).
 extension AttentionTemplate {
-    /// Pairs per chunk: one 32-byte load of a K row's codes.
-    static let integerChunkPairs = 32
-
     func renderIntegerDot(_ c: inout CSource) {
         c.comment(lines: [
             "Integer path. A chunk is 32 RoPE pairs (elements i and i + d/2 for i in [32c, 32c + 32)), one",

@@ -779,32 +779,32 @@ struct AttentionTemplate {
                                 c.declare("const float", "alpha", "softmax_block(probs, n, run_max + g, run_sum + g)")
                                 c.line("accumulate_int(acc + (size_t)g * d, alpha, probs, base, slots, k_offset + block, n, d);")
                             }
-                            return
+                        } else {
+                            c.ifBlock("group == 1", { c in
+                                c.line("score_fused(qs + (size_t)h * d, base, \(prefetch ? "fetch, fetch_slots, fetch_offset, " : "")slots, k_offset, t, n, d, rope_cos, rope_sin, probs);")
+                                c.declare("const float", "alpha", "softmax_block(probs, n, run_max + h, run_sum + h)")
+                                c.line("accumulate_fused(acc + (size_t)h * d, alpha, probs, base, slots, k_offset + block, n, d);")
+                            }, else: { c in
+                                c.forLoop("int j = 0", "j < n", "j++") { c in
+                                    if prefetch {
+                                        c.ifBlock("fetch[j]") { c in c.line("prefetch_token(fetch[j], fetch_slots[j], fetch_offset, d);") }
+                                    }
+                                    c.declare("const unsigned char *", "k_block", "base[j] + k_offset")
+                                    c.line("load_k(k_block, slots[j], d, rope_cos + (size_t)(t + j) * half, rope_sin + (size_t)(t + j) * half, k_rows + (size_t)j * d);")
+                                    if format.isQuantized {
+                                        c.line("load_v(k_block + block, slots[j], d, v_buffer + (size_t)j * d);")
+                                        c.line("v_rows[j] = v_buffer + (size_t)j * d;")
+                                    } else {
+                                        c.line("v_rows[j] = (const float *)(k_block + block + (size_t)slots[j] * row_bytes(d));")
+                                    }
+                                }
+                                c.forLoop("int g = h", "g < h + group", "g++") { c in
+                                    c.line("score_block(qs + (size_t)g * d, k_rows, n, d, probs);")
+                                    c.declare("const float", "alpha", "softmax_block(probs, n, run_max + g, run_sum + g)")
+                                    c.line("accumulate_v(acc + (size_t)g * d, alpha, probs, v_rows, n, d);")
+                                }
+                            })
                         }
-                        c.ifBlock("group == 1", { c in
-                            c.line("score_fused(qs + (size_t)h * d, base, \(prefetch ? "fetch, fetch_slots, fetch_offset, " : "")slots, k_offset, t, n, d, rope_cos, rope_sin, probs);")
-                            c.declare("const float", "alpha", "softmax_block(probs, n, run_max + h, run_sum + h)")
-                            c.line("accumulate_fused(acc + (size_t)h * d, alpha, probs, base, slots, k_offset + block, n, d);")
-                        }, else: { c in
-                            c.forLoop("int j = 0", "j < n", "j++") { c in
-                                if prefetch {
-                                    c.ifBlock("fetch[j]") { c in c.line("prefetch_token(fetch[j], fetch_slots[j], fetch_offset, d);") }
-                                }
-                                c.declare("const unsigned char *", "k_block", "base[j] + k_offset")
-                                c.line("load_k(k_block, slots[j], d, rope_cos + (size_t)(t + j) * half, rope_sin + (size_t)(t + j) * half, k_rows + (size_t)j * d);")
-                                if format.isQuantized {
-                                    c.line("load_v(k_block + block, slots[j], d, v_buffer + (size_t)j * d);")
-                                    c.line("v_rows[j] = v_buffer + (size_t)j * d;")
-                                } else {
-                                    c.line("v_rows[j] = (const float *)(k_block + block + (size_t)slots[j] * row_bytes(d));")
-                                }
-                            }
-                            c.forLoop("int g = h", "g < h + group", "g++") { c in
-                                c.line("score_block(qs + (size_t)g * d, k_rows, n, d, probs);")
-                                c.declare("const float", "alpha", "softmax_block(probs, n, run_max + g, run_sum + g)")
-                                c.line("accumulate_v(acc + (size_t)g * d, alpha, probs, v_rows, n, d);")
-                            }
-                        })
                     }
                 }
                 if split == 1 {
