@@ -199,6 +199,17 @@ public struct AttentionDecode: KernelFamily {
         return Double(tokens) * Double(workload["hkv"]) * 2 * Double(format.rowBytes(headDim: workload["d"]) + format.paramBytes)
     }
 
+    /// The longest stretch of the cache the variant reads in order before it jumps: one KV head's K (or
+    /// V) codes for a block, min(tb, page) rows (a block never crosses a page), rounded down to a run
+    /// length `peak-bandwidth op=runs` takes. The bandwidth tables hold each row against reading its
+    /// working set in runs of this length, the ceiling of its layout (the per-token parameters, a
+    /// fraction of the bytes, are left out of the model).
+    public static func contiguousRun(_ workload: Workload, _ config: Configuration) -> Int {
+        let format = KVCacheFormat(rawValue: config.name("cache"))!
+        let bytes = min(config.int("tb"), config.int("page")) * format.rowBytes(headDim: workload["d"])
+        return PeakBandwidth.runLengths.last { $0 <= bytes } ?? PeakBandwidth.runLengths[0]
+    }
+
     /// The kernel's units for `batch` sequences: ceil(hkv / heads) chunks x split x batch, numbered
     /// u = (chunk * split + s) * batch + sequence.
     public static func unitCount(batch: Int, kvHeads: Int, config: Configuration) -> Int {

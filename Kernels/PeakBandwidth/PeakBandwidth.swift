@@ -6,30 +6,44 @@ import KernelKit
 /// fp32 values computed in a fixed order, checked before timing.
 ///
 /// Bytes counted per pass (the fewest the operation must move): read: the array; write: the array;
-/// copy: 2x; triad (a = b + s * c): 3x. "GOP/s" in this family's trials are GB/s.
+/// copy: 2x; triad (a = b + s * c): 3x; runs: the array. "GOP/s" in this family's trials are GB/s.
+///
+/// `runs` is not a STREAM sweep but an access pattern: each thread reads its slice in runs of `run`
+/// bytes, visiting the runs in a shuffled order and prefetching the run `ahead` places later a line at
+/// a time, which is how a kernel reads a paged cache (one page, or one head's block of a page, after
+/// another, scattered over a pool). Against `read` at the same size it says what the layout costs.
 public struct PeakBandwidth: KernelFamily {
     public init() {}
 
     public enum Operation: String, CaseIterable, Sendable {
-        case read, write, copy, triad
+        case read, write, copy, triad, runs
 
         /// Bytes moved per pass per byte of one array.
         var arrays: Int {
             switch self {
-            case .read, .write: return 1
+            case .read, .write, .runs: return 1
             case .copy: return 2
             case .triad: return 3
             }
         }
+
+        /// The STREAM-style sweeps, whose plateaus make the roofline; `runs` is a pattern measured on its own.
+        public static let sweeps: [Operation] = [.read, .write, .copy, .triad]
     }
 
+    /// Run lengths `runs` can take, in bytes.
+    public static let runLengths = [256, 512, 1024, 2048, 4096, 8192, 16384, 65536]
+
     public let name = "peak-bandwidth"
-    public let summary = "memory bandwidth (read, write, copy, triad) at a working-set size; GOP/s here are GB/s"
+    public let summary = "memory bandwidth (read, write, copy, triad; reads in shuffled runs) at a working-set size; GOP/s here are GB/s"
     public let templateVersion = 1
     public let dimensions = ["bytes"]
     public let shapeRules = ["range: 4 KiB <= bytes <= 4 GiB, a multiple of 4 KiB (the total of all arrays)"]
     public let targets: [ISATarget] = [.portable, .avx2, .avx512vnni, .neonDotprod]
-    public let constraints = ["thread-slices: each thread's slice of each array (bytes / arrays / threads, rounded down to 256 bytes) is at least 256 bytes"]
+    public let constraints = [
+        "thread-slices: each thread's slice of each array (bytes / arrays / threads, rounded down to 256 bytes) is at least 256 bytes",
+        "run-slice: with op=runs, each thread's slice (bytes / threads) holds at least two runs",
+    ]
 
     public var parameters: [ParameterSpec] {
         [
@@ -40,6 +54,8 @@ public struct PeakBandwidth: KernelFamily {
             ParameterSpec(
                 "passes", .ints([0, 1, 2, 4, 8, 16, 64]), default: .int(0),
                 "sweeps per run; 0: enough to move 64 MiB (hot ceilings), 1: a single sweep (cold ceilings)"),
+            ParameterSpec("run", .ints(Self.runLengths), default: .int(4096), "op=runs: bytes read in order before jumping to the next run (other ops ignore it)"),
+            ParameterSpec("ahead", .ints([0, 1, 2, 4]), default: .int(2), "op=runs: the run prefetched while one is read, this many runs later in the order (0: none)"),
         ]
     }
 
@@ -62,13 +78,28 @@ public struct PeakBandwidth: KernelFamily {
     }
 
     /// Elements of one array each thread streams: the working set split over arrays and threads,
-    /// rounded down to whole 64-element (256-byte) steps.
+    /// rounded down to whole 64-element (256-byte) steps, or for `runs` to whole runs.
     static func elementsPerThread(_ workload: Workload, _ config: Configuration) -> Int {
         let op = Operation(rawValue: config.name("op"))!
-        return workload["bytes"] / op.arrays / config.int("threads") / 256 * 64
+        let step = op == .runs ? config.int("run") : 256
+        return workload["bytes"] / op.arrays / config.int("threads") / step * step / 4
     }
 
-    func checkSlices(_ workload: Workload, _ config: Configuration) throws {
+    /// Runs in each thread's slice (op=runs).
+    public static func runsPerThread(_ workload: Workload, _ config: Configuration) -> Int {
+        elementsPerThread(workload, config) * 4 / config.int("run")
+    }
+
+    /// The rules that join the shape and the configuration (`thread-slices`, `run-slice`); the runner
+    /// meets them through `makeInstance`.
+    public func checkSlices(_ workload: Workload, _ config: Configuration) throws {
+        if Operation(rawValue: config.name("op")) == .runs {
+            guard Self.runsPerThread(workload, config) >= 2 else {
+                throw ConstraintViolation(
+                    "run-slice",
+                    "\(workload["bytes"]) bytes over \(config.int("threads")) threads leave fewer than two runs of \(config.int("run")) bytes per thread; use a larger bytes or a smaller run")
+            }
+        }
         guard Self.elementsPerThread(workload, config) > 0 else {
             throw ConstraintViolation("thread-slices", "\(workload["bytes"]) bytes leave less than 256 bytes per array per thread")
         }
@@ -106,11 +137,39 @@ public struct PeakBandwidth: KernelFamily {
             "Parameters: isa=\(isa.rawValue) op=\(op.rawValue)",
             "",
             "`passes` sweeps over arrays of n 32-bit elements (n a multiple of 64). read: int32 sum into",
-            "the result (wrapping); write: x[i] = value; copy: x[i] = y[i]; triad: x[i] = y[i] + s * z[i].",
+            "the result (wrapping); write: x[i] = value; copy: x[i] = y[i]; triad: x[i] = y[i] + s * z[i];",
+            "runs: the read's sum, taken in runs of run_elems elements in the order `order` lists them.",
         ])
         for h in ["stddef.h", "stdint.h"] + v.headers { c.include(h) }
         c.line()
         switch op {
+        case .runs:
+            c.comment(lines: [
+                "order[r] is the r-th run read (run i: elements [i * run_elems, (i + 1) * run_elems) of base);",
+                "while a run is read, the run `ahead` places later in the order is prefetched, four lines per",
+                "step of 64 elements, so its requests are spread over the time the current run takes.",
+            ])
+            c.function("int32_t \(name)(const int32_t *base, const int32_t *order, size_t runs, size_t run_elems, size_t ahead, int passes)") { c in
+                c.declare("uint32_t", "total", "0")
+                c.forLoop("int p = 0", "p < passes", "p++") { c in
+                    c.lines(v.sumSetup)
+                    c.forLoop("size_t r = 0", "r < runs", "r++") { c in
+                        c.line("const int32_t *x = base + (size_t)order[r] * run_elems;")
+                        c.line("const char *next = ahead > 0 && r + ahead < runs ? (const char *)(base + (size_t)order[r + ahead] * run_elems) : NULL;")
+                        c.forLoop("size_t i = 0", "i < run_elems", "i += \(v.stride)") { c in
+                            c.block("if (next)") { c in
+                                c.forLoop("size_t line = 0", "line < 256", "line += 64") { c in
+                                    c.line("__builtin_prefetch(next + i * sizeof(int32_t) + line, 0, 3);")
+                                }
+                            }
+                            c.lines(v.sumStep)
+                        }
+                    }
+                    c.lines(v.sumFinish)
+                    c.line("total += part;")
+                }
+                c.line("return (int32_t)total;")
+            }
         case .read:
             c.function("int32_t \(name)(const int32_t *x, size_t n, int passes)") { c in
                 c.declare("uint32_t", "total", "0")
@@ -153,6 +212,7 @@ public struct PeakBandwidth: KernelFamily {
         let op = Operation(rawValue: config.name("op"))!
         return BandwidthInstance(
             op: op, elementsPerThread: Self.elementsPerThread(workload, config), passes: Self.passes(bytes: workload["bytes"], config), threads: config.int("threads"),
+            run: config.int("run"), ahead: config.int("ahead"),
             kernel: try symbols.address(of: try render(config).symbols["kernel"]!), seed: seed)
     }
 }
@@ -163,6 +223,7 @@ final class BandwidthInstance: KernelInstance {
     typealias Write = @convention(c) (UnsafeMutablePointer<Int32>?, Int, Int32, Int32) -> Void
     typealias Copy = @convention(c) (UnsafeMutablePointer<Int32>?, UnsafePointer<Int32>?, Int, Int32) -> Void
     typealias Triad = @convention(c) (UnsafeMutablePointer<Float>?, UnsafePointer<Float>?, UnsafePointer<Float>?, Int, Int32, Float) -> Void
+    typealias Runs = @convention(c) (UnsafePointer<Int32>?, UnsafePointer<Int32>?, Int, Int, Int, Int32) -> Int32
 
     let op: PeakBandwidth.Operation
     let threadCount: Int
@@ -172,10 +233,14 @@ final class BandwidthInstance: KernelInstance {
     /// Source arrays (y, z); the destination x lives in the harness's output buffer for write, copy
     /// and triad, and read writes one int32 sum per thread there.
     let y: AlignedBuffer, z: AlignedBuffer, xSource: AlignedBuffer
+    /// runs: each thread's order of its runs (a shuffled permutation of 0..<runs per thread, thread
+    /// after thread), the run length in elements, and how many runs ahead the kernel prefetches.
+    let order: AlignedBuffer
+    let runElements: Int, ahead: Int
     private var output: UnsafeMutableRawPointer?
     let scalar: Float = 3
 
-    init(op: PeakBandwidth.Operation, elementsPerThread: Int, passes: Int, threads: Int, kernel: UnsafeMutableRawPointer, seed: UInt64) {
+    init(op: PeakBandwidth.Operation, elementsPerThread: Int, passes: Int, threads: Int, run: Int, ahead: Int, kernel: UnsafeMutableRawPointer, seed: UInt64) {
         self.op = op
         threadCount = threads
         self.elementsPerThread = elementsPerThread
@@ -189,11 +254,25 @@ final class BandwidthInstance: KernelInstance {
         let ints = (0..<Self.period).map { _ in Int32.random(in: -1000...1000, using: &rng) }
         let small = (0..<Self.period).map { _ in Float(Int.random(in: -64...64, using: &rng)) }
         let bits = (0..<Self.period).map { _ in Float(bitPattern: UInt32.random(in: 0...0x3F00_0000, using: &rng)) }
-        xSource = Self.periodic(op == .read ? ints : [0], count: op == .read ? n : 1)
+        let reads = op == .read || op == .runs
+        xSource = Self.periodic(reads ? ints : [0], count: reads ? n : 1)
         y = Self.periodic(op == .triad ? small : bits, count: op == .copy || op == .triad ? n : 1)
         z = Self.periodic(small, count: op == .triad ? n : 1)
         readPeriod = ints
+        runElements = run / 4
+        self.ahead = ahead
+        let runs = op == .runs ? elementsPerThread / runElements : 0
+        order = AlignedBuffer(byteCount: max(1, runs * threads) * 4)
+        let slots = order.pointer.assumingMemoryBound(to: Int32.self)
+        for t in 0..<threads where runs > 0 {
+            var shuffled = (0..<runs).map { Int32(t * runs + $0) }
+            shuffled.shuffle(using: &rng)
+            for (i, r) in shuffled.enumerated() { slots[t * runs + i] = r }
+        }
     }
+
+    /// Runs in each thread's slice (op=runs).
+    var runsPerThread: Int { op == .runs ? elementsPerThread / runElements : 0 }
 
     /// Elements after which the inputs repeat.
     static let period = 16384
@@ -225,10 +304,10 @@ final class BandwidthInstance: KernelInstance {
         return s
     }
 
-    var outputBytes: Int { op == .read ? threadCount * 64 : elementsPerThread * threadCount * 4 }
+    var outputBytes: Int { op == .read || op == .runs ? threadCount * 64 : elementsPerThread * threadCount * 4 }
     var workspaceBytesPerThread: Int { 0 }
     var workingSetBytes: Int { elementsPerThread * threadCount * 4 * op.arrays }
-    var dataRegions: [UnsafeRawBufferPointer] { [xSource, y, z].map(\.region) }
+    var dataRegions: [UnsafeRawBufferPointer] { [xSource, y, z, order].map(\.region) }
 
     func prepare() throws {}
     func bind(output: UnsafeMutableRawPointer, workspaces: [UnsafeMutableRawPointer]) { self.output = output }
@@ -238,6 +317,13 @@ final class BandwidthInstance: KernelInstance {
         switch op {
         case .read:
             let sum = unsafeBitCast(kernel, to: Read.self)(xSource.pointer.assumingMemoryBound(to: Int32.self) + offset, n, Int32(passes))
+            output!.storeBytes(of: sum, toByteOffset: index * 64, as: Int32.self)
+        case .runs:
+            // The order holds run numbers of the whole array; each thread's are its own slice's.
+            let runs = runsPerThread
+            let sum = unsafeBitCast(kernel, to: Runs.self)(
+                xSource.pointer.assumingMemoryBound(to: Int32.self), order.pointer.assumingMemoryBound(to: Int32.self) + index * runs,
+                runs, runElements, ahead, Int32(passes))
             output!.storeBytes(of: sum, toByteOffset: index * 64, as: Int32.self)
         case .write:
             unsafeBitCast(kernel, to: Write.self)(output!.assumingMemoryBound(to: Int32.self) + offset, n, Int32(passes), 7)
@@ -265,7 +351,7 @@ final class BandwidthInstance: KernelInstance {
         // every 61 in between (every element goes through the same loop, so a wrong loop shows).
         let sampled: [Int] = n <= 1 << 18 ? Array(0..<n) : Array(0..<65536) + Array(stride(from: 65536, to: n - 65536, by: 61)) + Array(n - 65536..<n)
         switch op {
-        case .read:
+        case .read, .runs:
             for t in 0..<threadCount {
                 let s = readSum(from: t * elementsPerThread, count: elementsPerThread)
                 let expected = Int32(bitPattern: s &* UInt32(passes))

@@ -47,16 +47,18 @@ struct BandwidthBenchmark {
     }
 
     /// A ceiling a row is held against: the operation, the working set rounded up to whole pages (at
-    /// least 16 KiB), and the thread count.
+    /// least 16 KiB), the thread count, and for `runs` the run length in bytes (0 otherwise).
     struct CeilingKey: Hashable {
         var op: PeakBandwidth.Operation
         var bytes: Int
         var threads: Int
+        var run = 0
 
-        init(op: PeakBandwidth.Operation, bytes: Double, threads: Int) {
+        init(op: PeakBandwidth.Operation, bytes: Double, threads: Int, run: Int = 0) {
             self.op = op
             self.bytes = max(4096 * 4, Int((bytes / 4096).rounded(.up)) * 4096)
             self.threads = threads
+            self.run = op == .runs ? run : 0
         }
     }
 
@@ -72,6 +74,7 @@ struct BandwidthBenchmark {
         var c = family.defaultConfiguration(isa: family.bestTarget(on: context), machine: context)
         c["op"] = .name(key.op.rawValue)
         c["threads"] = .int(key.threads)
+        if key.op == .runs { c["run"] = .int(key.run) }
         // Cold rows are held against one cold sweep; hot ones against repeated sweeps.
         if runner.cold { c["passes"] = .int(1) }
         return runner.run(family, Workload(family: family.name, shape: ["bytes": key.bytes]), c, seed: seed)
@@ -86,26 +89,39 @@ struct BandwidthBenchmark {
         var bytes: Double
         var op: PeakBandwidth.Operation
         var label: String? = nil
+        /// Also held against reading its working set in runs of this many bytes (its layout's ceiling;
+        /// attention-decode), when not nil.
+        var run: Int? = nil
     }
 
     /// Runs `rows` and the ceilings they are held against `rounds` times, all taking turns, and adds
-    /// each row with its fastest round to `t`, against its ceiling's fastest round.
+    /// each row with its fastest round to `t`, against its ceilings' fastest rounds.
     func run(_ rows: [Row], into t: inout Table) -> [TrialResult] {
-        let measured = fastest(rows: rows.count, ceilings: rows.map { CeilingKey(op: $0.op, bytes: $0.bytes, threads: $0.config.int("threads")) }) { i, _ in
+        let keys = rows.map { row in
+            let threads = row.config.int("threads")
+            return [CeilingKey(op: row.op, bytes: row.bytes, threads: threads)] + (row.run.map { [CeilingKey(op: .runs, bytes: row.bytes, threads: threads, run: $0)] } ?? [])
+        }
+        let measured = fastest(rows: rows.count, ceilingLists: keys) { i, _ in
             runner.run(rows[i].family, rows[i].workload, rows[i].config, seed: seed)
         }
-        return zip(rows, measured).map { row, m in add(row, m.result, peak: m.peak, into: &t) }
+        return zip(rows, measured).map { row, m in add(row, m.result, peak: m.peaks[0], runs: row.run == nil ? nil : m.peaks[1], into: &t) }
     }
 
     /// Runs `count` rows (`run(row, round)`) and the distinct ceilings among `ceilings` (row i's, nil for
     /// none) `rounds` times, all taking turns; each row's fastest result and its ceiling's fastest GB/s (a
     /// ceiling measured once, in a slow moment, made rows look faster than the machine).
     func fastest(rows count: Int, ceilings: [CeilingKey?], run: (Int, Int) -> TrialResult) -> [(result: TrialResult, peak: Double?)] {
+        fastest(rows: count, ceilingLists: ceilings.map { $0.map { [$0] } ?? [] }, run: run).map { ($0.result, $0.peaks.first ?? nil) }
+    }
+
+    /// The same with any number of ceilings per row: each row's fastest result and its ceilings' fastest
+    /// GB/s, in the order of its list.
+    func fastest(rows count: Int, ceilingLists: [[CeilingKey]], run: (Int, Int) -> TrialResult) -> [(result: TrialResult, peaks: [Double?])] {
         var keys: [CeilingKey] = []
-        for case let key? in ceilings where !keys.contains(key) { keys.append(key) }
+        for key in ceilingLists.joined() where !keys.contains(key) { keys.append(key) }
         let best = Self.fastest(of: rounds, rows: count + keys.count) { i, round in i < count ? run(i, round) : ceilingRun(keys[i - count]) }
         let peaks = Dictionary(uniqueKeysWithValues: zip(keys, best[count...].map(\.gops)))
-        return (0..<count).map { i in (best[i], ceilings[i].flatMap { peaks[$0] ?? nil }) }
+        return (0..<count).map { i in (best[i], ceilingLists[i].map { peaks[$0] ?? nil }) }
     }
 
     /// Runs rows 0..<rows `rounds` times, taking turns (`run(row, round)`), and returns each row's fastest
@@ -122,24 +138,32 @@ struct BandwidthBenchmark {
         return best.map { $0! }
     }
 
-    /// Adds a measured row, held against `peak` (GB/s), its ceiling measured in the same rounds.
-    func add(_ row: Row, _ r: TrialResult, peak: Double?, into t: inout Table) -> TrialResult {
+    /// Adds a measured row, held against `peak` (GB/s), its ceiling measured in the same rounds, and
+    /// for a row with a layout ceiling against `runs` (GB/s) too.
+    func add(_ row: Row, _ r: TrialResult, peak: Double?, runs: Double? = nil, into t: inout Table) -> TrialResult {
         let (f, w, c, bytes, label) = (row.family, row.workload, row.config, row.bytes, row.label)
         let gbs = r.timing.map { bytes / $0.min / 1e9 }
-        t.add([
+        func percent(_ ceiling: Double?) -> String { (gbs.flatMap { g in ceiling.map { String(format: "%.0f%%", 100 * g / $0) } }) ?? "-" }
+        var cells = [
             w.description.replacingOccurrences(of: "\(f.name) ", with: ""), label ?? c["isa"]!.description,
             c["cache"]?.description ?? "-",
             r.timing.map { TrialReport.ms($0.min) } ?? "-", Format.bytes(UInt64(bytes)),
-            gbs.map { String(format: "%.1f", $0) } ?? "-", peak.map { String(format: "%.1f", $0) } ?? "-",
-            (gbs.flatMap { g in peak.map { String(format: "%.0f%%", 100 * g / $0) } }) ?? "-",
-            r.succeeded ? "ok" : "\(r.status.rawValue): \(r.message ?? "")",
-        ])
+            gbs.map { String(format: "%.1f", $0) } ?? "-", peak.map { String(format: "%.1f", $0) } ?? "-", percent(peak),
+        ]
+        if let run = row.run {
+            cells += [Format.bytes(UInt64(run)), runs.map { String(format: "%.1f", $0) } ?? "-", percent(runs)]
+        }
+        cells.append(r.succeeded ? "ok" : "\(r.status.rawValue): \(r.message ?? "")")
+        t.add(cells)
         FileHandle.standardError.write(Data("  \(w) \(label ?? c["isa"]!.description): \(gbs.map { String(format: "%.1f GB/s", $0) } ?? r.status.rawValue)\n".utf8))
         return r
     }
 
     static let headers = ["shape", "variant", "cache", "min", "bytes", "GB/s", "peak GB/s", "% peak", "status"]
     static let alignments: [Table.Alignment] = [.left, .left, .left, .right, .right, .right, .right, .right, .left]
+    /// attention-decode's table: the layout ceiling (reading in runs) after the read ceiling.
+    static let layoutHeaders = Array(headers.dropLast()) + ["run", "runs GB/s", "% runs", "status"]
+    static let layoutAlignments: [Table.Alignment] = Array(alignments.dropLast()) + [.right, .right, .right, .left]
 
     /// The tuned row of `w` (with `fixed` on top), when the database has one for the family, unless
     /// --param isa picks a single variant.
@@ -168,7 +192,7 @@ struct BandwidthBenchmark {
 
     mutating func attention(ctxs: [Int], batch: Int) {
         let f = AttentionDecode()
-        var t = Table(Self.headers, alignments: Self.alignments)
+        var t = Table(Self.layoutHeaders, alignments: Self.layoutAlignments)
         // Minimum times of the best target's rows and of the tuned rows, per context, for the ratios.
         var int4: [Int: Double] = [:], int8: [Int: Double] = [:]
         var tunedInt4: [Int: Double] = [:], tunedInt8: [Int: Double] = [:]
@@ -176,11 +200,15 @@ struct BandwidthBenchmark {
             let w = Workload(family: f.name, shape: ["b": batch, "hq": 32, "hkv": 32, "d": 128, "ctx": ctx])
             var rows: [Row] = []
             for cache in overrides["cache"].map({ [$0.description] }) ?? ["int4", "int8", "fp32"] {
-                rows += variants(f, fixed: ["cache": .name(cache)]).map { Row(family: f, workload: w, config: $0, bytes: AttentionDecode.kvBytes(w, $0), op: .read, label: variation?.label(f, $0)) }
+                rows += variants(f, fixed: ["cache": .name(cache)]).map {
+                    Row(family: f, workload: w, config: $0, bytes: AttentionDecode.kvBytes(w, $0), op: .read, label: variation?.label(f, $0), run: AttentionDecode.contiguousRun(w, $0))
+                }
                 // The runtime's lookup for this cache format: the workload names it (kvbits).
                 guard let format = KVCacheFormat(rawValue: cache) else { continue }
                 let tw = Workload(family: f.name, shape: w.shape.merging(["kvbits": format.bits]) { _, bits in bits })
-                if let c = tunedRow(f, tw) { rows.append(Row(family: f, workload: w, config: c, bytes: AttentionDecode.kvBytes(w, c), op: .read, label: "tuned")) }
+                if let c = tunedRow(f, tw) {
+                    rows.append(Row(family: f, workload: w, config: c, bytes: AttentionDecode.kvBytes(w, c), op: .read, label: "tuned", run: AttentionDecode.contiguousRun(w, c)))
+                }
             }
             for (row, r) in zip(rows, run(rows, into: &t)) {
                 guard let time = r.timing?.min, row.config["isa"]!.description != "portable" else { continue }
@@ -194,7 +222,7 @@ struct BandwidthBenchmark {
                 }
             }
         }
-        print("attention-decode (Llama-7B heads: hq = hkv = 32, d = 128, b = \(batch)) on \(machine.cpu.name): bytes = the KV cache read once; peak = peak-bandwidth read at that size, same threads, measured in this run; \(dataNote)")
+        print("attention-decode (Llama-7B heads: hq = hkv = 32, d = 128, b = \(batch)) on \(machine.cpu.name): bytes = the KV cache read once; peak = peak-bandwidth read at that size, same threads, measured in this run; run = the longest stretch of the cache the variant reads in order (one head's K or V codes of a block), runs = peak-bandwidth reading the same bytes in shuffled runs of that length (the layout's ceiling); \(dataNote)")
         print(t.render())
         for ctx in ctxs {
             let w = Workload(family: f.name, shape: ["b": batch, "hq": 32, "hkv": 32, "d": 128, "ctx": ctx])

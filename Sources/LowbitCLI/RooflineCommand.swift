@@ -116,7 +116,7 @@ struct RooflineMeasurement {
         let isa = bandwidth.bestTarget(on: context)
         for t in threads {
             let detector = PlateauDetector(topology: machine.topology, threads: t)
-            for op in PeakBandwidth.Operation.allCases {
+            for op in PeakBandwidth.Operation.sweeps {
                 var points: [Ceilings.SweepPoint] = []
                 for bytes in detector.sizes(fine: fine) {
                     var config = bandwidth.defaultConfiguration(isa: isa, machine: context)

@@ -412,6 +412,24 @@ struct AttentionRuleTests {
         #expect(AttentionDecode.kvBytes(w, fp32) == tokens * 2 * 2 * 512)
     }
 
+    @Test func contiguousRunIsOneHeadsBlockOfCodes() throws {
+        let w = Workload(family: family.name, shape: ["b": 1, "hq": 32, "hkv": 32, "d": 128, "ctx": 4096])
+        func run(_ overrides: [String: String]) throws -> Int {
+            AttentionDecode.contiguousRun(w, try family.configuration(overrides: overrides, machine: nil))
+        }
+        // A block's rows of one head: min(tb, page) rows of d / 2 (int4), d (int8) or 4 d (fp32) bytes.
+        #expect(try run(["cache": "int4", "page": "64", "tb": "32"]) == 32 * 64)
+        #expect(try run(["cache": "int8", "page": "64", "tb": "32"]) == 32 * 128)
+        #expect(try run(["cache": "fp32", "page": "64", "tb": "32"]) == 32 * 512)
+        #expect(try run(["cache": "int4", "page": "16", "tb": "64"]) == 16 * 64, "a block never crosses a page")
+        // Rounded down to a length peak-bandwidth takes: 24 rows of 64 bytes are 1536, read as 1024.
+        #expect(try run(["cache": "int4", "page": "32", "tb": "8"]) == 512)
+        #expect(try run(["cache": "fp32", "page": "64", "tb": "64"]) == 16384)
+        let small = Workload(family: family.name, shape: ["b": 1, "hq": 2, "hkv": 2, "d": 8, "ctx": 64])
+        #expect(AttentionDecode.contiguousRun(small, try family.configuration(overrides: ["cache": "int4", "tb": "4"], machine: nil)) == 256,
+                "shorter than any run length: the shortest")
+    }
+
     @Test func variantNamesAndHeaders() throws {
         let config = try family.configuration(overrides: ["isa": "avx2", "cache": "int8", "split": "4"], machine: nil)
         let source = try family.render(config)

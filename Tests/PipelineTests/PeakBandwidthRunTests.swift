@@ -20,4 +20,22 @@ struct PeakBandwidthRunTests {
             }
         }
     }
+
+    @Test func runsVerifyAtEveryDistanceAndLength() throws {
+        let runner = try Harness.runner()
+        let family = PeakBandwidth()
+        let threads = min(2, Harness.machine.topology.pus.count)
+        for isa in [ISATarget.portable, family.bestTarget(on: MachineContext(Harness.machine))] {
+            for (run, ahead) in [(256, 0), (1024, 1), (4096, 4), (16384, 2)] {
+                var config = family.defaultConfiguration(isa: isa, machine: nil)
+                config["op"] = .name("runs")
+                config["threads"] = .int(threads)
+                config["run"] = .int(run)
+                config["ahead"] = .int(ahead)
+                // 3 runs of 16 KiB per thread at most: `ahead` = 4 points past the end, which the kernel skips.
+                let r = runner.run(family, Workload(family: family.name, shape: ["bytes": threads * 3 * 16384]), config, verifyOnly: true)
+                #expect(r.status == .ok, "\(isa) run=\(run) ahead=\(ahead): \(r.message ?? "")")
+            }
+        }
+    }
 }
