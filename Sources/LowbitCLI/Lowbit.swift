@@ -18,6 +18,7 @@ public struct Lowbit: ParsableCommand {
             MachineCommand.self, CountersCommand.self, KernelsCommand.self, GenCommand.self, RunCommand.self,
             BenchCommand.self, TuneCommand.self, DbCommand.self, ExportCommand.self, ImportCommand.self,
             LookupCommand.self, AccuracyCommand.self, RooflineCommand.self, CompareCommand.self, ReportCommand.self, ModelCommand.self,
+            VerifyCommand.self,
             QuantizeCommand.self,
             WorkerCommand.self,
             GenerateCommand.self, ServeBenchCommand.self,

@@ -114,7 +114,7 @@ public final class KernelRunner {
         } catch {
             return failed(result, .loadError, "encode", "\(error)")
         }
-        let limit = callLimit(family, workload, config)
+        let limit = callLimit(family, workload, config, verifyOnly: verifyOnly)
         logger.debug("trial \(source.name) on \(workload): limit \(limit)")
         switch worker.call(payload, timeout: limit) {
         case .reply(let data):
@@ -149,11 +149,14 @@ public final class KernelRunner {
     }
 
     /// The limit for one worker call: verification (reference included) plus timing, where a run may
-    /// take `factor` x the best time seen for this workload, and never less than the floor.
-    func callLimit(_ family: any KernelFamily, _ workload: Workload, _ config: Configuration) -> Duration {
+    /// take `factor` x the best time seen for this workload, and never less than the floor. A call that
+    /// only verifies runs the kernel once: it is allowed two runs (the second for making the inputs and
+    /// packing them), not the timing's samples, so a hang is reported in seconds rather than minutes.
+    func callLimit(_ family: any KernelFamily, _ workload: Workload, _ config: Configuration, verifyOnly: Bool = false) -> Duration {
         // The Swift reference does at least ~0.2 G useful ops per second even in debug builds.
         let referenceSeconds = family.usefulOps(workload, config) / 0.2e9
         let perRun = timeLimit.limit(bestSeen: bestSeen[workload].map { Duration.seconds($0) })
+        if verifyOnly { return .seconds(referenceSeconds) + perRun * 2 }
         let runs = Double(policy.warmup + policy.minSamples + 1)
         // A cold sample first reads the eviction buffer (a few hundred MiB at worst, at >= 1 GB/s).
         let eviction: Duration = cold ? .seconds(Double(policy.minSamples + 1) * 0.3) : .zero

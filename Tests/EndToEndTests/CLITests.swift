@@ -260,3 +260,34 @@ struct BenchEndToEndTests {
         #expect(try Data(contentsOf: corrupt) == Data("not a database".utf8), "the file is left as it was")
     }
 }
+
+@Suite("lowbit verify end to end", .serialized)
+struct VerifyEndToEndTests {
+    let cache = FileManager.default.temporaryDirectory.appendingPathComponent("lowbit-verify-\(UUID().uuidString)")
+
+    @Test func verifiesWhatRunsAndCompilesWhatCannot() throws {
+        let cli = try LowbitBinary()
+        let result = try cli.run(["verify", "--family", "peak-bandwidth", "--isa", "portable", "--cache-dir", cache.path])
+        #expect(result.status == 0, "stderr: \(result.stderr)")
+        #expect(result.stdout.contains("5 verified, 0 failed, 0 compiled only"))
+        for op in ["read", "write", "copy", "triad", "runs"] { #expect(result.stdout.contains("peak_bandwidth_\(op)__portable")) }
+        #if arch(x86_64)
+        // A target hidden from the machine is compiled, not run.
+        let hidden = try cli.run(["verify", "--family", "silu-mul-quantize", "--cache-dir", cache.path], environment: ["LOWBIT_HIDE_ISA": "avx2"])
+        #expect(hidden.status == 0, "stderr: \(hidden.stderr)")
+        #expect(hidden.stdout.contains("atom_silu_mul_quantize__avx2") && hidden.stdout.contains("compiled only (avx2 needs avx2"))
+        #expect(hidden.stdout.contains("1 verified, 0 failed"))
+        #endif
+        let unknown = try cli.run(["verify", "--isa", "avx513"])
+        #expect(unknown.status != 0 && unknown.stderr.contains("--isa avx513: not a target"))
+    }
+
+    @Test func aVariantThatFailsFailsTheCommand() throws {
+        // test-faults misbehaves on request: crashes, a hang, wrong answers; none and slow pass.
+        let result = try LowbitBinary().run(["verify", "--family", "test-faults", "--cache-dir", cache.path])
+        #expect(result.status == 1, "stdout: \(result.stdout)")
+        #expect(result.stdout.contains("2 verified, 7 failed"))
+        #expect(result.stdout.contains("crashed: the variant died of SIGSEGV") && result.stdout.contains("verify-failed: 1 of 1000 outputs differ"))
+        #expect(result.stdout.contains("timeout: no answer after"))
+    }
+}

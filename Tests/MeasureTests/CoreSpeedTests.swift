@@ -13,9 +13,10 @@ struct CoreSpeedTests {
         let speed = CoreSpeed.measure(pus: pus, topology: topology, runs: 3)
         #expect(speed.pus == pus)
         #expect(speed.ghz.count == pus.count)
-        // Any core of this century runs a dependent add in well under 10 ns and cannot beat one per
-        // cycle at 10 GHz: a broken chain (optimized away, or timed wrongly) lands outside.
-        for ghz in speed.ghz { #expect(ghz > 0.1 && ghz < 10, "\(ghz) adds per ns") }
+        // Any core of this century runs a dependent add in well under 10 ns, and none clocks above
+        // about 6.2 GHz: a broken chain (optimized away, timed wrongly, or folded by the renamer, as
+        // adds of immediates are on Intel cores since Golden Cove: 5-10 "GHz" on a Xeon) lands outside.
+        for ghz in speed.ghz { #expect(ghz > 0.1 && ghz < 6.5, "\(ghz) adds per ns") }
         #expect(topology.currentThreadBinding() == before)
         #expect(speed.summary.hasPrefix("PU \(pus[0]) "))
         // x86-64 and aarch64 have a vector probe; one vector instruction does at most 2 x 64 byte
