@@ -51,7 +51,7 @@ struct VerifyCommand: ParsableCommand {
             cache: ArtifactCache(directory: cacheDir.map { URL(fileURLWithPath: $0) }), policy: policy, logger: logger)
         print("Checking kernel variants against their Swift references on \(machine.cpu.name) with \(compiler.version) (no timing)")
         var table = Table(["family", "target", "variant", "shape", "result"], alignments: [.left, .left, .left, .left, .left])
-        var verified = 0, failed = 0, compiledOnly = 0, skipped: [String] = []
+        var counts: [Outcome: Int] = [:], skipped: [String] = []
         for f in families {
             guard let shapes = KernelRegistry.verificationShapes[f.name] else {
                 skipped.append("\(f.name) (no verification shape: add one to KernelRegistry.verificationShapes)")
@@ -59,47 +59,57 @@ struct VerifyCommand: ParsableCommand {
             }
             for target in f.targets where targets.isEmpty || targets.contains(target) {
                 let runs = target.runs(on: machine.isa)
-                for (index, shape) in shapes.enumerated() {
+                // A target this machine cannot run is compiled once per distinct source, at the first shape.
+                var compiled = Set<String>()
+                for (index, shape) in shapes.enumerated() where runs || index == 0 {
                     let workload = Workload(family: f.name, shape: shape)
-                    let shapeText = workload.description.replacingOccurrences(of: "\(f.name) ", with: "")
-                    // Compile-only targets: each distinct source once.
-                    var compiled = Set<String>()
+                    let shapeText = runs ? workload.description.replacingOccurrences(of: "\(f.name) ", with: "") : "-"
                     for config in KernelRegistry.verificationConfigurations(f, isa: target, workload: workload, machine: context, vary: index == 0) {
+                        let (outcome, variant, detail): (Outcome, String, String)
                         if runs {
                             let r = runner.run(f, workload, config, verifyOnly: true)
-                            let passed = r.status == .ok
-                            if passed { verified += 1 } else { failed += 1 }
-                            let detail = passed ? (r.verification.map { "ok: \($0.checked) outputs, \($0.tolerance)" } ?? "ok") : "\(r.status.rawValue): \(r.message ?? "")"
-                            table.add([f.name, target.rawValue, r.variant ?? "-", shapeText, detail])
-                        } else if index == 0 {
-                            guard let source = try? f.render(config), compiled.insert(source.name).inserted else { continue }
-                            table.add([f.name, target.rawValue, source.name, "-", Self.compileOnly(source, target: target, compiler: compiler, counted: &compiledOnly, failed: &failed, machine: machine.isa)])
+                            outcome = r.status == .ok ? .verified : .failed
+                            variant = r.variant ?? "-"
+                            detail = r.status == .ok
+                                ? (r.verification.map { "ok: \($0.checked) outputs, \($0.tolerance)" } ?? "ok") : "\(r.status.rawValue): \(r.message ?? "")"
+                        } else {
+                            do {
+                                let source = try f.render(config)
+                                guard compiled.insert(source.name).inserted else { continue }
+                                variant = source.name
+                                (outcome, detail) = Self.compileOnly(source, target: target, compiler: compiler, machine: machine.isa)
+                            } catch {
+                                (outcome, variant, detail) = (.failed, "-", "render-error: \(error)")
+                            }
                         }
+                        counts[outcome, default: 0] += 1
+                        table.add([f.name, target.rawValue, variant, shapeText, detail])
                     }
                 }
             }
         }
         print(table.render())
-        var summary = "\(verified) verified, \(failed) failed, \(compiledOnly) compiled only (targets this machine cannot run)"
+        var summary = "\(counts[.verified] ?? 0) verified, \(counts[.failed] ?? 0) failed, \(counts[.compiledOnly] ?? 0) compiled only (targets this machine cannot run)"
+        if let missing = counts[.notCompiled] { summary += ", \(missing) not compiled (no toolchain for their architecture)" }
         if !skipped.isEmpty { summary += "; not checked: " + skipped.joined(separator: ", ") }
         print(summary)
-        if failed > 0 { throw ExitCode(1) }
+        if counts[.failed, default: 0] > 0 { throw ExitCode(1) }
     }
+
+    /// What became of one variant.
+    enum Outcome { case verified, failed, compiledOnly, notCompiled }
 
     /// Compiles a variant this machine cannot run (cross-compiling Arm code where the toolchain can) and
     /// says how it went.
-    static func compileOnly(_ source: KernelSource, target: ISATarget, compiler: CompilerInfo, counted: inout Int, failed: inout Int, machine: ISAFeatures) -> String {
+    static func compileOnly(_ source: KernelSource, target: ISATarget, compiler: CompilerInfo, machine: ISAFeatures) -> (Outcome, String) {
         let cross: CrossTarget? = target.compilesNatively(on: CPUArchitecture.current) ? nil : .aarch64Linux
-        let why = target.missingFeatures(on: machine) ?? "not usable here"
         do {
             try checkCompiles(CompileJob(name: source.name, source: source.code, flags: target.compilerFlags, compiler: compiler), target: cross)
-            counted += 1
-            return "compiled only (\(why))"
+            return (.compiledOnly, "compiled only (\(target.missingFeatures(on: machine) ?? "not usable here"))")
         } catch ToolchainError.crossTargetUnavailable(let reason) {
-            return "not compiled: \(reason)"
+            return (.notCompiled, "not compiled: \(reason)")
         } catch {
-            failed += 1
-            return "compile-error: \(error)"
+            return (.failed, "compile-error: \(error)")
         }
     }
 }
