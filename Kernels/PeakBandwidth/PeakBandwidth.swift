@@ -237,6 +237,8 @@ final class BandwidthInstance: KernelInstance {
     /// after thread), the run length in elements, and how many runs ahead the kernel prefetches.
     let order: AlignedBuffer
     let runElements: Int, ahead: Int
+    /// Runs in each thread's slice (op=runs; 0 otherwise).
+    let runsPerThread: Int
     private var output: UnsafeMutableRawPointer?
     let scalar: Float = 3
 
@@ -262,6 +264,7 @@ final class BandwidthInstance: KernelInstance {
         runElements = run / 4
         self.ahead = ahead
         let runs = op == .runs ? elementsPerThread / runElements : 0
+        runsPerThread = runs
         order = AlignedBuffer(byteCount: max(1, runs * threads) * 4)
         let slots = order.pointer.assumingMemoryBound(to: Int32.self)
         for t in 0..<threads where runs > 0 {
@@ -270,9 +273,6 @@ final class BandwidthInstance: KernelInstance {
             for (i, r) in shuffled.enumerated() { slots[t * runs + i] = r }
         }
     }
-
-    /// Runs in each thread's slice (op=runs).
-    var runsPerThread: Int { op == .runs ? elementsPerThread / runElements : 0 }
 
     /// Elements after which the inputs repeat.
     static let period = 16384
