@@ -39,10 +39,11 @@ public enum KernelRegistry {
     public static func verificationConfigurations(_ f: any KernelFamily, isa: ISATarget, workload: Workload, machine: MachineContext?, vary: Bool) -> [Configuration] {
         var base = f.defaultConfiguration(isa: isa, machine: machine)
         if f.parameter("threads") != nil { base["threads"] = .int(min(2, max(1, machine?.topology.pus.count ?? 2))) }
-        for (name, value) in f.workloadParameters(workload) { base[name] = value }
+        let fixedByWorkload = f.workloadParameters(workload)
+        for (name, value) in fixedByWorkload { base[name] = value }
         var configs = [base]
         if vary {
-            for spec in f.parameters where !verificationFixedParameters.contains(spec.name) && f.workloadParameters(workload)[spec.name] == nil {
+            for spec in f.parameters where !verificationFixedParameters.contains(spec.name) && fixedByWorkload[spec.name] == nil {
                 guard case .names(let values) = spec.domain else { continue }
                 for value in values where ParamValue.name(value) != base[spec.name] {
                     var c = base

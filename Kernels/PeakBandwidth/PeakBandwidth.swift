@@ -150,9 +150,7 @@ public struct PeakBandwidth: KernelFamily {
                 "step of 64 elements, so its requests are spread over the time the current run takes.",
             ])
             c.function("int32_t \(name)(const int32_t *base, const int32_t *order, size_t runs, size_t run_elems, size_t ahead, int passes)") { c in
-                c.declare("uint32_t", "total", "0")
-                c.forLoop("int p = 0", "p < passes", "p++") { c in
-                    c.lines(v.sumSetup)
+                Self.summedPasses(&c, v) { c in
                     c.forLoop("size_t r = 0", "r < runs", "r++") { c in
                         c.line("const int32_t *x = base + (size_t)order[r] * run_elems;")
                         c.line("const char *next = ahead > 0 && r + ahead < runs ? (const char *)(base + (size_t)order[r + ahead] * run_elems) : NULL;")
@@ -165,21 +163,13 @@ public struct PeakBandwidth: KernelFamily {
                             c.lines(v.sumStep)
                         }
                     }
-                    c.lines(v.sumFinish)
-                    c.line("total += part;")
                 }
-                c.line("return (int32_t)total;")
             }
         case .read:
             c.function("int32_t \(name)(const int32_t *x, size_t n, int passes)") { c in
-                c.declare("uint32_t", "total", "0")
-                c.forLoop("int p = 0", "p < passes", "p++") { c in
-                    c.lines(v.sumSetup)
+                Self.summedPasses(&c, v) { c in
                     c.forLoop("size_t i = 0", "i < n", "i += \(v.stride)") { c in c.lines(v.sumStep) }
-                    c.lines(v.sumFinish)
-                    c.line("total += part;")
                 }
-                c.line("return (int32_t)total;")
             }
         case .write:
             c.function("void \(name)(int32_t *x, size_t n, int passes, int32_t value)") { c in
@@ -203,6 +193,19 @@ public struct PeakBandwidth: KernelFamily {
             }
         }
         return KernelSource(name: name, isa: isa, code: c.description, symbols: ["kernel": name])
+    }
+
+    /// The body of a summing kernel (read, runs): `passes` times the dialect's partial sums over what
+    /// `sweep` emits, each pass's total added into the wrapping int32 result.
+    static func summedPasses(_ c: inout CSource, _ v: BandwidthDialect, sweep: (inout CSource) -> Void) {
+        c.declare("uint32_t", "total", "0")
+        c.forLoop("int p = 0", "p < passes", "p++") { c in
+            c.lines(v.sumSetup)
+            sweep(&c)
+            c.lines(v.sumFinish)
+            c.line("total += part;")
+        }
+        c.line("return (int32_t)total;")
     }
 
     public func makeInstance(workload: Workload, config: Configuration, symbols: SymbolTable, seed: UInt64) throws -> KernelInstance {
