@@ -199,14 +199,21 @@ public struct AttentionDecode: KernelFamily {
         return Double(tokens) * Double(workload["hkv"]) * 2 * Double(format.rowBytes(headDim: workload["d"]) + format.paramBytes)
     }
 
-    /// The longest stretch of the cache the variant reads in order before it jumps: one KV head's K (or
-    /// V) codes for a block, min(tb, page) rows (a block never crosses a page), rounded down to a run
-    /// length `peak-bandwidth op=runs` takes. The bandwidth tables hold each row against reading its
-    /// working set in runs of this length, the ceiling of its layout (the per-token parameters, a
-    /// fraction of the bytes, are left out of the model).
+    /// The longest stretch of the cache the variant reads in order before it jumps, rounded down to a run
+    /// length `peak-bandwidth op=runs` takes. A block shorter than a page reads min(tb, page) rows of one
+    /// KV head's K (then V) codes and jumps to the next head's rows; a block of exactly one page reads each
+    /// of the unit's KV heads' whole K and V blocks (codes and parameters), which lie one after another
+    /// in the page, so the stretch is all of them; a block of several pages reads one head's rows page by
+    /// page, a page's rows at a time. The bandwidth tables hold each row against reading its working set
+    /// in runs of this length, the ceiling of its layout.
     public static func contiguousRun(_ workload: Workload, _ config: Configuration) -> Int {
         let format = KVCacheFormat(rawValue: config.name("cache"))!
-        let bytes = min(config.int("tb"), config.int("page")) * format.rowBytes(headDim: workload["d"])
+        let tb = config.int("tb"), page = config.int("page")
+        let layout = KVPageLayout(format: format, pageTokens: page, kvHeads: workload["hkv"], headDim: workload["d"])
+        let bytes =
+            tb == page
+            ? min(config.int("heads"), workload["hkv"]) * 2 * layout.blockBytes
+            : min(tb, page) * layout.rowBytes
         return PeakBandwidth.runLengths.last { $0 <= bytes } ?? PeakBandwidth.runLengths[0]
     }
 

@@ -222,7 +222,7 @@ struct BandwidthBenchmark {
                 }
             }
         }
-        print("attention-decode (Llama-7B heads: hq = hkv = 32, d = 128, b = \(batch)) on \(machine.cpu.name): bytes = the KV cache read once; peak = peak-bandwidth read at that size, same threads, measured in this run; run = the longest stretch of the cache the variant reads in order (one head's K or V codes of a block), runs = peak-bandwidth reading the same bytes in shuffled runs of that length (the layout's ceiling); \(dataNote)")
+        print("attention-decode (Llama-7B heads: hq = hkv = 32, d = 128, b = \(batch)) on \(machine.cpu.name): bytes = the KV cache read once; peak = peak-bandwidth read at that size, same threads, measured in this run; run = the longest stretch of the cache the variant reads in order (one head's K or V codes of a block; with one-page blocks, the unit's heads' K and V blocks of the page), runs = peak-bandwidth reading the same bytes in shuffled runs of that length (the layout's ceiling); \(dataNote)")
         print(t.render())
         for ctx in ctxs {
             let w = Workload(family: f.name, shape: ["b": batch, "hq": 32, "hkv": 32, "d": 128, "ctx": ctx])

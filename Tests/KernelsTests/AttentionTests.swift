@@ -412,19 +412,29 @@ struct AttentionRuleTests {
         #expect(AttentionDecode.kvBytes(w, fp32) == tokens * 2 * 2 * 512)
     }
 
-    @Test func contiguousRunIsOneHeadsBlockOfCodes() throws {
+    @Test func contiguousRunFollowsTheBlockOrder() throws {
         let w = Workload(family: family.name, shape: ["b": 1, "hq": 32, "hkv": 32, "d": 128, "ctx": 4096])
         func run(_ overrides: [String: String]) throws -> Int {
             AttentionDecode.contiguousRun(w, try family.configuration(overrides: overrides, machine: nil))
         }
-        // A block's rows of one head: min(tb, page) rows of d / 2 (int4), d (int8) or 4 d (fp32) bytes.
+        // A block shorter than a page: min(tb, page) rows of one head, d / 2 (int4), d (int8) or 4 d (fp32) bytes.
         #expect(try run(["cache": "int4", "page": "64", "tb": "32"]) == 32 * 64)
         #expect(try run(["cache": "int8", "page": "64", "tb": "32"]) == 32 * 128)
         #expect(try run(["cache": "fp32", "page": "64", "tb": "32"]) == 32 * 512)
-        #expect(try run(["cache": "int4", "page": "16", "tb": "64"]) == 16 * 64, "a block never crosses a page")
+        // A block of several pages reads one head page by page.
+        #expect(try run(["cache": "int4", "page": "16", "tb": "64"]) == 16 * 64)
         // Rounded down to a length peak-bandwidth takes: 24 rows of 64 bytes are 1536, read as 1024.
         #expect(try run(["cache": "int4", "page": "32", "tb": "8"]) == 512)
-        #expect(try run(["cache": "fp32", "page": "64", "tb": "64"]) == 16384)
+        // A block of one page: the unit's heads' K and V blocks in a row. One int4 head: 2 * (64 * 64 + 64 * 8)
+        // bytes = 9216, read as 8192; two heads 18432 -> 16384; eight heads past the longest run; an fp32 head of 16
+        // tokens 2 * 8192.
+        #expect(try run(["cache": "int4", "page": "64", "tb": "64", "heads": "1"]) == 8192)
+        #expect(try run(["cache": "int4", "page": "64", "tb": "64", "heads": "2"]) == 16384)
+        #expect(try run(["cache": "int4", "page": "64", "tb": "64", "heads": "8"]) == PeakBandwidth.runLengths.last)
+        #expect(try run(["cache": "fp32", "page": "16", "tb": "16", "heads": "1"]) == 16384)
+        // The unit never holds more heads than the cache has.
+        let gqa = Workload(family: family.name, shape: ["b": 1, "hq": 8, "hkv": 1, "d": 128, "ctx": 4096])
+        #expect(AttentionDecode.contiguousRun(gqa, try family.configuration(overrides: ["cache": "int4", "page": "64", "tb": "64", "heads": "32"], machine: nil)) == 8192)
         let small = Workload(family: family.name, shape: ["b": 1, "hq": 2, "hkv": 2, "d": 8, "ctx": 64])
         #expect(AttentionDecode.contiguousRun(small, try family.configuration(overrides: ["cache": "int4", "tb": "4"], machine: nil)) == 256,
                 "shorter than any run length: the shortest")
