@@ -231,7 +231,7 @@ struct BandwidthBenchmark {
         for ctx in ctxs {
             if let a = int4[ctx], let b = int8[ctx] {
                 let tunedRatio = tunedInt4[ctx].flatMap { a in tunedInt8[ctx].map { String(format: "; tuned rows: %.2fx", $0 / a) } } ?? ""
-                print(String(format: "ctx %d: INT4 KV is %.2fx faster than INT8 KV (best target's default rows)", ctx, b / a) + tunedRatio)
+                print(String(format: "ctx %d: INT4 KV runs at %.2fx the speed of INT8 KV (INT8 time / INT4 time; best target's default rows)", ctx, b / a) + tunedRatio)
             }
         }
         if rounds > 1 { print("each row: its fastest of \(rounds) rounds, the rows of a context taking turns.") }
