@@ -8,10 +8,11 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 lowbit=${1:-.build/release/lowbit}
 cc=${CC:-$(command -v /opt/swift/usr/bin/clang || command -v cc)}
+page=64 heads=32   # the generated kernel's page and heads parameters; the harness is told the same
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-"$lowbit" gen attention-decode --param isa=avx2 --param cache=int4 --param dot=i8 --param page=64 --param tb=64 \
-    --param heads=32 --param prefetch=2 > "$work/kernel.c"
+"$lowbit" gen attention-decode --param isa=avx2 --param cache=int4 --param dot=i8 --param page=$page --param tb=$page \
+    --param heads=$heads --param prefetch=2 > "$work/kernel.c"
 python3 "$here/ablate.py" "$work/kernel.c" "$work"
 symbol=$(grep -oP 'size_t \K\w+(?=_page_bytes\()' "$work/kernel.c" | head -1)
 for v in full norope nov norope_nov; do
@@ -21,13 +22,13 @@ done
 "$cc" -O2 -mavx2 -Wall -Wextra -o "$work/harness" "$here/harness.c" -ldl -lm
 libs=("$work/full.so" "$work/norope.so" "$work/nov.so" "$work/norope_nov.so")
 echo "one thread, cache in L3 (b = 4, ctx 256):"
-PAGE=64 HEADS=32 taskset -c 0 "$work/harness" 4 32 256 30 "${libs[@]}" read
+PAGE=$page HEADS=$heads taskset -c 0 "$work/harness" 4 32 256 30 "${libs[@]}" read
 echo "one thread, from DRAM (b = 16, ctx 2048, about 118 MB):"
-PAGE=64 HEADS=32 taskset -c 0 "$work/harness" 16 32 2048 4 "${libs[@]}" read
+PAGE=$page HEADS=$heads taskset -c 0 "$work/harness" 16 32 2048 4 "${libs[@]}" read
 echo "two processes, one per core, each from DRAM on its own pool:"
 for lib in "${libs[@]}" read; do
-    PAGE=64 HEADS=32 taskset -c 0 "$work/harness" 16 32 2048 4 "$lib" > "$work/p0.txt" &
-    PAGE=64 HEADS=32 taskset -c 1 "$work/harness" 16 32 2048 4 "$lib" > "$work/p1.txt"
+    PAGE=$page HEADS=$heads taskset -c 0 "$work/harness" 16 32 2048 4 "$lib" > "$work/p0.txt" &
+    PAGE=$page HEADS=$heads taskset -c 1 "$work/harness" 16 32 2048 4 "$lib" > "$work/p1.txt"
     wait
     cat "$work/p0.txt" "$work/p1.txt"
 done
